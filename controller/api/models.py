@@ -1,0 +1,445 @@
+"""Pydantic models of both custom resources' spec and status.
+
+These models are the single source of truth for the API: the CRD YAML in
+``crds/`` is generated from them (``controller.api.crdgen``), the operator
+parses every object through them, and ``regaccess plan`` validates manifests
+with them. Field names are a contract with users' Git repositories: add fields,
+never rename them.
+
+Only rules that a structural OpenAPI schema can express live here (types,
+enums, patterns, lengths, ranges). Rules that span fields or need the cluster
+(for example "recovery window and force delete are exclusive", or the default
+secret name) live in ``controller.api.validation`` so that one function gives
+every semantic error with its field path.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GROUP = "regaccess.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# AWS patterns, kept here because both the CRD schema and the validators use them.
+ACCOUNT_ID_PATTERN = r"^[0-9]{12}$"
+REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$"
+ROLE_ARN_PATTERN = r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$"
+SECRET_NAME_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"
+ORGANIZATION_ID_PATTERN = r"^o-[a-z0-9]{10,32}$"
+# ECR repository names: lower-case components separated by / . _ -
+ECR_REPOSITORY_PATTERN = r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
+# Pull-through cache prefix: 2-30 characters (ECR's own pattern) or the literal ROOT.
+ECR_PREFIX_PATTERN = r"^(ROOT|(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*)$"
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$"
+K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# Role names or role ARNs, as users list them under grants.executionRoles.
+ROLE_NAME_OR_ARN_PATTERN = (
+    r"^([A-Za-z0-9_+=,.@-]{1,64}|arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512})$"
+)
+# Inline policy names (IAM: 1-128 characters of [A-Za-z0-9_+=,.@-]).
+POLICY_NAME_PATTERN = r"^[A-Za-z0-9_+=,.@-]{1,128}$"
+TASK_FAMILY_PATTERN = r"^[a-zA-Z0-9_-]{1,255}$"
+JOB_DEFINITION_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,128}$"
+
+
+RoleNameOrArn = Annotated[str, Field(pattern=ROLE_NAME_OR_ARN_PATTERN, max_length=2048)]
+RepositoryName = Annotated[str, Field(pattern=ECR_REPOSITORY_PATTERN, min_length=2, max_length=256)]
+ContainerName = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class _Model(BaseModel):
+    """Base: camelCase names exactly as written in manifests; unknown fields rejected."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=True)
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class DeletionPolicy(str, Enum):
+    Delete = "Delete"
+    Retain = "Retain"
+
+
+class DriftPolicy(str, Enum):
+    Remediate = "Remediate"
+    Report = "Report"
+
+
+class UpstreamRegistry(str, Enum):
+    """ECR's own API values for the upstreams that take credentials."""
+
+    docker_hub = "docker-hub"
+    github_container_registry = "github-container-registry"
+    gitlab_container_registry = "gitlab-container-registry"
+    azure_container_registry = "azure-container-registry"
+
+
+class Access(str, Enum):
+    Pull = "Pull"
+    Push = "Push"
+    PullPush = "PullPush"
+
+
+# --------------------------------------------------------------------------- RegistryCredential spec
+
+
+class SecretRef(_Model):
+    name: str = Field(
+        description="Name of a Secret in the RegistryCredential's own namespace "
+        "(other namespaces are never read).",
+        min_length=1,
+        max_length=253,
+        pattern=K8S_NAME_PATTERN,
+    )
+
+
+class Source(_Model):
+    secretRef: SecretRef = Field(description="The Kubernetes Secret that holds the credential.")
+    registry: str | None = Field(
+        default=None,
+        description="For kubernetes.io/dockerconfigjson Secrets: the registry entry to use "
+        "(key of .auths, for example https://index.docker.io/v1/ or ghcr.io). Required when "
+        "the Secret has more than one entry.",
+        min_length=1,
+        max_length=512,
+    )
+    usernameKey: str = Field(
+        default="username",
+        description="For Opaque Secrets: the data key that holds the username.",
+        min_length=1,
+        max_length=253,
+    )
+    passwordKey: str = Field(
+        default="password",
+        description="For Opaque Secrets: the data key that holds the password or access token.",
+        min_length=1,
+        max_length=253,
+    )
+
+
+class SecretSpec(_Model):
+    name: str | None = Field(
+        default=None,
+        description="Secrets Manager secret name. Default regaccess/<namespace>/<name>, or "
+        "ecr-pullthroughcache/<namespace>/<name> with a pull-through cache. 1-512 characters "
+        "of ASCII letters, digits and /_+=.@-, not ending in a hyphen followed by six "
+        "characters (AWS reserves that for the ARN suffix).",
+        min_length=1,
+        max_length=512,
+        pattern=SECRET_NAME_PATTERN,
+    )
+    kmsKeyId: str | None = Field(
+        default=None,
+        description="Customer managed KMS key (key ID, key ARN, alias name or alias ARN) that "
+        "encrypts the secret. Default: the aws/secretsmanager key. Not allowed with a "
+        "pull-through cache.",
+        min_length=1,
+        max_length=2048,
+    )
+    description: str | None = Field(
+        default=None, description="Secret description.", max_length=2048
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra tags on the secret. Keys starting with regaccess.io/ are reserved.",
+    )
+    recoveryWindowInDays: int | None = Field(
+        default=None,
+        description="Days Secrets Manager keeps a deleted secret recoverable (7-30; AWS "
+        "default 30). Exclusive with forceDeleteWithoutRecovery.",
+        ge=7,
+        le=30,
+    )
+    forceDeleteWithoutRecovery: bool | None = Field(
+        default=None,
+        description="Delete the secret at once, without a recovery window. Exclusive with "
+        "recoveryWindowInDays.",
+    )
+
+
+class Grants(_Model):
+    executionRoles: list[RoleNameOrArn] = Field(
+        default_factory=list,
+        description="ECS/Batch task execution roles (names or ARNs) that receive an inline "
+        "policy allowing secretsmanager:GetSecretValue on exactly this secret (and "
+        "kms:Decrypt on its customer managed key).",
+    )
+    policyName: str | None = Field(
+        default=None,
+        description="Inline policy name. Default regaccess-<namespace>-<name> (at most 128 "
+        "characters).",
+        min_length=1,
+        max_length=128,
+        pattern=POLICY_NAME_PATTERN,
+    )
+
+
+class EcsTaskDefinitionConsumer(_Model):
+    family: str = Field(
+        description="ECS task definition family.", pattern=TASK_FAMILY_PATTERN
+    )
+    containers: list[ContainerName] | None = Field(
+        default=None,
+        description="Container names that pull from the private registry. Default: all "
+        "containers of the latest ACTIVE revision.",
+    )
+
+
+class BatchJobDefinitionConsumer(_Model):
+    name: str = Field(
+        description="AWS Batch job definition name.", pattern=JOB_DEFINITION_NAME_PATTERN
+    )
+
+
+class Consumers(_Model):
+    ecsTaskDefinitions: list[EcsTaskDefinitionConsumer] = Field(
+        default_factory=list,
+        description="Task definition families whose containers reference the secret through "
+        "repositoryCredentials.credentialsParameter.",
+    )
+    batchJobDefinitions: list[BatchJobDefinitionConsumer] = Field(
+        default_factory=list,
+        description="Batch job definitions whose containerProperties reference the secret.",
+    )
+
+
+class PullThroughCache(_Model):
+    upstreamRegistry: UpstreamRegistry = Field(
+        description="Upstream registry, as ECR's API names it."
+    )
+    upstreamRegistryUrl: str | None = Field(
+        default=None,
+        description="Upstream registry URL. Defaulted per upstream (registry-1.docker.io, "
+        "ghcr.io, registry.gitlab.com); required for azure-container-registry "
+        "(<name>.azurecr.io).",
+        min_length=1,
+        max_length=512,
+    )
+    ecrRepositoryPrefix: str = Field(
+        description="ECR repository prefix of the rule: 2-30 characters, or ROOT.",
+        min_length=2,
+        max_length=30,
+        pattern=ECR_PREFIX_PATTERN,
+    )
+
+
+class RegistryCredentialSpec(_Model):
+    source: Source = Field(description="Where the credential comes from.")
+    secret: SecretSpec = Field(
+        default_factory=SecretSpec, description="The Secrets Manager secret that holds it."
+    )
+    region: str | None = Field(
+        default=None,
+        description="AWS Region to act in. Default: the operator's AWS_REGION.",
+        pattern=REGION_PATTERN,
+    )
+    roleArn: str | None = Field(
+        default=None,
+        description="Role to assume to act in another account.",
+        pattern=ROLE_ARN_PATTERN,
+    )
+    externalId: str | None = Field(
+        default=None,
+        description="External ID for assuming roleArn.",
+        pattern=EXTERNAL_ID_PATTERN,
+    )
+    grants: Grants = Field(
+        default_factory=Grants, description="IAM inline policies on task execution roles."
+    )
+    consumers: Consumers = Field(
+        default_factory=Consumers,
+        description="ECS task definitions and Batch job definitions to wire to the secret.",
+    )
+    pullThroughCache: PullThroughCache | None = Field(
+        default=None,
+        description="Keep an ECR pull-through cache rule whose upstream credential is this "
+        "secret.",
+    )
+    adoptExisting: bool = Field(
+        default=False,
+        description="Take over AWS objects that already exist without the regaccess.io/owner "
+        "tag (a secret, a pull-through cache rule) instead of reporting a conflict.",
+    )
+    deletionPolicy: DeletionPolicy = Field(
+        default=DeletionPolicy.Delete,
+        description="Delete: remove the AWS objects with the resource. Retain: leave them.",
+    )
+    driftPolicy: DriftPolicy = Field(
+        default=DriftPolicy.Remediate,
+        description="Remediate: repair manual changes in AWS. Report: only report them.",
+    )
+
+
+# --------------------------------------------------------------------------- CrossAccountRepoAccess spec
+
+
+class Principal(_Model):
+    accountId: str | None = Field(
+        default=None,
+        description="A whole AWS account (becomes arn:aws:iam::<id>:root).",
+        pattern=ACCOUNT_ID_PATTERN,
+    )
+    roleArn: str | None = Field(
+        default=None, description="One IAM role.", pattern=ROLE_ARN_PATTERN
+    )
+    organizationId: str | None = Field(
+        default=None,
+        description="A whole AWS Organization (Principal * with an aws:PrincipalOrgID "
+        "condition).",
+        pattern=ORGANIZATION_ID_PATTERN,
+    )
+
+
+class RepoGrant(_Model):
+    principals: list[Principal] = Field(
+        description="Who is granted access; each entry sets exactly one of accountId, "
+        "roleArn, organizationId.",
+        min_length=1,
+    )
+    access: Access = Field(description="Pull, Push or PullPush.")
+
+
+class CrossAccountRepoAccessSpec(_Model):
+    region: str | None = Field(
+        default=None,
+        description="AWS Region of the repositories. Default: the operator's AWS_REGION.",
+        pattern=REGION_PATTERN,
+    )
+    roleArn: str | None = Field(
+        default=None, description="Role to assume to act in another account.", pattern=ROLE_ARN_PATTERN
+    )
+    externalId: str | None = Field(
+        default=None, description="External ID for assuming roleArn.", pattern=EXTERNAL_ID_PATTERN
+    )
+    repositories: list[RepositoryName] = Field(
+        description="ECR repository names whose policies carry the grants.",
+        min_length=1,
+    )
+    grants: list[RepoGrant] = Field(description="Grants to keep.", min_length=1)
+    deletionPolicy: DeletionPolicy = Field(
+        default=DeletionPolicy.Delete,
+        description="Delete: remove the owned statements with the resource. Retain: leave them.",
+    )
+    driftPolicy: DriftPolicy = Field(
+        default=DriftPolicy.Remediate,
+        description="Remediate: repair manual changes in AWS. Report: only report them.",
+    )
+
+
+# --------------------------------------------------------------------------- status
+
+
+class Condition(_Model):
+    type: str = Field(description="Ready, Synced or Drifted.")
+    status: str = Field(description="True, False or Unknown.")
+    reason: str = Field(description="Stable CamelCase reason (see docs/conditions.md).")
+    message: str = Field(default="", description="Human-readable detail; never secret material.")
+    lastTransitionTime: str | None = Field(default=None, description="RFC 3339 time.")
+    observedGeneration: int | None = Field(default=None, description="Generation evaluated.")
+
+
+class DriftRecord(_Model):
+    object: str = Field(description="The AWS object, for example secret or rolePolicy/my-role.")
+    field: str = Field(description="The field found changed.")
+    time: str = Field(description="When it was found (RFC 3339).")
+    remediated: bool = Field(default=False, description="Whether the operator repaired it.")
+
+
+class ManagedObject(_Model):
+    """One AWS object the operator manages, as shown in status."""
+
+    kind: str = Field(description="rolePolicy, taskDefinition, jobDefinition or pullThroughCacheRule.")
+    name: str = Field(description="Role name, family, job definition name or prefix.")
+    arn: str | None = Field(default=None, description="ARN of the object or of the revision kept.")
+    state: str = Field(description="Synced, Pending, Conflict, Error or Retained.")
+    message: str = Field(default="", description="Why, when not Synced.")
+
+
+class PullThroughCacheStatus(_Model):
+    ecrRepositoryPrefix: str
+    upstreamRegistryUrl: str
+    credentialArn: str | None = None
+
+
+class RegistryCredentialStatus(_Model):
+    observedGeneration: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    secretName: str | None = None
+    secretArn: str | None = None
+    secretVersionId: str | None = Field(
+        default=None, description="Secrets Manager version the operator last wrote or verified."
+    )
+    kmsKeyArn: str | None = None
+    sourceResourceVersion: str | None = Field(
+        default=None,
+        description="resourceVersion of the source Secret whose value was last synced.",
+    )
+    managed: list[ManagedObject] = Field(
+        default_factory=list,
+        description="Role policies, task/job definition revisions and the pull-through cache rule kept.",
+    )
+    pullThroughCacheRule: PullThroughCacheStatus | None = None
+    lastSyncTime: str | None = None
+    lastDriftCheckTime: str | None = None
+    drift: list[DriftRecord] = Field(default_factory=list, description="Most recent drift, bounded.")
+
+
+class RepositoryStatus(_Model):
+    name: str
+    arn: str | None = None
+    synced: bool = False
+    message: str = ""
+
+
+class CrossAccountRepoAccessStatus(_Model):
+    observedGeneration: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    repositories: list[RepositoryStatus] = Field(default_factory=list)
+    lastSyncTime: str | None = None
+    lastDriftCheckTime: str | None = None
+    drift: list[DriftRecord] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+class KindInfo(BaseModel):
+    """What crdgen and the handlers need to know about one custom resource kind."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: list[str]
+    spec_model: type[BaseModel]
+    status_model: type[BaseModel]
+    description: str
+
+
+REGISTRY_CREDENTIAL = KindInfo(
+    kind="RegistryCredential",
+    plural="registrycredentials",
+    singular="registrycredential",
+    short_names=["regcred"],
+    spec_model=RegistryCredentialSpec,
+    status_model=RegistryCredentialStatus,
+    description="A private-registry credential kept in AWS Secrets Manager, with the IAM, "
+    "ECS, Batch and ECR objects that use it.",
+)
+
+CROSS_ACCOUNT_REPO_ACCESS = KindInfo(
+    kind="CrossAccountRepoAccess",
+    plural="crossaccountrepoaccesses",
+    singular="crossaccountrepoaccess",
+    short_names=["xrepo"],
+    spec_model=CrossAccountRepoAccessSpec,
+    status_model=CrossAccountRepoAccessStatus,
+    description="Statements in ECR repository policies that let other AWS accounts, roles or "
+    "an AWS Organization pull and/or push.",
+)
+
+KINDS = [REGISTRY_CREDENTIAL, CROSS_ACCOUNT_REPO_ACCESS]

@@ -1,0 +1,50 @@
+"""Condition types and the stable CamelCase reasons the operator sets.
+
+Every reason here is documented in docs/conditions.md (cause and fix); a unit
+test fails when one is missing there. Reasons are API: dashboards, alerts and
+users' scripts match on them, so never rename one.
+"""
+
+from __future__ import annotations
+
+# Condition types.
+READY = "Ready"
+SYNCED = "Synced"
+DRIFTED = "Drifted"
+
+# Success / neutral.
+RECONCILED = "Reconciled"
+NO_DRIFT = "NoDrift"
+DRIFT_REMEDIATED = "DriftRemediated"
+DRIFT_REPORTED = "DriftReported"
+RECONCILING = "Reconciling"
+DELETING = "Deleting"
+
+# Bad input (terminal until the spec or the source Secret changes).
+INVALID_SPEC = "InvalidSpec"
+INVALID_SECRET_NAME = "InvalidSecretName"
+INVALID_DELETION_SETTINGS = "InvalidDeletionSettings"
+SOURCE_SECRET_NOT_FOUND = "SourceSecretNotFound"
+SOURCE_SECRET_INVALID = "SourceSecretInvalid"
+SOURCE_KEY_MISSING = "SourceKeyMissing"
+SOURCE_REGISTRY_NOT_FOUND = "SourceRegistryNotFound"
+SECRET_VALUE_TOO_LARGE = "SecretValueTooLarge"
+INVALID_POLICY_NAME = "InvalidPolicyName"
+INVALID_PULL_THROUGH_CACHE = "InvalidPullThroughCache"
+INVALID_GRANT = "InvalidGrant"
+
+# AWS state.
+OWNERSHIP_CONFLICT = "OwnershipConflict"
+AWS_THROTTLED = "AwsThrottled"
+AWS_UNAVAILABLE = "AwsUnavailable"
+AWS_ACCESS_DENIED = "AwsAccessDenied"
+AWS_REJECTED = "AwsRejected"
+AWS_ERROR = "AwsError"
+DEPENDENCY_MISSING = "DependencyMissing"
+SECRET_PENDING_DELETION = "SecretPendingDeletion"
+
+ALL_REASONS = sorted(
+    value
+    for name, value in dict(globals()).items()
+    if name.isupper() and isinstance(value, str) and name not in ("READY", "SYNCED", "DRIFTED")
+)

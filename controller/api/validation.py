@@ -1,0 +1,242 @@
+"""Validate a custom resource before any AWS call (pure).
+
+One entry point per kind returns either a resolved, defaulted view of the
+resource or a list of problems, each naming the field and the rule broken.
+The operator, ``regaccess plan`` and the tests all use these functions, so a
+manifest is judged the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from controller.api import reasons
+from controller.api.models import (
+    RegistryCredentialSpec,
+    UpstreamRegistry,
+)
+
+OWNER_TAG = "regaccess.io/owner"
+RESERVED_TAG_PREFIXES = ("regaccess.io/", "aws:")
+SECRET_NAME_MAX = 512
+SECRET_VALUE_MAX_BYTES = 65_536
+POLICY_NAME_MAX = 128
+PTC_SECRET_PREFIX = "ecr-pullthroughcache/"
+# AWS appends "-" and six random characters to a secret's ARN; a name that already
+# ends like that makes partial-ARN lookups ambiguous, so AWS says not to.
+_ARN_SUFFIX_COLLISION = re.compile(r"-.{6}$")
+_SECRET_NAME_CHARS = re.compile(r"^[A-Za-z0-9/_+=.@-]+$")
+_AZURE_URL = re.compile(r"^[a-z0-9]{5,50}\.azurecr\.io$")
+
+UPSTREAM_DEFAULT_URLS = {
+    UpstreamRegistry.docker_hub.value: "registry-1.docker.io",
+    UpstreamRegistry.github_container_registry.value: "ghcr.io",
+    UpstreamRegistry.gitlab_container_registry.value: "registry.gitlab.com",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: a condition reason, the field path and a message naming the rule."""
+
+    reason: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ResolvedRegistryCredential:
+    """A RegistryCredential with every default applied; what reconcile works from."""
+
+    namespace: str
+    name: str
+    spec: RegistryCredentialSpec
+    secret_name: str
+    policy_name: str
+    owner: str  # value of the regaccess.io/owner tag
+    upstream_url: str | None
+
+
+def owner_value(cluster_id: str, namespace: str, name: str) -> str:
+    return f"{cluster_id}/{namespace}/{name}"
+
+
+def pydantic_problems(error: pydantic.ValidationError, prefix: str = "spec") -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        path = ".".join([prefix, *(str(p) for p in item["loc"])])
+        # pydantic messages quote the rule ("String should match pattern ..."), never
+        # secret material: specs hold no secrets.
+        problems.append(Problem(reasons.INVALID_SPEC, path, item["msg"]))
+    return problems
+
+
+def secret_name_problems(name: str, field: str, *, pull_through_cache: bool) -> list[Problem]:
+    problems = []
+    if not 1 <= len(name) <= SECRET_NAME_MAX:
+        problems.append(Problem(reasons.INVALID_SECRET_NAME, field, f"must be 1-{SECRET_NAME_MAX} characters"))
+    if not _SECRET_NAME_CHARS.match(name):
+        problems.append(
+            Problem(reasons.INVALID_SECRET_NAME, field, "may contain only ASCII letters, digits and /_+=.@-")
+        )
+    if _ARN_SUFFIX_COLLISION.search(name):
+        problems.append(
+            Problem(
+                reasons.INVALID_SECRET_NAME,
+                field,
+                f"{name!r} ends with a hyphen followed by six characters, which AWS reserves for "
+                "the ARN suffix; set spec.secret.name to a name that does not",
+            )
+        )
+    if pull_through_cache and not name.startswith(PTC_SECRET_PREFIX):
+        problems.append(
+            Problem(
+                reasons.INVALID_PULL_THROUGH_CACHE,
+                field,
+                f"a pull-through cache credential's secret name must start with {PTC_SECRET_PREFIX!r}",
+            )
+        )
+    return problems
+
+
+def _tag_problems(tags: dict[str, str]) -> list[Problem]:
+    problems = []
+    for key, value in tags.items():
+        field = f"spec.secret.tags[{key}]"
+        if key.startswith(RESERVED_TAG_PREFIXES):
+            problems.append(Problem(reasons.INVALID_SPEC, field, "tag keys starting with regaccess.io/ or aws: are reserved"))
+        if not 1 <= len(key) <= 128:
+            problems.append(Problem(reasons.INVALID_SPEC, field, "tag keys must be 1-128 characters"))
+        if len(value) > 256:
+            problems.append(Problem(reasons.INVALID_SPEC, field, "tag values must be at most 256 characters"))
+    if len(tags) > 49:  # AWS allows 50 tags; one is the owner tag.
+        problems.append(Problem(reasons.INVALID_SPEC, "spec.secret.tags", "at most 49 tags (the owner tag is the 50th)"))
+    return problems
+
+
+def _role_key(role: str) -> str:
+    return role.rsplit("/", 1)[-1] if role.startswith("arn:") else role
+
+
+def validate_registry_credential(
+    namespace: str, name: str, spec: dict[str, Any], *, cluster_id: str
+) -> tuple[ResolvedRegistryCredential | None, list[Problem]]:
+    """Parse and check a RegistryCredential spec; returns (resolved, []) or (None, problems)."""
+    try:
+        model = RegistryCredentialSpec.model_validate(spec or {})
+    except pydantic.ValidationError as error:
+        return None, pydantic_problems(error)
+
+    problems: list[Problem] = []
+    ptc = model.pullThroughCache
+    default_prefix = PTC_SECRET_PREFIX if ptc else "regaccess/"
+    secret_name = model.secret.name or f"{default_prefix}{namespace}/{name}"
+    problems += secret_name_problems(secret_name, "spec.secret.name", pull_through_cache=ptc is not None)
+
+    if model.secret.recoveryWindowInDays is not None and model.secret.forceDeleteWithoutRecovery:
+        problems.append(
+            Problem(
+                reasons.INVALID_DELETION_SETTINGS,
+                "spec.secret",
+                "recoveryWindowInDays and forceDeleteWithoutRecovery are exclusive; set one",
+            )
+        )
+    problems += _tag_problems(model.secret.tags)
+
+    policy_name = model.grants.policyName or f"regaccess-{namespace}-{name}"
+    if len(policy_name) > POLICY_NAME_MAX:
+        problems.append(
+            Problem(
+                reasons.INVALID_POLICY_NAME,
+                "spec.grants.policyName",
+                f"the default policy name is {len(policy_name)} characters (IAM allows "
+                f"{POLICY_NAME_MAX}); set spec.grants.policyName",
+            )
+        )
+    seen: dict[str, str] = {}
+    for index, role in enumerate(model.grants.executionRoles):
+        key = _role_key(role)
+        if key in seen:
+            problems.append(
+                Problem(
+                    reasons.INVALID_SPEC,
+                    f"spec.grants.executionRoles[{index}]",
+                    f"role {role!r} is listed twice (also as {seen[key]!r})",
+                )
+            )
+        seen[key] = role
+    families = [c.family for c in model.consumers.ecsTaskDefinitions]
+    for family in {f for f in families if families.count(f) > 1}:
+        problems.append(
+            Problem(reasons.INVALID_SPEC, "spec.consumers.ecsTaskDefinitions", f"family {family!r} is listed twice")
+        )
+    jobs = [c.name for c in model.consumers.batchJobDefinitions]
+    for job in {j for j in jobs if jobs.count(j) > 1}:
+        problems.append(
+            Problem(reasons.INVALID_SPEC, "spec.consumers.batchJobDefinitions", f"job definition {job!r} is listed twice")
+        )
+
+    upstream_url = None
+    if ptc is not None:
+        if model.secret.kmsKeyId:
+            problems.append(
+                Problem(
+                    reasons.INVALID_PULL_THROUGH_CACHE,
+                    "spec.secret.kmsKeyId",
+                    "a pull-through cache credential must use the default aws/secretsmanager key; "
+                    "remove kmsKeyId",
+                )
+            )
+        upstream_url = ptc.upstreamRegistryUrl or UPSTREAM_DEFAULT_URLS.get(ptc.upstreamRegistry)
+        if upstream_url is None:
+            problems.append(
+                Problem(
+                    reasons.INVALID_PULL_THROUGH_CACHE,
+                    "spec.pullThroughCache.upstreamRegistryUrl",
+                    "required for azure-container-registry (<name>.azurecr.io)",
+                )
+            )
+        elif ptc.upstreamRegistry == UpstreamRegistry.azure_container_registry.value and not _AZURE_URL.match(
+            upstream_url
+        ):
+            problems.append(
+                Problem(
+                    reasons.INVALID_PULL_THROUGH_CACHE,
+                    "spec.pullThroughCache.upstreamRegistryUrl",
+                    "must be <name>.azurecr.io for azure-container-registry",
+                )
+            )
+    if problems:
+        return None, problems
+    return (
+        ResolvedRegistryCredential(
+            namespace=namespace,
+            name=name,
+            spec=model,
+            secret_name=secret_name,
+            policy_name=policy_name,
+            owner=owner_value(cluster_id, namespace, name),
+            upstream_url=upstream_url,
+        ),
+        [],
+    )
+
+
+def secret_value_problems(value: str) -> list[Problem]:
+    size = len(value.encode("utf-8"))
+    if size > SECRET_VALUE_MAX_BYTES:
+        return [
+            Problem(
+                reasons.SECRET_VALUE_TOO_LARGE,
+                "spec.source.secretRef",
+                f"the credential is {size} bytes as JSON; Secrets Manager allows {SECRET_VALUE_MAX_BYTES}",
+            )
+        ]
+    return []

@@ -1,0 +1,125 @@
+"""The one boto3 client factory.
+
+Every AWS module receives its client from here, so region, assumed role,
+endpoint URL, retry mode and the per-call hooks (metrics, rate limits) are set
+in one place. Clients are cached per (service, region, role, external ID):
+creating a boto3 client costs milliseconds and memory, and a resync of 1,000
+resources must not create 1,000 clients.
+
+AWS configuration is the standard chain and nothing bespoke: AWS_REGION /
+AWS_DEFAULT_REGION, credentials from the environment, profile, web identity
+(IRSA) or instance metadata, and AWS_ENDPOINT_URL (honoured by botocore itself)
+to point at moto or LocalStack. ``roleArn`` is assumed with botocore's own
+refreshable credentials, so assumed-role credentials are cached and renewed
+before they expire.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+
+# Hooks get (event_name, **kwargs) from botocore's event system; registered on every client.
+ClientHook = tuple[str, Callable[..., Any]]
+
+
+class ClientFactory:
+    """Creates and caches boto3 clients; thread-safe (reconciles run in worker threads)."""
+
+    def __init__(
+        self,
+        *,
+        retry_mode: str = "standard",
+        max_attempts: int = 5,
+        max_pool_connections: int = 50,
+        hooks: list[ClientHook] | None = None,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        self._session = session or boto3.session.Session()
+        self._config = Config(
+            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            max_pool_connections=max_pool_connections,
+            connect_timeout=10,
+            read_timeout=30,
+            user_agent_extra="regaccess",
+        )
+        self._hooks = list(hooks or [])
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
+        self._role_sessions: dict[tuple[str, str | None], boto3.session.Session] = {}
+
+    @property
+    def default_region(self) -> str | None:
+        return self._session.region_name
+
+    def add_hook(self, event: str, handler: Callable[..., Any]) -> None:
+        """Register a botocore event hook on every client made from now on and made before."""
+        with self._lock:
+            self._hooks.append((event, handler))
+            for client in self._clients.values():
+                client.meta.events.register(event, handler)
+
+    def _assumed_session(self, role_arn: str, external_id: str | None) -> boto3.session.Session:
+        key = (role_arn, external_id)
+        cached = self._role_sessions.get(key)
+        if cached is not None:
+            return cached
+        extra: dict[str, Any] = {"RoleSessionName": "regaccess"}
+        if external_id:
+            extra["ExternalId"] = external_id
+        fetcher = AssumeRoleCredentialFetcher(
+            client_creator=self._session._session.create_client,  # noqa: SLF001 - botocore API
+            source_credentials=self._session._session.get_credentials(),  # noqa: SLF001
+            role_arn=role_arn,
+            extra_args=extra,
+        )
+        credentials = DeferredRefreshableCredentials(
+            method="assume-role", refresh_using=fetcher.fetch_credentials
+        )
+        core = botocore.session.Session()
+        core._credentials = credentials  # noqa: SLF001 - the documented way to inject refreshable creds
+        session = boto3.session.Session(botocore_session=core, region_name=self._session.region_name)
+        self._role_sessions[key] = session
+        return session
+
+    def client(
+        self,
+        service: str,
+        *,
+        region: str | None = None,
+        role_arn: str | None = None,
+        external_id: str | None = None,
+    ) -> Any:
+        region = region or self._session.region_name
+        key = (service, region, role_arn, external_id)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                return client
+            session = self._assumed_session(role_arn, external_id) if role_arn else self._session
+            client = session.client(service, region_name=region, config=self._config)
+            for event, handler in self._hooks:
+                client.meta.events.register(event, handler)
+            self._clients[key] = client
+            return client
+
+
+class Clients:
+    """The narrow view one reconcile gets: clients for one (region, role)."""
+
+    def __init__(self, factory: ClientFactory, *, region: str | None, role_arn: str | None,
+                 external_id: str | None) -> None:
+        self._factory = factory
+        self.region = region or factory.default_region
+        self._role_arn = role_arn
+        self._external_id = external_id
+
+    def __call__(self, service: str) -> Any:
+        return self._factory.client(
+            service, region=self.region, role_arn=self._role_arn, external_id=self._external_id
+        )

@@ -1,0 +1,124 @@
+"""Structured logging with a redaction step.
+
+structlog renders JSON lines (or console text) for the operator's own log
+calls, and the same processor chain formats records from the standard
+``logging`` module (kopf, botocore), so every line goes through ``redact``.
+
+Redaction works two ways, belt and braces:
+- by key: values under keys that name secret material (password, accessToken,
+  SecretString, auth, token, ...) are replaced;
+- by value: every credential the operator reads is registered with
+  ``REDACTOR.remember()``, and any string that contains it anywhere in an event
+  (message, exception text, nested dicts) has it replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from typing import Any
+
+import structlog
+
+SECRET_KEYS = re.compile(
+    r"(password|passwd|secret_?string|secretstring|access_?token|auth|token|credential_value|"
+    r"dockerconfigjson|secretbinary)",
+    re.IGNORECASE,
+)
+MASK = "***"
+
+
+class Redactor:
+    """Thread-safe set of known secret strings, scrubbed from everything logged."""
+
+    # Shorter strings would mask ordinary words; credentials are longer in practice.
+    MIN_LENGTH = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def remember(self, *values: str) -> None:
+        with self._lock:
+            added = False
+            for value in values:
+                if isinstance(value, str) and len(value) >= self.MIN_LENGTH and value not in self._values:
+                    self._values.add(value)
+                    added = True
+            if added:
+                ordered = sorted(self._values, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def scrub(self, text: str) -> str:
+        pattern = self._pattern
+        return pattern.sub(MASK, text) if pattern is not None else text
+
+    def scrub_any(self, value: Any, key: str | None = None) -> Any:
+        if key is not None and SECRET_KEYS.search(key) and isinstance(value, (str, bytes)):
+            return MASK
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {k: self.scrub_any(v, str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.scrub_any(v) for v in value]
+        return value
+
+
+REDACTOR = Redactor()
+
+
+def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: scrub every value (by key and by known secret)."""
+    return {k: REDACTOR.scrub_any(v, k if k not in ("event",) else None) for k, v in event_dict.items()}
+
+
+def _scrub_rendered(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # Exception text is rendered late (format_exc_info); scrub it after rendering too.
+    if "exception" in event_dict and isinstance(event_dict["exception"], str):
+        event_dict["exception"] = REDACTOR.scrub(event_dict["exception"])
+    return event_dict
+
+
+def configure(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
+    """Configure structlog and stdlib logging once, for the whole process."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _scrub_rendered,
+        redact,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, *shared,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # botocore at DEBUG logs request bodies (secret values!): never below INFO.
+    for noisy in ("botocore", "boto3", "urllib3", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+def get_logger(name: str = "regaccess", **bound: Any) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name).bind(**bound)

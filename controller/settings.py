@@ -1,0 +1,131 @@
+"""Operator settings: command-line options, each also settable as REGACCESS_<OPTION>.
+
+``regaccess run --drift-interval 60`` and ``REGACCESS_DRIFT_INTERVAL=60`` mean
+the same; the command line wins. Every option is documented in the README
+(a unit test checks that the README names each one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+ENV_PREFIX = "REGACCESS_"
+
+
+@dataclass(frozen=True)
+class Option:
+    flags: tuple[str, ...]
+    dest: str
+    help: str
+    default: Any
+    type: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.flags[-1].lstrip("-").upper().replace("-", "_")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+# Options of `regaccess run`. Namespaces (-n/-A) are handled separately (repeatable).
+RUN_OPTIONS: list[Option] = [
+    Option(("--cluster-id",), "cluster_id", "Identifies this cluster in the regaccess.io/owner "
+           "tag (<cluster-id>/<namespace>/<name>); give each cluster sharing an AWS account its own.",
+           "default"),
+    Option(("--drift-interval",), "drift_interval", "Seconds between drift checks of each "
+           "resource (with up to 10%% jitter).", 300.0, _positive_float),
+    Option(("--source-check-interval",), "source_check_interval", "Seconds between checks of the "
+           "in-memory Secret index for rotated source Secrets (no API calls).", 2.0, _positive_float),
+    Option(("--metrics-port",), "metrics_port", "Port of /metrics, /healthz and /readyz "
+           "(0 disables).", 8080, _port),
+    Option(("--metrics-bind",), "metrics_bind", "Address the metrics server binds to.", "0.0.0.0"),
+    Option(("--aws-retry-mode",), "aws_retry_mode", "botocore retry mode.", "standard",
+           str, ("standard", "adaptive", "legacy")),
+    Option(("--aws-max-attempts",), "aws_max_attempts", "botocore attempts per AWS call "
+           "(including the first).", 5, _positive_int),
+    Option(("--workers",), "workers", "Threads for AWS calls (reconciles run concurrently up "
+           "to this many).", 32, _positive_int),
+    Option(("--log-level",), "log_level", "Log level.", "INFO", str,
+           ("DEBUG", "INFO", "WARNING", "ERROR")),
+    Option(("--log-format",), "log_format", "json (one JSON object per line) or console.",
+           "json", str, ("json", "console")),
+    Option(("--peering",), "peering", "kopf peering name for running several replicas "
+           "(needs kopf's peering CRD); empty runs standalone.", ""),
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespaces: tuple[str, ...] = ()
+    all_namespaces: bool = True
+    cluster_id: str = "default"
+    drift_interval: float = 300.0
+    source_check_interval: float = 2.0
+    metrics_port: int = 8080
+    metrics_bind: str = "0.0.0.0"
+    aws_retry_mode: str = "standard"
+    aws_max_attempts: int = 5
+    workers: int = 32
+    log_level: str = "INFO"
+    log_format: str = "json"
+    peering: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, environ: dict[str, str] | None = None) -> None:
+    env = os.environ if environ is None else environ
+    scope = parser.add_mutually_exclusive_group()
+    ns_env = env.get(ENV_PREFIX + "NAMESPACE", "")
+    scope.add_argument(
+        "-n", "--namespace", dest="namespaces", action="append",
+        default=None,
+        help="Watch this namespace (repeatable; env REGACCESS_NAMESPACE, comma-separated"
+        f"{'; now ' + ns_env if ns_env else ''}).",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", dest="all_namespaces", action="store_true",
+        help="Watch all namespaces (the default when no namespace is given; env "
+        "REGACCESS_ALL_NAMESPACES=true).",
+    )
+    for option in RUN_OPTIONS:
+        raw = env.get(option.env)
+        default = option.type(raw) if raw not in (None, "") else option.default
+        parser.add_argument(
+            *option.flags, dest=option.dest, type=option.type, default=default,
+            choices=option.choices,
+            help=f"{option.help} Env {option.env}. Default: {option.default!r}.",
+        )
+
+
+def settings_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    namespaces = args.namespaces
+    if namespaces is None and not args.all_namespaces:
+        raw = env.get(ENV_PREFIX + "NAMESPACE", "")
+        namespaces = [n.strip() for n in raw.split(",") if n.strip()]
+    namespaces = tuple(namespaces or ())
+    values = {option.dest: getattr(args, option.dest) for option in RUN_OPTIONS}
+    return Settings(namespaces=namespaces, all_namespaces=not namespaces, **values)
