@@ -1,0 +1,78 @@
+"""The contract between the RegistryCredential reconciler and its steps.
+
+A RegistryCredential keeps several AWS object kinds in line (secret, role
+policies, task/job definitions, pull-through cache rule). Each kind is one
+*step* module in ``controller/reconcile/`` with two functions:
+
+    sync(ctx: StepContext) -> StepOutcome
+    delete(ctx: StepContext) -> StepOutcome
+
+A step observes its objects, compares them with desired, acts (or only reports,
+see ``StepContext.remediate``) and says what it found. It never raises for AWS
+errors: it classifies them (``controller.aws.errors.classify``) and returns a
+``StepError``. The reconciler runs the steps in order, stops at the first
+error, and turns the outcomes into status, conditions and Events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from controller.api.validation import ResolvedRegistryCredential
+from controller.aws.clients import Clients
+from controller.reconcile.result import Event
+
+
+@dataclass(frozen=True)
+class StepError:
+    reason: str          # condition reason (controller.api.reasons)
+    message: str         # names the object and the rule; no request IDs, no secret values
+    retryable: bool      # True: retry with backoff; False: wait for a spec/AWS change
+    retry_after: float | None = None  # a hint; None lets the handler choose its backoff
+
+
+@dataclass
+class StepOutcome:
+    managed: list[dict[str, Any]] = field(default_factory=list)  # status.managed rows
+    events: list[Event] = field(default_factory=list)
+    # Drift found on objects we had synced before: (object, field) pairs, never values.
+    drifted: list[tuple[str, str]] = field(default_factory=list)
+    remediated: bool = False  # True when a write repaired drift
+    writes: int = 0           # AWS write calls made (a no-op resync must make 0)
+    error: StepError | None = None
+    # Extra status fields the step owns (e.g. secretArn), merged into status.
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    resolved: ResolvedRegistryCredential
+    clients: Clients
+    previous_status: dict[str, Any]
+    # False under driftPolicy Report when nothing in the spec or the source changed:
+    # differences are reported, not repaired.
+    remediate: bool = True
+    # Filled by the secret step for the steps after it.
+    secret_arn: str | None = None
+    kms_key_arn: str | None = None
+    # Set by the handlers: the credential read from the source Secret (None when the
+    # step only needs metadata, e.g. during a drift check that found no value change).
+    credential_loader: Callable[[], Any] | None = None
+    # Called with a partial status the moment an irreversible create happens (a task/job
+    # definition revision), so a crash right after cannot lose it.
+    record_now: Callable[[dict[str, Any]], None] | None = None
+    source_resource_version: str | None = None
+    # Wall clock used for drift records (injected for tests).
+    now: str = ""
+
+    def previous_managed(self, kind: str) -> dict[str, dict[str, Any]]:
+        """status.managed rows of one kind, by name."""
+        return {
+            row["name"]: row
+            for row in self.previous_status.get("managed") or []
+            if row.get("kind") == kind
+        }
+
+
+Step = Callable[[StepContext], StepOutcome]
