@@ -71,6 +71,16 @@ class Redactor:
 REDACTOR = Redactor()
 
 
+# kopf attaches its whole settings object and internal flags to every record: noise.
+_DROP_KEYS = ("settings", "k8s_skip")
+
+
+def _drop_noise(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    for key in _DROP_KEYS:
+        event_dict.pop(key, None)
+    return event_dict
+
+
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: scrub every value (by key and by known secret)."""
     return {k: REDACTOR.scrub_any(v, k if k not in ("event",) else None) for k, v in event_dict.items()}
@@ -83,6 +93,14 @@ def _scrub_rendered(_logger: Any, _method: str, event_dict: dict[str, Any]) -> d
     return event_dict
 
 
+class _QuietTimers(logging.Filter):
+    """kopf logs every successful timer run at INFO; ours runs every few seconds per resource."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and record.name == "kopf.objects"
+                    and str(record.msg).startswith("Timer ") and "succeeded" in str(record.msg))
+
+
 def configure(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
     """Configure structlog and stdlib logging once, for the whole process."""
     shared: list[Any] = [
@@ -91,6 +109,7 @@ def configure(level: str = "INFO", fmt: str = "json", stream: Any = None) -> Non
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
+        _drop_noise,
         _scrub_rendered,
         redact,
     ]
@@ -112,6 +131,7 @@ def configure(level: str = "INFO", fmt: str = "json", stream: Any = None) -> Non
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(_QuietTimers())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -63,13 +63,18 @@ def _decode(data: dict[str, str], key: str, secret_name: str) -> str:
         ) from None
 
 
+DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
+
+
 def _normalise_registry(value: str) -> str:
-    """'https://index.docker.io/v1/' and 'index.docker.io' name the same entry."""
+    """Registry host only: 'https://index.docker.io/v1/', 'index.docker.io' and 'docker.io'
+    all name Docker Hub, as docker login writes and reads them."""
     value = value.strip().lower()
     for scheme in ("https://", "http://"):
         if value.startswith(scheme):
             value = value[len(scheme):]
-    return value.rstrip("/")
+    host = value.split("/", 1)[0]
+    return "docker.io" if host in DOCKER_HUB_ALIASES else host
 
 
 def parse_dockerconfigjson(document: str, registry: str | None, secret_name: str) -> Credential:

@@ -43,7 +43,7 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
         if len(options) == 1:
             merged = dict(options[0])
             merged.update({k: v for k, v in node.items() if k != "anyOf"})
-            node = merged
+            return _inline(merged, defs)  # the option may itself be a $ref
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP_KEYS:
@@ -67,12 +67,21 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 
 
 
-def openapi_schema(model: type) -> dict[str, Any]:
+def _strip_defaults(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_strip_defaults(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {k: _strip_defaults(v) for k, v in node.items() if k != "default"}
+
+
+def openapi_schema(model: type, *, defaults: bool = True) -> dict[str, Any]:
     raw = model.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
     defs = raw.get("$defs", {})
     schema = _inline(raw, defs)
     schema.pop("description", None)
-    return schema
+    # Status is written only by the operator: defaults there would just be noise.
+    return schema if defaults else _strip_defaults(schema)
 
 
 def _printer_columns() -> list[dict[str, Any]]:
@@ -93,7 +102,7 @@ def _printer_columns() -> list[dict[str, Any]]:
 
 def crd_for(info: KindInfo) -> dict[str, Any]:
     spec_schema = openapi_schema(info.spec_model)
-    status_schema = openapi_schema(info.status_model)
+    status_schema = openapi_schema(info.status_model, defaults=False)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

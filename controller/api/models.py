@@ -34,7 +34,7 @@ ORGANIZATION_ID_PATTERN = r"^o-[a-z0-9]{10,32}$"
 ECR_REPOSITORY_PATTERN = r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
 # Pull-through cache prefix: 2-30 characters (ECR's own pattern) or the literal ROOT.
 ECR_PREFIX_PATTERN = r"^(ROOT|(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*)$"
-EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$"
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]+$"  # length 2-1224 set on the fields (RE2 caps repeats at 1000)
 K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 # Role names or role ARNs, as users list them under grants.executionRoles.
 ROLE_NAME_OR_ARN_PATTERN = (
@@ -126,7 +126,8 @@ class SecretSpec(_Model):
     name: str | None = Field(
         default=None,
         description="Secrets Manager secret name. Default regaccess/<namespace>/<name>, or "
-        "ecr-pullthroughcache/<namespace>/<name> with a pull-through cache. 1-512 characters "
+        "ecr-pullthroughcache/<namespace>/<name> with a pull-through cache (with /credential "
+        "appended when the default would end in a hyphen and six characters). 1-512 characters "
         "of ASCII letters, digits and /_+=.@-, not ending in a hyphen followed by six "
         "characters (AWS reserves that for the ARN suffix).",
         min_length=1,
@@ -247,6 +248,8 @@ class RegistryCredentialSpec(_Model):
         default=None,
         description="External ID for assuming roleArn.",
         pattern=EXTERNAL_ID_PATTERN,
+        min_length=2,
+        max_length=1224,
     )
     grants: Grants = Field(
         default_factory=Grants, description="IAM inline policies on task execution roles."
@@ -314,7 +317,8 @@ class CrossAccountRepoAccessSpec(_Model):
         default=None, description="Role to assume to act in another account.", pattern=ROLE_ARN_PATTERN
     )
     externalId: str | None = Field(
-        default=None, description="External ID for assuming roleArn.", pattern=EXTERNAL_ID_PATTERN
+        default=None, description="External ID for assuming roleArn.", pattern=EXTERNAL_ID_PATTERN,
+        min_length=2, max_length=1224,
     )
     repositories: list[RepositoryName] = Field(
         description="ECR repository names whose policies carry the grants.",
@@ -374,7 +378,8 @@ class RegistryCredentialStatus(_Model):
     secretVersionId: str | None = Field(
         default=None, description="Secrets Manager version the operator last wrote or verified."
     )
-    kmsKeyArn: str | None = None
+    kmsKeyId: str | None = Field(default=None, description="spec.secret.kmsKeyId that kmsKeyArn was resolved from.")
+    kmsKeyArn: str | None = Field(default=None, description="Key ARN of the customer managed KMS key, if any.")
     sourceResourceVersion: str | None = Field(
         default=None,
         description="resourceVersion of the source Secret whose value was last synced.",

@@ -121,6 +121,17 @@ def _tag_problems(tags: dict[str, str]) -> list[Problem]:
     return problems
 
 
+def default_secret_name(namespace: str, name: str, *, pull_through_cache: bool) -> str:
+    """regaccess/<namespace>/<name> (ecr-pullthroughcache/... with a pull-through cache).
+
+    Kubernetes names like "from-docker" end in a hyphen and six characters, which AWS
+    reserves for the ARN suffix; such defaults get "/credential" appended so that the
+    default is always a name AWS recommends (documented on spec.secret.name)."""
+    prefix = PTC_SECRET_PREFIX if pull_through_cache else "regaccess/"
+    candidate = f"{prefix}{namespace}/{name}"
+    return f"{candidate}/credential" if _ARN_SUFFIX_COLLISION.search(candidate) else candidate
+
+
 def _role_key(role: str) -> str:
     return role.rsplit("/", 1)[-1] if role.startswith("arn:") else role
 
@@ -136,8 +147,7 @@ def validate_registry_credential(
 
     problems: list[Problem] = []
     ptc = model.pullThroughCache
-    default_prefix = PTC_SECRET_PREFIX if ptc else "regaccess/"
-    secret_name = model.secret.name or f"{default_prefix}{namespace}/{name}"
+    secret_name = model.secret.name or default_secret_name(namespace, name, pull_through_cache=ptc is not None)
     problems += secret_name_problems(secret_name, "spec.secret.name", pull_through_cache=ptc is not None)
 
     if model.secret.recoveryWindowInDays is not None and model.secret.forceDeleteWithoutRecovery:

@@ -16,6 +16,7 @@ before they expire.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Callable
 
@@ -40,7 +41,10 @@ class ClientFactory:
         hooks: list[ClientHook] | None = None,
         session: boto3.session.Session | None = None,
     ) -> None:
-        self._session = session or boto3.session.Session()
+        # boto3 reads AWS_DEFAULT_REGION; AWS_REGION is the name the SDKs agree on today.
+        self._session = session or boto3.session.Session(
+            region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+        )
         self._config = Config(
             retries={"mode": retry_mode, "max_attempts": max_attempts},
             max_pool_connections=max_pool_connections,

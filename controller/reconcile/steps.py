@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from controller.api.validation import ResolvedRegistryCredential
 from controller.aws.clients import Clients
+from controller.sources import Credential
 from controller.reconcile.result import Event
 
 
@@ -56,9 +57,8 @@ class StepContext:
     # Filled by the secret step for the steps after it.
     secret_arn: str | None = None
     kms_key_arn: str | None = None
-    # Set by the handlers: the credential read from the source Secret (None when the
-    # step only needs metadata, e.g. during a drift check that found no value change).
-    credential_loader: Callable[[], Any] | None = None
+    # The credential read from the source Secret (validated before any step runs).
+    credential: Credential | None = None
     # Called with a partial status the moment an irreversible create happens (a task/job
     # definition revision), so a crash right after cannot lose it.
     record_now: Callable[[dict[str, Any]], None] | None = None

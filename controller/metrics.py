@@ -1,0 +1,199 @@
+"""Prometheus metrics (all named ``regaccess_*``) and the health endpoints.
+
+AWS calls are counted from botocore's event hooks (``before-call`` /
+``after-call`` / ``after-call-error``) registered on every client by the
+client factory, so no call can be missed. Labels are bounded: kind, service,
+operation, outcome, object type, condition — never ARNs, names or
+namespaces.
+
+The HTTP server (``serve``) answers /metrics, /healthz (the event loop
+heartbeat is fresh) and /readyz (kopf is watching).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from controller.aws.errors import THROTTLING_CODES
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+BUILD_INFO = Gauge("regaccess_build_info", "Build information (always 1).", ["version"], registry=REGISTRY)
+RECONCILES = Counter(
+    "regaccess_reconcile_total", "Reconciles by kind, trigger and result.",
+    ["kind", "trigger", "result"], registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "regaccess_reconcile_duration_seconds", "Reconcile duration by kind and trigger.",
+    ["kind", "trigger"], registry=REGISTRY,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+AWS_CALLS = Counter(
+    "regaccess_aws_api_calls_total", "AWS API calls by service, operation and outcome.",
+    ["service", "operation", "outcome"], registry=REGISTRY,
+)
+AWS_CALL_SECONDS = Histogram(
+    "regaccess_aws_api_call_duration_seconds", "AWS API call latency (including retries).",
+    ["service", "operation"], registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+AWS_THROTTLES = Counter(
+    "regaccess_aws_throttles_total", "AWS answers that were throttling errors (before retry).",
+    ["service", "operation"], registry=REGISTRY,
+)
+DRIFT_DETECTED = Counter(
+    "regaccess_drift_detected_total", "Drift found on managed AWS objects.",
+    ["kind", "object_type"], registry=REGISTRY,
+)
+DRIFT_REMEDIATED = Counter(
+    "regaccess_drift_remediated_total", "Drift repaired on managed AWS objects.",
+    ["kind", "object_type"], registry=REGISTRY,
+)
+RESOURCES = Gauge(
+    "regaccess_resources", "Custom resources by kind and Ready condition status/reason.",
+    ["kind", "ready", "reason"], registry=REGISTRY,
+)
+LAST_DRIFT_CHECK = Gauge(
+    "regaccess_last_drift_check_timestamp_seconds", "Unix time of the last successful drift check, by kind.",
+    ["kind"], registry=REGISTRY,
+)
+DRIFT_CHECKS = Counter(
+    "regaccess_drift_checks_total", "Drift checks by kind and result.", ["kind", "result"], registry=REGISTRY,
+)
+
+
+class ResourceStates:
+    """The Ready condition of every resource the operator has seen; feeds RESOURCES."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def set(self, kind: str, uid: str, ready: str, reason: str) -> None:
+        with self._lock:
+            self._states[(kind, uid)] = (ready, reason)
+            self._publish()
+
+    def forget(self, kind: str, uid: str) -> None:
+        with self._lock:
+            self._states.pop((kind, uid), None)
+            self._publish()
+
+    def _publish(self) -> None:
+        counts: dict[tuple[str, str, str], int] = {}
+        for (kind, _uid), (ready, reason) in self._states.items():
+            counts[(kind, ready, reason)] = counts.get((kind, ready, reason), 0) + 1
+        RESOURCES.clear()
+        for labels, value in counts.items():
+            RESOURCES.labels(*labels).set(value)
+
+
+STATES = ResourceStates()
+
+
+def _service_operation(model: Any) -> tuple[str, str]:
+    return model.service_model.endpoint_prefix, model.name
+
+
+def _before_call(model: Any = None, context: Any = None, **_: Any) -> None:
+    if context is not None:
+        context["regaccess_started"] = time.monotonic()
+
+
+def _after_call(model: Any = None, parsed: Any = None, context: Any = None, http_response: Any = None, **_: Any) -> None:
+    service, operation = _service_operation(model)
+    error = (parsed or {}).get("Error", {}) if isinstance(parsed, dict) else {}
+    code = error.get("Code") if error else None
+    status = getattr(http_response, "status_code", 200)
+    outcome = "success" if not code and status < 400 else ("throttled" if code in THROTTLING_CODES else "error")
+    AWS_CALLS.labels(service, operation, outcome).inc()
+    started = (context or {}).get("regaccess_started")
+    if started is not None:
+        AWS_CALL_SECONDS.labels(service, operation).observe(time.monotonic() - started)
+
+
+def _after_call_error(model: Any = None, context: Any = None, exception: Any = None, **_: Any) -> None:
+    service, operation = _service_operation(model)
+    AWS_CALLS.labels(service, operation, "connection_error").inc()
+    started = (context or {}).get("regaccess_started")
+    if started is not None:
+        AWS_CALL_SECONDS.labels(service, operation).observe(time.monotonic() - started)
+
+
+# botocore emits after-call once per call (after its retries) and needs-retry once
+# per attempt: final outcomes are counted above, every throttled attempt here.
+def _needs_retry(response: Any = None, operation: Any = None, **_: Any) -> None:
+    if not response:
+        return
+    http, parsed = response
+    code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+    if operation is not None and (code in THROTTLING_CODES or getattr(http, "status_code", 0) == 429):
+        AWS_THROTTLES.labels(operation.service_model.endpoint_prefix, operation.name).inc()
+
+
+CLIENT_HOOKS: list[tuple[str, Callable[..., Any]]] = [
+    ("before-call", _before_call),
+    ("after-call", _after_call),
+    ("after-call-error", _after_call_error),
+    ("needs-retry", _needs_retry),
+]
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+class Health:
+    """Liveness: the asyncio loop beat recently. Readiness: kopf is up and watching."""
+
+    def __init__(self, max_heartbeat_age: float = 60.0) -> None:
+        self.max_heartbeat_age = max_heartbeat_age
+        self.last_beat = time.monotonic()
+        self.ready = threading.Event()
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_beat < self.max_heartbeat_age
+
+
+def serve(health: Health, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            if self.path.startswith("/metrics"):
+                body, code, ctype = render(), 200, CONTENT_TYPE_LATEST
+            elif self.path.startswith("/healthz"):
+                ok = health.alive
+                body, code, ctype = (b"ok\n" if ok else b"event loop stalled\n"), (200 if ok else 503), "text/plain"
+            elif self.path.startswith("/readyz"):
+                ok = health.ready.is_set() and health.alive
+                body, code, ctype = (b"ok\n" if ok else b"not ready\n"), (200 if ok else 503), "text/plain"
+            else:
+                body, code, ctype = b"not found\n", 404, "text/plain"
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:  # quiet: probes every few seconds
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
