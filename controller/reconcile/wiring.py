@@ -22,9 +22,11 @@ role must not keep the others from being granted); each gets an ``Error`` or
 always returned, even on error, because they are how the next reconcile knows
 which roles still carry our policy.
 
-Drift is a difference on an object whose previous row was ``Synced``. With
-``ctx.remediate`` False it is only reported; objects never synced before are
-unfinished work, not drift, and are written either way.
+Drift is a difference on an object whose previous row was ``Synced`` while
+the secret ARN (and, for policies, ``status.kmsKeyArn``) is unchanged since
+that status. With ``ctx.remediate`` False it is only reported; objects never
+synced before, or whose desired state changed, are unfinished work, not drift,
+and are written either way.
 
 A registered revision is handed to ``ctx.record_now({"managed": [row]})``
 (the reconciler upserts the row by kind and name) before anything else can
@@ -116,8 +118,20 @@ def _fail(out: StepOutcome, errors: list[StepError], kind: str, name: str, arn: 
     errors.append(error)
 
 
-def _was_synced(ctx: StepContext, kind: str, name: str) -> bool:
-    return (ctx.previous_managed(kind).get(name) or {}).get("state") == SYNCED
+def _is_drift(ctx: StepContext, kind: str, name: str, *, uses_kms: bool = False) -> bool:
+    """A difference is drift only on an object Synced before against the same desired inputs.
+
+    When the secret ARN (or, for policies, the KMS key) changed since the previous
+    status, the difference is our own pending change, not someone else's edit.
+    """
+    if (ctx.previous_managed(kind).get(name) or {}).get("state") != SYNCED:
+        return False
+    previous = ctx.previous_status
+    if previous.get("secretArn") and previous["secretArn"] != ctx.secret_arn:
+        return False
+    if uses_kms and "kmsKeyArn" in previous and previous.get("kmsKeyArn") != ctx.kms_key_arn:
+        return False
+    return True
 
 
 def _carry_forward(ctx: StepContext, kind: str, out: StepOutcome) -> StepOutcome:
@@ -208,7 +222,7 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, want: dict
         out.managed.append(_row(ROLE_POLICY, ref.name, arn, SYNCED))
         return
 
-    drift = _was_synced(ctx, ROLE_POLICY, ref.name)
+    drift = _is_drift(ctx, ROLE_POLICY, ref.name, uses_kms=True)
     if drift:
         out.drifted.append((obj, iam_policies.DOCUMENT_FIELD))
         if not ctx.remediate:
@@ -346,7 +360,7 @@ def _sync_family(ctx: StepContext, ecs: Any, family: str, containers: list[str] 
         _synced_revision(ctx, out, TASK_DEFINITION, family, latest.arn, execution_role, f"task definition {latest.label}")
         return
 
-    drift = _was_synced(ctx, TASK_DEFINITION, family)
+    drift = _is_drift(ctx, TASK_DEFINITION, family)
     if drift:
         out.drifted.extend((obj, field) for field in differences)
         if not ctx.remediate:
@@ -455,7 +469,7 @@ def _sync_job(ctx: StepContext, batch: Any, name: str, out: StepOutcome, errors:
         _synced_revision(ctx, out, JOB_DEFINITION, name, latest.arn, execution_role, f"job definition {latest.label}")
         return
 
-    drift = _was_synced(ctx, JOB_DEFINITION, name)
+    drift = _is_drift(ctx, JOB_DEFINITION, name)
     if drift:
         out.drifted.extend((obj, field) for field in differences)
         if not ctx.remediate:

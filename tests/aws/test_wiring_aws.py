@@ -278,6 +278,26 @@ def test_edited_policy_is_drift(factory, raw, recorder, secret_arn, remediate):
         assert any(e.reason == reasons.DRIFT_REPORTED for e in outcome.events)
 
 
+def test_kms_key_change_updates_policy_without_calling_it_drift(factory, raw, recorder, secret_arn):
+    make_role(raw, "exec-a")
+    old_key = raw("kms").create_key()["KeyMetadata"]["Arn"]
+    new_key = raw("kms").create_key()["KeyMetadata"]["Arn"]
+    spec = {"grants": {"executionRoles": ["exec-a"]}}
+    synced = wiring.sync_role_policies(context(factory, secret_arn, spec, kms_key_arn=old_key))
+    previous = {"managed": synced.managed, "secretArn": secret_arn, "kmsKeyArn": old_key}
+    recorder.reset()
+
+    # Even under driftPolicy Report, our own change is made.
+    outcome = wiring.sync_role_policies(
+        context(factory, secret_arn, spec, previous=previous, kms_key_arn=new_key, remediate=False)
+    )
+
+    assert outcome.error is None and outcome.drifted == [] and outcome.remediated is False
+    assert recorder.writes() == ["iam.PutRolePolicy"]
+    resources = {s["Resource"] for s in policy_on(raw, "exec-a")["Statement"]}
+    assert resources == {secret_arn, new_key}
+
+
 @pytest.mark.parametrize(
     "deletion_policy, kept", [("Delete", False), ("Retain", True)], ids=["delete-removes", "retain-keeps"]
 )
