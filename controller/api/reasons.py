@@ -43,6 +43,15 @@ AWS_ERROR = "AwsError"
 DEPENDENCY_MISSING = "DependencyMissing"
 SECRET_PENDING_DELETION = "SecretPendingDeletion"
 
+# Wiring (role policies, task and job definitions).
+POLICY_BUDGET_EXCEEDED = "PolicyBudgetExceeded"        # a role's 10,240-character inline budget
+TASK_DEFINITION_NOT_FOUND = "TaskDefinitionNotFound"   # no ACTIVE revision of the family
+JOB_DEFINITION_NOT_FOUND = "JobDefinitionNotFound"     # no ACTIVE revision of the job definition
+CONTAINER_NOT_FOUND = "ContainerNotFound"              # spec names a container the revision lacks
+UNSUPPORTED_JOB_DEFINITION = "UnsupportedJobDefinition"  # no containerProperties (multi-node, EKS, ECS)
+EXECUTION_ROLE_MISSING = "ExecutionRoleMissing"        # the definition has no executionRoleArn
+EXECUTION_ROLE_NOT_GRANTED = "ExecutionRoleNotGranted"  # its execution role is not in grants
+
 ALL_REASONS = sorted(
     value
     for name, value in dict(globals()).items()

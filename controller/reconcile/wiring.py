@@ -1,0 +1,516 @@
+"""RegistryCredential steps that wire the secret to its consumers.
+
+Called by the RegistryCredential reconciler, after the secret step has set
+``ctx.secret_arn`` (and ``ctx.kms_key_arn`` for a customer managed key), in
+this order:
+
+    sync_role_policies(ctx)     / delete_role_policies(ctx)
+    sync_task_definitions(ctx)  / delete_task_definitions(ctx)
+    sync_job_definitions(ctx)   / delete_job_definitions(ctx)
+
+Each follows ``controller.reconcile.steps``: observe every object, compare
+(pure, in ``controller.aws.*``), write only what differs, and return a
+``StepOutcome`` with one ``status.managed`` row per object::
+
+    {"kind": "rolePolicy"|"taskDefinition"|"jobDefinition", "name": ..., "arn": ...,
+     "state": "Synced"|"Pending"|"Error"|"Retained", "message": ...}
+
+Per-object failures do not stop the other objects of the step (one missing
+role must not keep the others from being granted); each gets an ``Error`` or
+``Pending`` row and a Warning Event, and ``outcome.error`` summarises them
+(a retryable one first, so the reconciler retries). Rows of the step's kind are
+always returned, even on error, because they are how the next reconcile knows
+which roles still carry our policy.
+
+Drift is a difference on an object whose previous row was ``Synced`` while
+the secret ARN (and, for policies, ``status.kmsKeyArn``) is unchanged since
+that status. With ``ctx.remediate`` False it is only reported; objects never
+synced before, or whose desired state changed, are unfinished work, not drift,
+and are written either way.
+
+A registered revision is handed to ``ctx.record_now({"managed": [row]})``
+(the reconciler upserts the row by kind and name) before anything else can
+fail; a retry that finds the latest revision already referencing the secret
+writes nothing, so a crash in between never registers twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from controller.api import reasons
+from controller.api.models import DeletionPolicy
+from controller.aws import batch_job_definitions as jobdefs
+from controller.aws import ecs_task_definitions as taskdefs
+from controller.aws import iam_policies, kms, policydoc
+from controller.aws.errors import classify, is_not_found
+from controller.reconcile.result import normal, warning
+from controller.reconcile.steps import StepContext, StepError, StepOutcome
+
+ROLE_POLICY = "rolePolicy"
+TASK_DEFINITION = "taskDefinition"
+JOB_DEFINITION = "jobDefinition"
+
+SYNCED = "Synced"
+PENDING = "Pending"
+ERROR = "Error"
+RETAINED = "Retained"
+
+# Event reasons for writes (Normal Events).
+EVENT_ROLE_POLICY_PUT = "RolePolicyPut"
+EVENT_ROLE_POLICY_REMOVED = "RolePolicyRemoved"
+EVENT_TASK_DEFINITION_REGISTERED = "TaskDefinitionRegistered"
+EVENT_JOB_DEFINITION_REGISTERED = "JobDefinitionRegistered"
+
+NO_SECRET_ARN_MESSAGE = "the secret has no ARN yet; {what} waits for it"
+KMS_KEY_MISSING_MESSAGE = "KMS key {key} does not exist"
+DRIFT_REPORTED_MESSAGE = "{fields} changed outside the operator; not repaired because driftPolicy is Report"
+ROLE_POLICY_PUT_MESSAGE = "inline policy {policy} put on role {role}"
+ROLE_POLICY_REMOVED_MESSAGE = "inline policy {policy} removed from role {role}"
+REVISION_REGISTERED_MESSAGE = "registered {arn} referencing the registry credential"
+NOT_GRANTED_MESSAGE = (
+    "{reason}: {what} runs with execution role {role}, which is not in spec.grants.executionRoles; "
+    "its tasks cannot read the registry credential and so cannot pull the image"
+)
+MORE_ERRORS_SUFFIX = " (and {count} more; see status.managed)"
+RETAINED_MESSAGE = "kept: deletionPolicy is Retain"
+
+# A family or job definition that does not exist may be registered by a pipeline
+# soon; look again at a calm pace rather than hammering Describe.
+DEFINITION_RETRY_SECONDS = 120.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _row(kind: str, name: str, arn: str | None, state: str, message: str = "") -> dict[str, Any]:
+    return {"kind": kind, "name": name, "arn": arn, "state": state, "message": message}
+
+
+def _aws_error(error: Exception, service: str, what: str) -> StepError:
+    """One classification for every AWS failure; the message names the object, never a value."""
+    found = classify(error, service)
+    return StepError(found.reason, f"{what}: {found.describe()}", found.retryable)
+
+
+def _summary(errors: list[StepError]) -> StepError | None:
+    if not errors:
+        return None
+    # A retryable error first: it makes the reconciler come back, and the terminal ones
+    # stay in status.managed until then.
+    first = next((e for e in errors if e.retryable), errors[0])
+    if len(errors) == 1:
+        return first
+    return StepError(
+        first.reason,
+        first.message + MORE_ERRORS_SUFFIX.format(count=len(errors) - 1),
+        first.retryable,
+        first.retry_after,
+    )
+
+
+def _fail(out: StepOutcome, errors: list[StepError], kind: str, name: str, arn: str | None,
+          error: StepError, state: str = ERROR) -> None:
+    out.managed.append(_row(kind, name, arn, state, error.message))
+    out.events.append(warning(error.reason, error.message))
+    errors.append(error)
+
+
+def _is_drift(ctx: StepContext, kind: str, name: str, *, uses_kms: bool = False) -> bool:
+    """A difference is drift only on an object Synced before against the same desired inputs.
+
+    When the secret ARN (or, for policies, the KMS key) changed since the previous
+    status, the difference is our own pending change, not someone else's edit.
+    """
+    if (ctx.previous_managed(kind).get(name) or {}).get("state") != SYNCED:
+        return False
+    previous = ctx.previous_status
+    if previous.get("secretArn") and previous["secretArn"] != ctx.secret_arn:
+        return False
+    if uses_kms and "kmsKeyArn" in previous and previous.get("kmsKeyArn") != ctx.kms_key_arn:
+        return False
+    return True
+
+
+def _carry_forward(ctx: StepContext, kind: str, out: StepOutcome) -> StepOutcome:
+    """Keep the previous rows of ``kind`` when the step could not even start."""
+    out.managed = [dict(row) for row in ctx.previous_managed(kind).values()]
+    return out
+
+
+def _retained(ctx: StepContext, kind: str, names: list[str]) -> StepOutcome:
+    previous = ctx.previous_managed(kind)
+    every = list(dict.fromkeys([*names, *previous]))
+    return StepOutcome(
+        managed=[_row(kind, n, (previous.get(n) or {}).get("arn"), RETAINED, RETAINED_MESSAGE) for n in every]
+    )
+
+
+def _foreign(ctx: StepContext, role_arn: str | None) -> bool:
+    """A role ARN of another account never got our policy; a same-named role here is not ours."""
+    if not role_arn or not ctx.secret_arn:
+        return False
+    return iam_policies.account_problem(iam_policies.role_ref(role_arn), ctx.secret_arn) is not None
+
+
+def _is_granted(execution_role_arn: str, granted: list[iam_policies.RoleRef]) -> bool:
+    """Role names are unique per account, so a name match is a match unless both name accounts."""
+    role = iam_policies.role_ref(execution_role_arn)
+    return any(
+        g.name == role.name and (g.account is None or role.account is None or g.account == role.account)
+        for g in granted
+    )
+
+
+def _not_granted(ctx: StepContext, execution_role_arn: str, what: str) -> str:
+    granted = [iam_policies.role_ref(r) for r in ctx.resolved.spec.grants.executionRoles]
+    if _is_granted(execution_role_arn, granted):
+        return ""
+    return NOT_GRANTED_MESSAGE.format(
+        reason=reasons.EXECUTION_ROLE_NOT_GRANTED, what=what, role=execution_role_arn
+    )
+
+
+# --------------------------------------------------------------------------- role policies
+
+
+def _kms_key_arn(ctx: StepContext) -> tuple[str | None, StepError | None]:
+    """The customer managed key ARN to grant kms:Decrypt on, or None for the default key.
+
+    The secret step normally hands over a key ARN (no call then); an alias or key ID
+    (from the spec, or DescribeSecret's alias ARN) is resolved, because IAM matches
+    Resource against the key ARN only.
+    """
+    if kms.is_key_arn(ctx.kms_key_arn):
+        return ctx.kms_key_arn, None
+    candidate = ctx.kms_key_arn or ctx.resolved.spec.secret.kmsKeyId
+    if not candidate:
+        return None, None
+    try:
+        info = kms.describe(ctx.clients("kms"), candidate)
+    except (ClientError, BotoCoreError) as error:
+        if is_not_found(error, "kms"):
+            # The key may be created (or the alias pointed) soon: retry.
+            return None, StepError(reasons.DEPENDENCY_MISSING, KMS_KEY_MISSING_MESSAGE.format(key=candidate), True)
+        return None, _aws_error(error, "kms", f"KMS key {candidate}")
+    return (info.arn if info.customer_managed else None), None
+
+
+def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, want: dict[str, Any],
+               out: StepOutcome, errors: list[StepError]) -> None:
+    policy = ctx.resolved.policy_name
+    arn = ref.given if ref.account else None
+    obj = f"{ROLE_POLICY}/{ref.name}"
+    problem = iam_policies.account_problem(ref, ctx.secret_arn or "")
+    if problem:
+        _fail(out, errors, ROLE_POLICY, ref.name, arn, StepError(reasons.INVALID_GRANT, problem, False))
+        return
+    try:
+        observation = iam_policies.observe(iam, ref.name, policy, want)
+    except iam_policies.RoleMissing as missing:
+        # Roles are often created by another pipeline, and IAM is eventually consistent
+        # right after a create: a missing role is a dependency to wait for.
+        _fail(out, errors, ROLE_POLICY, ref.name, arn,
+              StepError(reasons.DEPENDENCY_MISSING, str(missing), True), state=PENDING)
+        return
+    except (ClientError, BotoCoreError) as error:
+        _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
+        return
+    if observation.up_to_date:
+        out.managed.append(_row(ROLE_POLICY, ref.name, arn, SYNCED))
+        return
+
+    drift = _is_drift(ctx, ROLE_POLICY, ref.name, uses_kms=True)
+    if drift:
+        out.drifted.append((obj, iam_policies.DOCUMENT_FIELD))
+        if not ctx.remediate:
+            message = DRIFT_REPORTED_MESSAGE.format(fields=iam_policies.DOCUMENT_FIELD)
+            out.managed.append(_row(ROLE_POLICY, ref.name, arn, PENDING, message))
+            out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
+            return
+    try:
+        # Only now, when a write is due, read the role's other inline policies.
+        sizes = iam_policies.other_policy_sizes(iam, ref.name, policy)
+    except (ClientError, BotoCoreError) as error:
+        _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
+        return
+    problem = iam_policies.budget_problem(ref.name, sizes, policydoc.size(want))
+    if problem:
+        # Terminal: nothing changes until someone frees budget or the spec changes.
+        _fail(out, errors, ROLE_POLICY, ref.name, arn, StepError(reasons.POLICY_BUDGET_EXCEEDED, problem, False))
+        return
+    try:
+        out.writes += 1
+        iam_policies.put(iam, ref.name, policy, want)
+    except (ClientError, BotoCoreError) as error:
+        if is_not_found(error, "iam"):
+            # Deleted between observe and put: same as missing from the start.
+            missing = iam_policies.RoleMissing(ref.name)
+            _fail(out, errors, ROLE_POLICY, ref.name, arn,
+                  StepError(reasons.DEPENDENCY_MISSING, str(missing), True), state=PENDING)
+        else:
+            _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
+        return
+    out.remediated = out.remediated or drift
+    out.managed.append(_row(ROLE_POLICY, ref.name, arn, SYNCED))
+    out.events.append(normal(EVENT_ROLE_POLICY_PUT, ROLE_POLICY_PUT_MESSAGE.format(policy=policy, role=ref.name)))
+
+
+def _remove_role_policy(ctx: StepContext, iam: Any, name: str, arn: str | None,
+                        out: StepOutcome, errors: list[StepError]) -> None:
+    policy = ctx.resolved.policy_name
+    try:
+        out.writes += 1
+        removed = iam_policies.delete(iam, name, policy)
+    except (ClientError, BotoCoreError) as error:
+        # Keep the row so the next reconcile tries the removal again.
+        _fail(out, errors, ROLE_POLICY, name, arn, _aws_error(error, "iam", f"role {name}"))
+        return
+    if removed:
+        out.events.append(normal(EVENT_ROLE_POLICY_REMOVED, ROLE_POLICY_REMOVED_MESSAGE.format(policy=policy, role=name)))
+
+
+def sync_role_policies(ctx: StepContext) -> StepOutcome:
+    """Put the read-the-secret policy on every granted role; remove it from roles no longer listed.
+
+    Removing a role from ``grants.executionRoles`` revokes its access whatever the
+    deletionPolicy: that policy governs deleting the resource, not editing the list.
+    """
+    out = StepOutcome()
+    if not ctx.secret_arn:
+        out.error = StepError(reasons.DEPENDENCY_MISSING, NO_SECRET_ARN_MESSAGE.format(what="role policies"), True)
+        return _carry_forward(ctx, ROLE_POLICY, out)
+    key_arn, error = _kms_key_arn(ctx)
+    if error:
+        out.error = error
+        return _carry_forward(ctx, ROLE_POLICY, out)
+    want = iam_policies.desired(ctx.secret_arn, key_arn)
+    iam = ctx.clients("iam")
+    errors: list[StepError] = []
+    refs = [iam_policies.role_ref(r) for r in ctx.resolved.spec.grants.executionRoles]
+    for ref in refs:
+        _sync_role(ctx, iam, ref, want, out, errors)
+    listed = {ref.name for ref in refs}
+    for name, row in ctx.previous_managed(ROLE_POLICY).items():
+        if name not in listed and not _foreign(ctx, row.get("arn")):
+            _remove_role_policy(ctx, iam, name, row.get("arn"), out, errors)
+    out.error = _summary(errors)
+    return out
+
+
+def delete_role_policies(ctx: StepContext) -> StepOutcome:
+    """Remove our policy from every role we may have put it on, unless deletionPolicy is Retain."""
+    if ctx.resolved.spec.deletionPolicy == DeletionPolicy.Retain.value:
+        names = [iam_policies.role_ref(r).name for r in ctx.resolved.spec.grants.executionRoles]
+        return _retained(ctx, ROLE_POLICY, names)
+    out = StepOutcome()
+    errors: list[StepError] = []
+    iam = ctx.clients("iam")
+    candidates: dict[str, str | None] = {
+        name: row.get("arn") for name, row in ctx.previous_managed(ROLE_POLICY).items()
+    }
+    for role in ctx.resolved.spec.grants.executionRoles:
+        ref = iam_policies.role_ref(role)
+        candidates.setdefault(ref.name, role if ref.account else None)
+    for name, arn in candidates.items():
+        if not _foreign(ctx, arn):
+            _remove_role_policy(ctx, iam, name, arn, out, errors)
+    out.error = _summary(errors)
+    return out
+
+
+# --------------------------------------------------------------------------- task definitions
+
+
+def _sync_family(ctx: StepContext, ecs: Any, family: str, containers: list[str] | None,
+                 out: StepOutcome, errors: list[StepError]) -> None:
+    obj = f"{TASK_DEFINITION}/{family}"
+    previous_arn = (ctx.previous_managed(TASK_DEFINITION).get(family) or {}).get("arn")
+    try:
+        observation = taskdefs.observe(ecs, family)
+    except (ClientError, BotoCoreError) as error:
+        _fail(out, errors, TASK_DEFINITION, family, previous_arn, _aws_error(error, "ecs", f"task definition {family}"))
+        return
+    if not observation.exists:
+        message = taskdefs.FAMILY_MISSING_MESSAGE.format(family=family)
+        _fail(out, errors, TASK_DEFINITION, family, previous_arn,
+              StepError(reasons.TASK_DEFINITION_NOT_FOUND, message, True, DEFINITION_RETRY_SECONDS))
+        return
+    latest: taskdefs.Latest = observation.observed["latest"]
+    definition = latest.task_definition
+    chosen, unknown = taskdefs.chosen_containers(definition, containers)
+    if unknown:
+        message = taskdefs.UNKNOWN_CONTAINERS_MESSAGE.format(
+            revision=latest.label,
+            unknown=", ".join(unknown),
+            known=", ".join(c.get("name", "") for c in definition.get("containerDefinitions", [])),
+        )
+        # Terminal: the spec or the task definition must change first.
+        _fail(out, errors, TASK_DEFINITION, family, latest.arn, StepError(reasons.CONTAINER_NOT_FOUND, message, False))
+        return
+    execution_role = definition.get("executionRoleArn")
+    if not execution_role:
+        message = taskdefs.NO_EXECUTION_ROLE_MESSAGE.format(revision=latest.label)
+        _fail(out, errors, TASK_DEFINITION, family, latest.arn, StepError(reasons.EXECUTION_ROLE_MISSING, message, False))
+        return
+    differences = taskdefs.compare(definition, chosen, ctx.secret_arn or "", ctx.resolved.secret_name)
+    if not differences:
+        _synced_revision(ctx, out, TASK_DEFINITION, family, latest.arn, execution_role, f"task definition {latest.label}")
+        return
+
+    drift = _is_drift(ctx, TASK_DEFINITION, family)
+    if drift:
+        out.drifted.extend((obj, field) for field in differences)
+        if not ctx.remediate:
+            message = DRIFT_REPORTED_MESSAGE.format(fields=", ".join(differences))
+            out.managed.append(_row(TASK_DEFINITION, family, latest.arn, PENDING, message))
+            out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
+            return
+    request = taskdefs.revision_request(latest, chosen, ctx.secret_arn or "", ctx.resolved.owner)
+    try:
+        out.writes += 1
+        registered = taskdefs.register(ecs, request)
+    except (ClientError, BotoCoreError) as error:
+        _fail(out, errors, TASK_DEFINITION, family, latest.arn, _aws_error(error, "ecs", f"task definition {family}"))
+        return
+    _registered(ctx, out, TASK_DEFINITION, family, registered["taskDefinitionArn"], execution_role,
+                EVENT_TASK_DEFINITION_REGISTERED, drift, f"task definition {family}")
+
+
+def _synced_revision(ctx: StepContext, out: StepOutcome, kind: str, name: str, arn: str,
+                     execution_role: str, what: str) -> None:
+    message = _not_granted(ctx, execution_role, what)
+    out.managed.append(_row(kind, name, arn, SYNCED, message))
+    if message:
+        out.events.append(warning(reasons.EXECUTION_ROLE_NOT_GRANTED, message))
+
+
+def _registered(ctx: StepContext, out: StepOutcome, kind: str, name: str, arn: str, execution_role: str,
+                event_reason: str, drift: bool, what: str) -> None:
+    message = _not_granted(ctx, execution_role, what)
+    row = _row(kind, name, arn, SYNCED, message)
+    # First thing after the register call: a crash from here on must not lose the revision.
+    if ctx.record_now is not None:
+        ctx.record_now({"managed": [dict(row)]})
+    out.managed.append(row)
+    out.remediated = out.remediated or drift
+    out.events.append(normal(event_reason, REVISION_REGISTERED_MESSAGE.format(arn=arn)))
+    if message:
+        out.events.append(warning(reasons.EXECUTION_ROLE_NOT_GRANTED, message))
+
+
+def sync_task_definitions(ctx: StepContext) -> StepOutcome:
+    """Make the latest ACTIVE revision of every listed family reference the secret.
+
+    Families removed from the spec are simply no longer managed: their revisions
+    keep working and are left as they are.
+    """
+    out = StepOutcome()
+    if not ctx.secret_arn:
+        out.error = StepError(reasons.DEPENDENCY_MISSING, NO_SECRET_ARN_MESSAGE.format(what="task definitions"), True)
+        return _carry_forward(ctx, TASK_DEFINITION, out)
+    consumers = ctx.resolved.spec.consumers.ecsTaskDefinitions
+    errors: list[StepError] = []
+    if consumers:
+        ecs = ctx.clients("ecs")
+        for consumer in consumers:
+            _sync_family(ctx, ecs, consumer.family, consumer.containers, out, errors)
+    out.error = _summary(errors)
+    return out
+
+
+def delete_task_definitions(ctx: StepContext) -> StepOutcome:
+    """Stop managing the families; never deregister a revision.
+
+    Deregistering the revisions we registered would break every running service
+    and scheduled task that uses them (ECS cannot start new tasks from an
+    INACTIVE revision, so a scale-out or a replaced task would fail), and
+    deregistering cannot be undone. Under deletionPolicy Delete the revisions
+    stay as they are and are simply no longer watched; the role policies are
+    what is revoked. Under Retain the rows say so.
+    """
+    if ctx.resolved.spec.deletionPolicy == DeletionPolicy.Retain.value:
+        families = [c.family for c in ctx.resolved.spec.consumers.ecsTaskDefinitions]
+        return _retained(ctx, TASK_DEFINITION, families)
+    return StepOutcome()
+
+
+# --------------------------------------------------------------------------- job definitions
+
+
+def _sync_job(ctx: StepContext, batch: Any, name: str, out: StepOutcome, errors: list[StepError]) -> None:
+    obj = f"{JOB_DEFINITION}/{name}"
+    previous_arn = (ctx.previous_managed(JOB_DEFINITION).get(name) or {}).get("arn")
+    try:
+        observation = jobdefs.observe(batch, name)
+    except (ClientError, BotoCoreError) as error:
+        _fail(out, errors, JOB_DEFINITION, name, previous_arn, _aws_error(error, "batch", f"job definition {name}"))
+        return
+    if not observation.exists:
+        message = jobdefs.NOT_FOUND_MESSAGE.format(name=name)
+        _fail(out, errors, JOB_DEFINITION, name, previous_arn,
+              StepError(reasons.JOB_DEFINITION_NOT_FOUND, message, True, DEFINITION_RETRY_SECONDS))
+        return
+    latest: jobdefs.Latest = observation.observed["latest"]
+    container = latest.container
+    if container is None:
+        message = jobdefs.UNSUPPORTED_MESSAGE.format(revision=latest.label)
+        _fail(out, errors, JOB_DEFINITION, name, latest.arn, StepError(reasons.UNSUPPORTED_JOB_DEFINITION, message, False))
+        return
+    execution_role = container.get("executionRoleArn")
+    if not execution_role:
+        message = jobdefs.NO_EXECUTION_ROLE_MESSAGE.format(revision=latest.label)
+        _fail(out, errors, JOB_DEFINITION, name, latest.arn, StepError(reasons.EXECUTION_ROLE_MISSING, message, False))
+        return
+    differences = jobdefs.compare(latest.job_definition, ctx.secret_arn or "", ctx.resolved.secret_name)
+    if not differences:
+        _synced_revision(ctx, out, JOB_DEFINITION, name, latest.arn, execution_role, f"job definition {latest.label}")
+        return
+
+    drift = _is_drift(ctx, JOB_DEFINITION, name)
+    if drift:
+        out.drifted.extend((obj, field) for field in differences)
+        if not ctx.remediate:
+            message = DRIFT_REPORTED_MESSAGE.format(fields=", ".join(differences))
+            out.managed.append(_row(JOB_DEFINITION, name, latest.arn, PENDING, message))
+            out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
+            return
+    request = jobdefs.revision_request(latest, ctx.secret_arn or "", ctx.resolved.owner)
+    try:
+        out.writes += 1
+        registered = jobdefs.register(batch, request)
+    except (ClientError, BotoCoreError) as error:
+        _fail(out, errors, JOB_DEFINITION, name, latest.arn, _aws_error(error, "batch", f"job definition {name}"))
+        return
+    _registered(ctx, out, JOB_DEFINITION, name, registered["jobDefinitionArn"], execution_role,
+                EVENT_JOB_DEFINITION_REGISTERED, drift, f"job definition {name}")
+
+
+def sync_job_definitions(ctx: StepContext) -> StepOutcome:
+    """Make the highest ACTIVE revision of every listed job definition reference the secret."""
+    out = StepOutcome()
+    if not ctx.secret_arn:
+        out.error = StepError(reasons.DEPENDENCY_MISSING, NO_SECRET_ARN_MESSAGE.format(what="job definitions"), True)
+        return _carry_forward(ctx, JOB_DEFINITION, out)
+    consumers = ctx.resolved.spec.consumers.batchJobDefinitions
+    errors: list[StepError] = []
+    if consumers:
+        batch = ctx.clients("batch")
+        for consumer in consumers:
+            _sync_job(ctx, batch, consumer.name, out, errors)
+    out.error = _summary(errors)
+    return out
+
+
+def delete_job_definitions(ctx: StepContext) -> StepOutcome:
+    """Stop managing the job definitions; never deregister a revision.
+
+    Deregistering would make queued and future job submissions that name the
+    revision (or the bare name) fail; see ``delete_task_definitions``.
+    """
+    if ctx.resolved.spec.deletionPolicy == DeletionPolicy.Retain.value:
+        names = [c.name for c in ctx.resolved.spec.consumers.batchJobDefinitions]
+        return _retained(ctx, JOB_DEFINITION, names)
+    return StepOutcome()

@@ -1,0 +1,163 @@
+"""Pure parts of controller.aws.iam_policies and controller.aws.kms: documents, compare, budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from controller.aws import iam_policies, kms, policydoc
+
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:regaccess/ns/cred-AbCdEf"
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+# --------------------------------------------------------------------------- desired
+
+
+@pytest.mark.parametrize(
+    "kms_key, expected_statements",
+    [
+        (
+            None,
+            [{"Sid": "ReadRegistryCredential", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET}],
+        ),
+        (
+            KEY,
+            [
+                {"Sid": "ReadRegistryCredential", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET},
+                {"Sid": "DecryptRegistryCredential", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY},
+            ],
+        ),
+    ],
+    ids=["default-key-no-kms-statement", "customer-managed-key-adds-decrypt"],
+)
+def test_desired_document(kms_key, expected_statements):
+    doc = iam_policies.desired(SECRET, kms_key)
+    assert doc == {"Version": "2012-10-17", "Statement": expected_statements}
+    # No wildcards anywhere: exactly the secret and key ARNs.
+    assert "*" not in json.dumps(doc)
+
+
+# --------------------------------------------------------------------------- compare
+
+WANT = iam_policies.desired(SECRET, KEY)
+
+
+def _doc(*statements, version="2012-10-17"):
+    return {"Version": version, "Statement": list(statements)}
+
+
+READ = {"Sid": "ReadRegistryCredential", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET}
+DECRYPT = {"Sid": "DecryptRegistryCredential", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY}
+
+
+@pytest.mark.parametrize(
+    "observed, differences",
+    [
+        (_doc(READ, DECRYPT), ()),
+        (_doc(DECRYPT, READ), ()),
+        (_doc({**READ, "Action": ["secretsmanager:GetSecretValue"]}, {**DECRYPT, "Resource": [KEY]}), ()),
+        (_doc({**READ, "Action": "SecretsManager:getSecretValue"}, {**DECRYPT, "Action": "KMS:Decrypt"}), ()),
+        (json.dumps(_doc(READ, DECRYPT), indent=4), ()),
+        (_doc(READ), ("PolicyDocument",)),
+        (_doc(READ, {**DECRYPT, "Resource": "*"}), ("PolicyDocument",)),
+        (_doc({**READ, "Resource": SECRET.replace("AbCdEf", "XyZ123")}, DECRYPT), ("PolicyDocument",)),
+        (_doc({**READ, "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]}, DECRYPT), ("PolicyDocument",)),
+        (_doc(READ, DECRYPT, version="2008-10-17"), ("PolicyDocument",)),
+        (None, ("PolicyDocument",)),
+    ],
+    ids=[
+        "identical",
+        "statement-order",
+        "list-vs-string",
+        "action-case",
+        "pretty-printed-json-string",
+        "kms-statement-missing",
+        "resource-widened-to-wildcard",
+        "other-secret",
+        "extra-action",
+        "other-version",
+        "absent",
+    ],
+)
+def test_compare_by_meaning(observed, differences):
+    assert iam_policies.compare(WANT, observed) == differences
+
+
+# --------------------------------------------------------------------------- role names
+
+
+@pytest.mark.parametrize(
+    "given, name, account",
+    [
+        ("exec-role", "exec-role", None),
+        ("arn:aws:iam::123456789012:role/exec-role", "exec-role", "123456789012"),
+        ("arn:aws:iam::123456789012:role/service-role/team/exec-role", "exec-role", "123456789012"),
+        ("arn:aws-us-gov:iam::210987654321:role/exec", "exec", "210987654321"),
+    ],
+    ids=["bare-name", "arn", "arn-with-path", "other-partition"],
+)
+def test_role_ref_normalises_to_name(given, name, account):
+    ref = iam_policies.role_ref(given)
+    assert (ref.name, ref.account, ref.given) == (name, account, given)
+
+
+@pytest.mark.parametrize(
+    "role, problem",
+    [
+        ("exec-role", False),
+        ("arn:aws:iam::123456789012:role/exec-role", False),
+        ("arn:aws:iam::999999999999:role/exec-role", True),
+    ],
+    ids=["name-only", "same-account", "other-account"],
+)
+def test_account_problem(role, problem):
+    message = iam_policies.account_problem(iam_policies.role_ref(role), SECRET)
+    assert (message is not None) == problem
+    if problem:
+        assert "999999999999" in message and "123456789012" in message
+
+
+# --------------------------------------------------------------------------- budget
+
+
+@pytest.mark.parametrize(
+    "others, ours, fits",
+    [
+        ([], 300, True),
+        ([5000, 4940], 300, True),   # exactly 10,240
+        ([5000, 4941], 300, False),  # one over
+        ([10_240], 1, False),
+    ],
+    ids=["empty-role", "exactly-at-limit", "one-over", "full-role"],
+)
+def test_budget_problem(others, ours, fits):
+    problem = iam_policies.budget_problem("exec-role", others, ours)
+    assert (problem is None) == fits
+    if not fits:
+        assert "exec-role" in problem and "10240" in problem and str(ours) in problem
+
+
+def test_budget_counts_without_whitespace():
+    pretty = json.dumps(WANT, indent=4)
+    assert policydoc.size(pretty) == policydoc.size(WANT) < len(pretty)
+
+
+# --------------------------------------------------------------------------- kms
+
+
+@pytest.mark.parametrize(
+    "value, is_arn",
+    [
+        (KEY, True),
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", False),
+        ("alias/my-key", False),
+        ("arn:aws:kms:us-east-1:123456789012:alias/my-key", False),
+        (None, False),
+        ("", False),
+    ],
+    ids=["key-arn", "key-id", "alias-name", "alias-arn", "none", "empty"],
+)
+def test_is_key_arn(value, is_arn):
+    assert kms.is_key_arn(value) is is_arn
