@@ -6,7 +6,8 @@ rooms as every AWS kind (see ``controller.aws.base``):
 - pure: ``sid_prefix()`` (ownership), ``desired_statements()``, ``compare()``
   (owned statements only, by meaning), ``merge()`` / ``removal()`` (every
   statement we do not own is kept as the very same dict, in its order),
-  ``oversize_message()`` (the 10,240-character policy limit) and
+  ``grants_too_large_message()`` / ``oversize_message()`` (the 10,240-character
+  policy limit) and
   ``is_principal_rejection()`` (the error AWS gives for a principal IAM does
   not know yet);
 - thin AWS: ``observe()``, ``put()``, ``delete_policy()``.
@@ -73,6 +74,11 @@ MSG_TOO_LARGE = (
     "{limit}: statements owned by others take {foreign}, this resource's take {ours} "
     "(largest: spec.grants[{grant}], {grant_size}); split the grants over fewer principals "
     "per repository or use an organizationId"
+)
+MSG_GRANTS_TOO_LARGE = (
+    "this resource's statements alone are {total} characters, over ECR's limit of {limit} per "
+    "repository policy (largest: spec.grants[{grant}], {grant_size}); split the grants over "
+    "several resources or use an organizationId"
 )
 
 
@@ -255,6 +261,31 @@ def policy_size(document: dict[str, Any]) -> int:
     return policydoc.size(document)
 
 
+def _largest_grant(prefix: str, desired: list[dict[str, Any]]) -> tuple[int, int]:
+    """(grant index, characters) of the grant whose statements are largest."""
+    by_grant: dict[int, int] = {}
+    for statement in desired:
+        match = re.match(r"G(\d+)", statement["Sid"][len(prefix):])
+        grant = int(match.group(1)) if match else 0
+        by_grant[grant] = by_grant.get(grant, 0) + policy_size(statement)
+    if not by_grant:
+        return 0, 0
+    largest = max(by_grant, key=lambda g: by_grant[g])
+    return largest, by_grant[largest]
+
+
+def grants_too_large_message(prefix: str, desired: list[dict[str, Any]]) -> str | None:
+    """None when our statements fit a policy on their own; else a message naming the grant.
+
+    Checked before any AWS call: no repository can take such a spec.
+    """
+    total = policy_size({"Version": POLICY_VERSION, "Statement": desired})
+    if total <= MAX_POLICY_CHARS:
+        return None
+    grant, grant_size = _largest_grant(prefix, desired)
+    return MSG_GRANTS_TOO_LARGE.format(total=total, limit=MAX_POLICY_CHARS, grant=grant, grant_size=grant_size)
+
+
 def oversize_message(
     repository: str, merged: dict[str, Any], prefix: str, desired: list[dict[str, Any]]
 ) -> str | None:
@@ -263,19 +294,15 @@ def oversize_message(
     if total <= MAX_POLICY_CHARS:
         return None
     ours = sum(policy_size(s) for s in desired)
-    by_grant: dict[int, int] = {}
-    for statement in desired:
-        grant = int(re.match(r"G(\d+)", statement["Sid"][len(prefix):]).group(1))  # type: ignore[union-attr]
-        by_grant[grant] = by_grant.get(grant, 0) + policy_size(statement)
-    largest = max(by_grant, key=lambda g: by_grant[g]) if by_grant else 0
+    grant, grant_size = _largest_grant(prefix, desired)
     return MSG_TOO_LARGE.format(
         repository=repository,
         total=total,
         limit=MAX_POLICY_CHARS,
         foreign=max(total - ours, 0),
         ours=ours,
-        grant=largest,
-        grant_size=by_grant.get(largest, 0),
+        grant=grant,
+        grant_size=grant_size,
     )
 
 

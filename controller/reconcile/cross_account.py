@@ -344,7 +344,7 @@ def reconcile(
     prefix = policies.sid_prefix(namespace, name)
     desired = policies.desired_statements(resolved, partition=policies.partition_of(model.region or clients.region))
     # Our statements alone over the limit is a spec problem: say so before any AWS call.
-    alone = policies.oversize_message("<any repository>", policies.merge(None, prefix, desired), prefix, desired)
+    alone = policies.grants_too_large_message(prefix, desired)
     if alone:
         return _invalid(
             previous_status, generation, [Problem(reasons.REPOSITORY_POLICY_TOO_LARGE, "spec.grants", alone)], stamp
