@@ -290,16 +290,29 @@ INVALID_POLICY_MESSAGE = (
 )
 
 
-def reject_first(n: int):
-    """A CLIENT-SIDE stand-in for IAM eventual consistency, for this test only.
+def reject_first(request, factory, n: int):
+    """Make ECR answer "Invalid repository policy provided" to the first n SetRepositoryPolicy calls.
 
-    moto accepts principals that do not exist, so it can never answer "Invalid
-    repository policy provided". Until the shared fault layer in tests/harness can
-    script that answer, a botocore 'before-call' handler short-circuits the first n
-    SetRepositoryPolicy calls with the exact error ECR returns: botocore takes a
-    (http_response, parsed) tuple from this event as the response and raises the
-    ClientError itself, so the operator code path is the real one.
+    moto accepts principals that do not exist, so it never gives that answer by itself.
+    Preferred: the shared harness's server-side fault layer (``aws_server`` fixture,
+    ``fail_first``), which answers over the wire like ECR. Where that fixture is not
+    available yet, a CLIENT-SIDE stand-in, for this test only: a botocore 'before-call'
+    handler short-circuits the call with ECR's exact error; botocore takes the
+    (http_response, parsed) tuple it returns as the response and raises the ClientError
+    itself, so the operator's own code path runs. Returns a function giving how many
+    calls were rejected so far.
     """
+    try:
+        server = request.getfixturevalue("aws_server")
+    except pytest.FixtureLookupError:
+        server = None
+    if server is not None:
+        server.faults.configure(
+            {"fail_first": [{"service": "ecr", "operation": "SetRepositoryPolicy", "count": n,
+                             "code": "InvalidParameterException", "message": INVALID_POLICY_MESSAGE}]}
+        )
+        return lambda: server.faults.injected(kind="failFirst", operation="SetRepositoryPolicy")
+
     state = {"left": n, "rejected": 0}
 
     def handler(**_):
@@ -313,10 +326,13 @@ def reject_first(n: int):
         }
         return _Response(400), parsed
 
-    return handler, state
+    factory.add_hook("before-call.ecr.SetRepositoryPolicy", handler)
+    return lambda: state["rejected"]
 
 
 class _Response:
+    """The little of an HTTP response botocore reads from a before-call short-circuit."""
+
     def __init__(self, status_code: int) -> None:
         self.status_code = status_code
         self.headers: dict[str, str] = {}
@@ -324,16 +340,15 @@ class _Response:
         self.text = ""
 
 
-def test_principal_rejection_retries_then_converges(factory, ecr, calls, clock):
+def test_principal_rejection_retries_then_converges(request, factory, ecr, calls, clock):
     ecr.create_repository(repositoryName="app")
-    handler, state = reject_first(2)
-    factory.add_hook("before-call.ecr.SetRepositoryPolicy", handler)
+    rejected = reject_first(request, factory, 2)
     body = spec(["app"])
     first = run(factory, clock, "pullers", body)
     assert not first.ready and first.retry_after is not None and first.retry_after <= 30
     ready = next(c for c in first.status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == reasons.DEPENDENCY_MISSING
-    assert ROLE in ready["message"] and "0f0e0d0c" not in ready["message"]
+    assert ROLE in ready["message"] and "RequestId" not in ready["message"]
     row = first.status["repositories"][0]
     assert row["rejectedSince"] == "2026-01-01T12:00:00Z"
     clock.advance(first.retry_after)
@@ -342,15 +357,14 @@ def test_principal_rejection_retries_then_converges(factory, ecr, calls, clock):
     assert second.status["repositories"][0]["rejectedSince"] == row["rejectedSince"]  # first seen kept
     clock.advance(second.retry_after)
     third = run(factory, clock, "pullers", body, status=second.status)
-    assert third.ready and state["rejected"] == 2
+    assert third.ready and rejected() == 2
     assert "rejectedSince" not in third.status["repositories"][0]
     assert policies.owned_statements(policy(ecr, "app"), policies.sid_prefix(NS, "pullers"))
 
 
-def test_principal_rejection_reported_after_window(factory, ecr, calls, clock):
+def test_principal_rejection_reported_after_window(request, factory, ecr, calls, clock):
     ecr.create_repository(repositoryName="app")
-    handler, _ = reject_first(1000)
-    factory.add_hook("before-call.ecr.SetRepositoryPolicy", handler)
+    reject_first(request, factory, 1000)
     body = spec(["app"])
     status: dict = {}
     for _ in range(20):
