@@ -121,3 +121,16 @@ def test_same_account_as_account_and_role_is_not_a_duplicate():
         cluster_id="c",
     )
     assert problems == []
+
+
+def test_example_manifest_is_valid():
+    import pathlib
+
+    import yaml
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "crossaccountrepoaccess.yaml"
+    manifest = yaml.safe_load(path.read_text())
+    assert manifest["apiVersion"] == "regaccess.io/v1alpha1" and manifest["kind"] == "CrossAccountRepoAccess"
+    meta = manifest["metadata"]
+    resolved, problems = validate_cross_account(meta["namespace"], meta["name"], manifest["spec"], cluster_id="c")
+    assert problems == [] and resolved is not None
