@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -170,11 +171,26 @@ def _bounded(text: str) -> str:
 
 # --------------------------------------------------------------------------- one repository
 
+# ECR has no conditional write: SetRepositoryPolicy replaces the whole document. Two
+# resources of this operator on one repository, reconciled at once in worker threads,
+# would each write back a policy without the other's fresh statements. One lock per
+# repository serialises our own read-merge-write; writers outside the operator can
+# still race, and the next resync repairs that (level-triggered).
+_REPOSITORY_LOCKS: dict[tuple[str | None, str | None, str], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _repository_lock(region: str | None, role_arn: str | None, repository: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _REPOSITORY_LOCKS.setdefault((region, role_arn, repository), threading.Lock())
+
+
 
 @dataclass(frozen=True)
 class _Context:
     ecr: Any
     region: str | None
+    role_arn: str | None
     prefix: str
     desired: list[dict[str, Any]]
     same_generation: bool
@@ -183,6 +199,11 @@ class _Context:
 
 
 def _sync_repository(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
+    with _repository_lock(ctx.region, ctx.role_arn, repository):
+        return _sync_repository_locked(ctx, repository, previous)
+
+
+def _sync_repository_locked(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
     try:
         observation = policies.observe(ctx.ecr, repository, ctx.prefix, ctx.desired)
     except (ClientError, BotoCoreError, OSError) as error:
@@ -260,8 +281,15 @@ def _principal_rejected(
     )
 
 
-def _remove_from_repository(ecr: Any, repository: str, prefix: str) -> tuple[int, bool]:
+def _remove_from_repository(
+    ecr: Any, repository: str, prefix: str, lock_scope: tuple[str | None, str | None]
+) -> tuple[int, bool]:
     """Take our statements out of one repository policy: (writes, changed). Raises AWS errors."""
+    with _repository_lock(*lock_scope, repository):
+        return _remove_locked(ecr, repository, prefix)
+
+
+def _remove_locked(ecr: Any, repository: str, prefix: str) -> tuple[int, bool]:
     observation = policies.observe(ecr, repository, prefix, [])
     if not observation.exists or observation.up_to_date:
         return 0, False  # no repository, or nothing of ours in its policy
@@ -274,9 +302,9 @@ def _remove_from_repository(ecr: Any, repository: str, prefix: str) -> tuple[int
     return 1, True
 
 
-def _cleanup_repository(ecr: Any, repository: str, prefix: str, previous: dict[str, Any]) -> RepoOutcome:
+def _cleanup_repository(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
     try:
-        writes, _ = _remove_from_repository(ecr, repository, prefix)
+        writes, _ = _remove_from_repository(ctx.ecr, repository, ctx.prefix, (ctx.region, ctx.role_arn))
     except (ClientError, BotoCoreError, OSError) as error:
         failure = _failure_from(error, repository)
         return RepoOutcome(_row(repository, previous.get("arn"), False, failure.message), failure=failure)
@@ -353,6 +381,7 @@ def reconcile(
     ctx = _Context(
         ecr=clients("ecr"),
         region=model.region or clients.region,
+        role_arn=model.roleArn,
         prefix=prefix,
         desired=desired,
         same_generation=previous_status.get("observedGeneration") == generation,
@@ -363,7 +392,7 @@ def reconcile(
     outcomes = [_sync_repository(ctx, repo, previous_rows.get(repo) or {}) for repo in model.repositories]
     for repo, row in previous_rows.items():
         if repo not in model.repositories and isinstance(repo, str):
-            outcomes.append(_cleanup_repository(ctx.ecr, repo, prefix, row))
+            outcomes.append(_cleanup_repository(ctx, repo, row))
     return _assemble(previous_status, generation, outcomes, ctx, stamp, drift_check)
 
 
@@ -531,7 +560,7 @@ def delete(
     previous_rows = {row.get("name"): row for row in previous_status.get("repositories") or []}
     for repo in repos:
         try:
-            _, changed = _remove_from_repository(ecr, repo, prefix)
+            _, changed = _remove_from_repository(ecr, repo, prefix, (region or clients.region, role_arn))
         except (ClientError, BotoCoreError, OSError) as error:
             failure = _failure_from(error, repo)
             failures.append(Failure(failure.reason, failure.message, failure.retry_after or DELETE_TERMINAL_RETRY))
