@@ -391,3 +391,28 @@ def test_status_validates_against_the_model(factory, ecr, clock):
     result = run(factory, clock, "pullers", spec(["app", "missing"]))
     CrossAccountRepoAccessStatus.model_validate(result.status)
     assert policydoc.size(policy(ecr, "app")) < policies.MAX_POLICY_CHARS
+
+
+def test_concurrent_resources_on_one_repository_keep_each_others_statements(factory, ecr, clock):
+    # given six resources reconciled at the same moment in worker threads (as kopf does)
+    from concurrent.futures import ThreadPoolExecutor
+
+    ecr.create_repository(repositoryName="app")
+    names = [f"team-{i}" for i in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda n: run(factory, clock, n, spec(["app"])), names))
+    # then every one of them finds its statement in the policy
+    assert all(r.ready for r in results)
+    document = policy(ecr, "app")
+    for n in names:
+        assert len(policies.owned_statements(document, policies.sid_prefix(NS, n))) == 1, n
+
+
+def test_delete_with_a_spec_that_became_invalid_uses_status_rows(factory, ecr, calls, clock):
+    ecr.create_repository(repositoryName="app")
+    ecr.set_repository_policy(repositoryName="app", policyText=json.dumps({"Version": "2012-10-17", "Statement": [FOREIGN]}))
+    first = run(factory, clock, "pullers", spec(["app"]))
+    broken = spec(["App!"], [{"principals": [{"accountId": "12"}], "access": "Pull"}])
+    result = remove(factory, clock, "pullers", broken, first.status)
+    assert result.retry_after is None
+    assert policy(ecr, "app")["Statement"] == [FOREIGN]
