@@ -399,6 +399,12 @@ class RepositoryStatus(_Model):
     arn: str | None = None
     synced: bool = False
     message: str = ""
+    rejectedSince: str | None = Field(
+        default=None,
+        description="When ECR first rejected this repository's policy for a principal it did "
+        "not know (RFC 3339); the operator retries for about two minutes (IAM eventual "
+        "consistency) before reporting PrincipalRejected.",
+    )
 
 
 class CrossAccountRepoAccessStatus(_Model):

@@ -32,6 +32,8 @@ SECRET_VALUE_TOO_LARGE = "SecretValueTooLarge"
 INVALID_POLICY_NAME = "InvalidPolicyName"
 INVALID_PULL_THROUGH_CACHE = "InvalidPullThroughCache"
 INVALID_GRANT = "InvalidGrant"
+INVALID_REPOSITORY_NAME = "InvalidRepositoryName"
+REPOSITORY_POLICY_TOO_LARGE = "RepositoryPolicyTooLarge"
 
 # AWS state.
 OWNERSHIP_CONFLICT = "OwnershipConflict"
@@ -42,6 +44,8 @@ AWS_REJECTED = "AwsRejected"
 AWS_ERROR = "AwsError"
 DEPENDENCY_MISSING = "DependencyMissing"
 SECRET_PENDING_DELETION = "SecretPendingDeletion"
+# ECR rejected a repository policy naming a principal after the IAM propagation window.
+PRINCIPAL_REJECTED = "PrincipalRejected"
 
 # Wiring (role policies, task and job definitions).
 POLICY_BUDGET_EXCEEDED = "PolicyBudgetExceeded"        # a role's 10,240-character inline budget

@@ -1,0 +1,373 @@
+"""ECR repository policies: the statements one CrossAccountRepoAccess owns.
+
+Called by ``controller.reconcile.cross_account`` (reconcile and delete). Same
+rooms as every AWS kind (see ``controller.aws.base``):
+
+- pure: ``sid_prefix()`` (ownership), ``desired_statements()``, ``compare()``
+  (owned statements only, by meaning), ``merge()`` / ``removal()`` (every
+  statement we do not own is kept as the very same dict, in its order),
+  ``grants_too_large_message()`` / ``oversize_message()`` (the 10,240-character
+  policy limit) and
+  ``is_principal_rejection()`` (the error AWS gives for a principal IAM does
+  not know yet);
+- thin AWS: ``observe()``, ``put()``, ``delete_policy()``.
+
+Ownership is by ``Sid`` prefix, because repository policies have no tags: a
+repository policy may hold statements written by people, Terraform and other
+CrossAccountRepoAccess objects at once, and the operator must never touch those.
+
+Access levels (decided here, documented in docs/cross-account-pull.md):
+``Pull`` is the three pull actions. ``Push`` is the four upload actions plus
+``ecr:BatchCheckLayerAvailability`` and ``ecr:BatchGetImage``, exactly the set
+AWS's "IAM permissions for pushing an image" page lists: a docker push asks
+which layers exist and reads the manifest before it uploads; without them a push
+fails. ``Push`` alone does not include ``ecr:GetDownloadUrlForLayer``, so it
+cannot download layers; ``PullPush`` is the union of both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from controller.api.models import Access
+from controller.api.validation_xrepo import ResolvedCrossAccountRepoAccess
+from controller.aws import policydoc
+from controller.aws.base import ABSENT, Observation
+
+MAX_POLICY_CHARS = 10_240
+POLICY_VERSION = "2012-10-17"
+
+PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
+PUSH_ONLY_ACTIONS = ("ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload")
+# What a push needs besides the uploads (AWS: "IAM permissions for pushing an image").
+PUSH_READ_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage")
+ACTIONS: dict[str, tuple[str, ...]] = {
+    Access.Pull.value: PULL_ACTIONS,
+    Access.Push.value: PUSH_ONLY_ACTIONS + PUSH_READ_ACTIONS,
+    Access.PullPush.value: PULL_ACTIONS + PUSH_ONLY_ACTIONS,
+}
+
+ORG_CONDITION_KEY = "aws:PrincipalOrgID"
+
+# The fixed head and tail of every owned Sid prefix. The tail "X" is neither a
+# lower-case letter (the readable part) nor an upper-case hex digit (the hash), so
+# no prefix is ever a prefix of another resource's prefix or Sids (see sid_prefix).
+SID_HEAD = "Regaccess"
+SID_TAIL = "X"
+_SID_HASH_CHARS = 10
+_SID_READABLE_NAMESPACE = 20
+_SID_READABLE_NAME = 30
+_NOT_SID_CHAR = re.compile(r"[^a-z0-9]")
+
+ERROR_REPOSITORY_NOT_FOUND = "RepositoryNotFoundException"
+ERROR_POLICY_NOT_FOUND = "RepositoryPolicyNotFoundException"
+ERROR_INVALID_PARAMETER = "InvalidParameterException"
+# What ECR answers when a policy names a principal IAM does not know (yet).
+REJECTION_MARKERS = ("invalid repository policy provided", "principal not found")
+
+MSG_TOO_LARGE = (
+    "the repository policy of {repository} would be {total} characters, over ECR's limit of "
+    "{limit}: statements owned by others take {foreign}, this resource's take {ours} "
+    "(largest: spec.grants[{grant}], {grant_size}); split the grants over fewer principals "
+    "per repository or use an organizationId"
+)
+MSG_GRANTS_TOO_LARGE = (
+    "this resource's statements alone are {total} characters, over ECR's limit of {limit} per "
+    "repository policy (largest: spec.grants[{grant}], {grant_size}); split the grants over "
+    "several resources or use an organizationId"
+)
+
+
+# --------------------------------------------------------------------------- ownership
+
+
+def sid_prefix(namespace: str, name: str) -> str:
+    """The Sid prefix that marks statements owned by namespace/name.
+
+    ``Regaccess`` + the namespace and name reduced to [a-z0-9] (readable, bounded)
+    + 10 upper-case hex digits of sha256("namespace/name") + ``X``. Deterministic;
+    the hash keeps "a/bc" and "ab/c" apart; and since ``X`` appears in neither the
+    readable part nor the hash, a prefix ends exactly where its ``X`` is, so one
+    resource's prefix never starts another's Sids.
+    """
+    readable = (
+        _NOT_SID_CHAR.sub("", namespace.lower())[:_SID_READABLE_NAMESPACE]
+        + _NOT_SID_CHAR.sub("", name.lower())[:_SID_READABLE_NAME]
+    )
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:_SID_HASH_CHARS].upper()
+    return f"{SID_HEAD}{readable}{digest}{SID_TAIL}"
+
+
+def is_owned(statement: Any, prefix: str) -> bool:
+    sid = statement.get("Sid") if isinstance(statement, dict) else None
+    return isinstance(sid, str) and sid.startswith(prefix)
+
+
+def owned_statements(document: str | dict[str, Any] | None, prefix: str) -> list[dict[str, Any]]:
+    return [s for s in policydoc.statements(document) if is_owned(s, prefix)]
+
+
+# --------------------------------------------------------------------------- desired
+
+
+def partition_of(region: str | None) -> str:
+    """The ARN partition of a Region (account root ARNs are partition-specific)."""
+    region = region or ""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def account_root_arn(account_id: str, partition: str = "aws") -> str:
+    return f"arn:{partition}:iam::{account_id}:root"
+
+
+def _one_or_list(values: list[str]) -> str | list[str]:
+    return values[0] if len(values) == 1 else values
+
+
+def desired_statements(resolved: ResolvedCrossAccountRepoAccess, *, partition: str = "aws") -> list[dict[str, Any]]:
+    """The statements one resource owns in each of its repositories' policies.
+
+    One statement per grant for its accounts and roles (Sid ``<prefix>G<i>``), and one
+    for its organizations (``<prefix>G<i>Org``: Principal ``*`` with a StringEquals
+    aws:PrincipalOrgID condition, which matches any of the listed IDs). Grouping keeps
+    the policy small against the 10,240-character limit. No Resource element: a
+    repository policy applies to its repository.
+    """
+    prefix = sid_prefix(resolved.namespace, resolved.name)
+    out: list[dict[str, Any]] = []
+    for index, grant in enumerate(resolved.spec.grants):
+        actions = list(ACTIONS[grant.access])
+        aws: list[str] = []
+        orgs: list[str] = []
+        for principal in grant.principals:
+            if principal.accountId:
+                aws.append(account_root_arn(principal.accountId, partition))
+            elif principal.roleArn:
+                aws.append(principal.roleArn)
+            elif principal.organizationId:
+                orgs.append(principal.organizationId)
+        if aws:
+            out.append(
+                {
+                    "Sid": f"{prefix}G{index}",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": _one_or_list(aws)},
+                    "Action": actions,
+                }
+            )
+        if orgs:
+            out.append(
+                {
+                    "Sid": f"{prefix}G{index}Org",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": actions,
+                    "Condition": {"StringEquals": {ORG_CONDITION_KEY: _one_or_list(orgs)}},
+                }
+            )
+    return out
+
+
+def role_principals(statements: list[dict[str, Any]]) -> list[str]:
+    """Role ARNs named in statements: the principals IAM may not know yet."""
+    found: list[str] = []
+    for statement in statements:
+        principal = statement.get("Principal")
+        values = principal.get("AWS", []) if isinstance(principal, dict) else []
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str) and ":role/" in value and value not in found:
+                found.append(value)
+    return found
+
+
+def all_principals(statements: list[dict[str, Any]]) -> list[str]:
+    """Every principal named in statements (ARNs and organization IDs), in order."""
+    found: list[str] = []
+    for statement in statements:
+        principal = statement.get("Principal")
+        values: Any = principal.get("AWS", []) if isinstance(principal, dict) else []
+        orgs = statement.get("Condition", {}).get("StringEquals", {}).get(ORG_CONDITION_KEY, [])
+        for value in [*(values if isinstance(values, list) else [values]),
+                      *(orgs if isinstance(orgs, list) else [orgs])]:
+            if value not in found:
+                found.append(value)
+    return found
+
+
+# --------------------------------------------------------------------------- compare, merge, removal
+
+
+def compare(
+    existing: str | dict[str, Any] | None, prefix: str, desired: list[dict[str, Any]]
+) -> tuple[str, ...]:
+    """Named differences between the owned statements and desired, by meaning.
+
+    Each difference is ``Statement[<sid>]`` (missing, changed or extra). Statements
+    we do not own are not looked at. Order, string-vs-list and account-ID-vs-root-ARN
+    principal forms do not count (``controller.aws.policydoc``).
+    """
+    have: dict[str, list[tuple]] = {}
+    for statement in owned_statements(existing, prefix):
+        have.setdefault(statement["Sid"], []).append(policydoc.canonical_statement(statement))
+    want: dict[str, list[tuple]] = {}
+    for statement in desired:
+        want.setdefault(statement["Sid"], []).append(policydoc.canonical_statement(statement))
+    return tuple(
+        f"Statement[{sid}]"
+        for sid in sorted(set(have) | set(want))
+        if sorted(have.get(sid, [])) != sorted(want.get(sid, []))
+    )
+
+
+def _without_owned(document: str | dict[str, Any] | None, prefix: str) -> tuple[dict[str, Any], list[Any]]:
+    doc = policydoc.parse(document)
+    foreign = [s for s in policydoc.statements(doc) if not is_owned(s, prefix)]
+    # Keep the document's own keys (Version, Id) in their order; only Statement changes.
+    head = {key: value for key, value in doc.items() if key != "Statement"}
+    if "Version" not in head:
+        head = {"Version": POLICY_VERSION, **head}
+    return head, foreign
+
+
+def merge(
+    existing: str | dict[str, Any] | None, prefix: str, desired: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The policy with our statements replaced by desired and everyone else's kept.
+
+    Foreign statements are the very same objects, in their original order; ours
+    follow them.
+    """
+    head, foreign = _without_owned(existing, prefix)
+    return {**head, "Statement": [*foreign, *desired]}
+
+
+def removal(existing: str | dict[str, Any] | None, prefix: str) -> dict[str, Any] | None:
+    """The policy without our statements, or None when nothing else is left (delete it)."""
+    head, foreign = _without_owned(existing, prefix)
+    if not foreign:
+        return None
+    return {**head, "Statement": foreign}
+
+
+def policy_size(document: dict[str, Any]) -> int:
+    return policydoc.size(document)
+
+
+def _largest_grant(prefix: str, desired: list[dict[str, Any]]) -> tuple[int, int]:
+    """(grant index, characters) of the grant whose statements are largest."""
+    by_grant: dict[int, int] = {}
+    for statement in desired:
+        match = re.match(r"G(\d+)", statement["Sid"][len(prefix):])
+        grant = int(match.group(1)) if match else 0
+        by_grant[grant] = by_grant.get(grant, 0) + policy_size(statement)
+    if not by_grant:
+        return 0, 0
+    largest = max(by_grant, key=lambda g: by_grant[g])
+    return largest, by_grant[largest]
+
+
+def grants_too_large_message(prefix: str, desired: list[dict[str, Any]]) -> str | None:
+    """None when our statements fit a policy on their own; else a message naming the grant.
+
+    Checked before any AWS call: no repository can take such a spec.
+    """
+    total = policy_size({"Version": POLICY_VERSION, "Statement": desired})
+    if total <= MAX_POLICY_CHARS:
+        return None
+    grant, grant_size = _largest_grant(prefix, desired)
+    return MSG_GRANTS_TOO_LARGE.format(total=total, limit=MAX_POLICY_CHARS, grant=grant, grant_size=grant_size)
+
+
+def oversize_message(
+    repository: str, merged: dict[str, Any], prefix: str, desired: list[dict[str, Any]]
+) -> str | None:
+    """None when the merged policy fits; else a message naming the repository and grant."""
+    total = policy_size(merged)
+    if total <= MAX_POLICY_CHARS:
+        return None
+    ours = sum(policy_size(s) for s in desired)
+    grant, grant_size = _largest_grant(prefix, desired)
+    return MSG_TOO_LARGE.format(
+        repository=repository,
+        total=total,
+        limit=MAX_POLICY_CHARS,
+        foreign=max(total - ours, 0),
+        ours=ours,
+        grant=grant,
+        grant_size=grant_size,
+    )
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def error_code(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code") or "")
+    return ""
+
+
+def is_principal_rejection(error: BaseException) -> bool:
+    """True for ECR's answer to a principal IAM does not know (yet)."""
+    if error_code(error) != ERROR_INVALID_PARAMETER:
+        return False
+    message = str(error.response.get("Error", {}).get("Message") or "").lower()  # type: ignore[attr-defined]
+    return any(marker in message for marker in REJECTION_MARKERS)
+
+
+def is_repository_missing(error: BaseException) -> bool:
+    return error_code(error) == ERROR_REPOSITORY_NOT_FOUND
+
+
+# --------------------------------------------------------------------------- AWS (thin)
+
+
+def observe(ecr: Any, repository: str, prefix: str, desired: list[dict[str, Any]]) -> Observation:
+    """Read the repository and its policy (two reads, no writes).
+
+    A missing repository is ``ABSENT`` (the reconciler treats it as a missing
+    dependency); a repository without a policy has ``observed["policy"] = None``.
+    ``differences`` compares our statements only.
+    """
+    try:
+        found = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]
+    except ClientError as error:
+        if is_repository_missing(error):
+            return ABSENT
+        raise
+    try:
+        text = ecr.get_repository_policy(repositoryName=repository).get("policyText")
+    except ClientError as error:
+        if is_repository_missing(error):
+            return ABSENT
+        if error_code(error) != ERROR_POLICY_NOT_FOUND:
+            raise
+        text = None
+    policy = policydoc.parse(text) if text else None
+    return Observation(
+        exists=True,
+        owned=True,
+        differences=compare(policy, prefix, desired),
+        observed={"arn": found.get("repositoryArn"), "registryId": found.get("registryId"), "policy": policy},
+    )
+
+
+def put(ecr: Any, repository: str, document: dict[str, Any]) -> None:
+    ecr.set_repository_policy(repositoryName=repository, policyText=policydoc.dumps(document))
+
+
+def delete_policy(ecr: Any, repository: str) -> None:
+    """Delete the whole policy; already gone (policy or repository) means done."""
+    try:
+        ecr.delete_repository_policy(repositoryName=repository)
+    except ClientError as error:
+        if error_code(error) not in (ERROR_POLICY_NOT_FOUND, ERROR_REPOSITORY_NOT_FOUND):
+            raise
