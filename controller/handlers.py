@@ -33,9 +33,11 @@ from typing import Any, Callable
 import kopf
 
 from controller import metrics
-from controller.api.models import GROUP, REGISTRY_CREDENTIAL, VERSION
+from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL, VERSION
 from controller.aws.clients import ClientFactory, Clients
+from controller.kubeapi import StatusWriter
 from controller.logging import REDACTOR, get_logger
+from controller.reconcile import cross_account as xrepo
 from controller.reconcile import registry_credential as rc
 from controller.reconcile.result import ReconcileResult
 from controller.settings import Settings
@@ -62,6 +64,16 @@ class Runtime:
                 max_workers=self.settings.workers, thread_name_prefix="aws"
             )
 
+    # The connection kopf logged in with, for StatusWriter's immediate status patches.
+    connection: kopf.ConnectionInfo | None = None
+
+    def status_writer(self, body: kopf.Body) -> Callable[[dict[str, Any]], None] | None:
+        if self.connection is None:
+            return None
+        meta = body["metadata"]
+        return StatusWriter(self.connection, REGISTRY_CREDENTIAL.plural, meta["namespace"], meta["name"],
+                            list((body.get("status") or {}).get("managed") or []))
+
     def clients_for(self, region: str | None, role_arn: str | None, external_id: str | None) -> Clients:
         return Clients(self.factory, region=region, role_arn=role_arn, external_id=external_id)
 
@@ -73,6 +85,10 @@ class Runtime:
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: context.run(fn, *args, **kwargs))
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _jitter(uid: str) -> float:
@@ -153,6 +169,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     settings = runtime.settings
     rc_resource = (GROUP, VERSION, REGISTRY_CREDENTIAL.plural)
+    xrepo_resource = (GROUP, VERSION, CROSS_ACCOUNT_REPO_ACCESS.plural)
     log = get_logger("regaccess.handlers")
 
     @kopf.on.startup(registry=registry)
@@ -172,7 +189,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A private registry has none of kopf's default handlers: in-cluster first, then KUBECONFIG.
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        runtime.connection = info
+        return info
 
     @kopf.index("", "v1", "secrets", registry=registry, id="source_secrets",
                 when=lambda body, **_: (body.get("type") or "Opaque") in SECRET_TYPES)
@@ -184,31 +203,45 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             "metadata": {"name": name, "namespace": namespace, "resourceVersion": meta.get("resourceVersion")},
         }}
 
-    async def _reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch, index: kopf.Index) -> None:
-        meta, spec = body["metadata"], dict(body.get("spec") or {})
+    async def _run(kind: str, trigger: str, body: kopf.Body, patch: kopf.Patch | None,
+                   call: Callable[[], ReconcileResult]) -> ReconcileResult:
+        """Run one reconcile of one object under its lock and apply what it returned."""
+        meta = body["metadata"]
         uid = meta["uid"]
         async with runtime.lock(uid):
             started = time.monotonic()
-            status = dict(body.get("status") or {})
-            request = rc.Request(
-                namespace=meta["namespace"], name=meta["name"], generation=meta.get("generation"),
-                spec=spec, status=status, source_secret=_source_secret(index, meta["namespace"], spec),
-                cluster_id=settings.cluster_id, drift_check=(trigger == "drift"),
-            )
-            result: ReconcileResult = await runtime.blocking(rc.reconcile, request, runtime.clients_for)
-            _apply_status(patch, status, result.status)
+            result: ReconcileResult = await runtime.blocking(call)
+            if patch is not None:
+                _apply_status(patch, dict(body.get("status") or {}), result.status)
             _post_events(body, result)
-            _record(REGISTRY_CREDENTIAL.kind, trigger, uid, result, started)
-            log.info("reconciled", kind=REGISTRY_CREDENTIAL.kind, namespace=meta["namespace"], name=meta["name"],
+            _record(kind, trigger, uid, result, started)
+            log.info("reconciled", kind=kind, namespace=meta["namespace"], name=meta["name"],
                      trigger=trigger, outcome=result.outcome, retry_after=result.retry_after)
         if result.retry_after is not None:
             raise kopf.TemporaryError(result.retry_reason, delay=result.retry_after)
+        return result
+
+    # ------------------------------------------------------------------ RegistryCredential
+
+    def rc_request(body: kopf.Body, index: kopf.Index, drift_check: bool = False) -> rc.Request:
+        meta, spec = body["metadata"], dict(body.get("spec") or {})
+        return rc.Request(
+            namespace=meta["namespace"], name=meta["name"], generation=meta.get("generation"),
+            spec=spec, status=dict(body.get("status") or {}),
+            source_secret=_source_secret(index, meta["namespace"], spec),
+            cluster_id=settings.cluster_id, drift_check=drift_check,
+        )
+
+    async def rc_reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch, index: kopf.Index) -> None:
+        request = rc_request(body, index, drift_check=(trigger == "drift"))
+        await _run(REGISTRY_CREDENTIAL.kind, trigger, body, patch,
+                   lambda: rc.reconcile(request, runtime.clients_for, record_now=runtime.status_writer(body)))
 
     @kopf.on.resume(*rc_resource, registry=registry, id="sync")
     @kopf.on.create(*rc_resource, registry=registry, id="sync")
     @kopf.on.update(*rc_resource, registry=registry, id="sync", field="spec")
     async def rc_sync(body: kopf.Body, patch: kopf.Patch, reason: str, source_secrets: kopf.Index, **_: Any) -> None:
-        await _reconcile(str(reason), body, patch, source_secrets)
+        await rc_reconcile(str(reason), body, patch, source_secrets)
 
     @kopf.timer(*rc_resource, registry=registry, id="watch", interval=settings.source_check_interval)
     async def rc_tick(body: kopf.Body, patch: kopf.Patch, source_secrets: kopf.Index, **_: Any) -> None:
@@ -219,27 +252,50 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         spec = dict(body.get("spec") or {})
         secret = _source_secret(source_secrets, body["metadata"]["namespace"], spec)
         if source_changed(status, secret):
-            await _reconcile("source", body, patch, source_secrets)
+            await rc_reconcile("source", body, patch, source_secrets)
         elif drift_due(status, body["metadata"]["uid"], settings.drift_interval, time.time()):
-            await _reconcile("drift", body, patch, source_secrets)
+            await rc_reconcile("drift", body, patch, source_secrets)
 
     @kopf.on.delete(*rc_resource, registry=registry, id="cleanup")
-    async def rc_delete(body: kopf.Body, **_: Any) -> None:
+    async def rc_delete(body: kopf.Body, source_secrets: kopf.Index, **_: Any) -> None:
+        request = rc_request(body, source_secrets)
+        await _run(REGISTRY_CREDENTIAL.kind, "delete", body, None, lambda: rc.delete(request, runtime.clients_for))
+        metrics.STATES.forget(REGISTRY_CREDENTIAL.kind, body["metadata"]["uid"])
+        runtime.locks.pop(body["metadata"]["uid"], None)
+
+    # ------------------------------------------------------------------ CrossAccountRepoAccess
+
+    def xrepo_args(body: kopf.Body) -> tuple[Any, ...]:
         meta = body["metadata"]
-        async with runtime.lock(meta["uid"]):
-            started = time.monotonic()
-            request = rc.Request(
-                namespace=meta["namespace"], name=meta["name"], generation=meta.get("generation"),
-                spec=dict(body.get("spec") or {}), status=dict(body.get("status") or {}), source_secret=None,
-                cluster_id=settings.cluster_id,
-            )
-            result = await runtime.blocking(rc.delete, request, runtime.clients_for)
-            _post_events(body, result)
-            metrics.RECONCILES.labels(REGISTRY_CREDENTIAL.kind, "delete", result.outcome).inc()
-            metrics.RECONCILE_SECONDS.labels(REGISTRY_CREDENTIAL.kind, "delete").observe(time.monotonic() - started)
-        if result.retry_after is not None:
-            raise kopf.TemporaryError(result.retry_reason, delay=result.retry_after)
-        metrics.STATES.forget(REGISTRY_CREDENTIAL.kind, meta["uid"])
-        runtime.locks.pop(meta["uid"], None)
+        return (meta["namespace"], meta["name"], meta.get("generation"),
+                dict(body.get("spec") or {}), dict(body.get("status") or {}))
+
+    async def xrepo_reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch) -> None:
+        args = xrepo_args(body)
+        await _run(CROSS_ACCOUNT_REPO_ACCESS.kind, trigger, body, patch, lambda: xrepo.reconcile(
+            *args, clients_for=runtime.clients_for, cluster_id=settings.cluster_id, now=_utcnow,
+            drift_check=(trigger == "drift")))
+
+    @kopf.on.resume(*xrepo_resource, registry=registry, id="sync")
+    @kopf.on.create(*xrepo_resource, registry=registry, id="sync")
+    @kopf.on.update(*xrepo_resource, registry=registry, id="sync", field="spec")
+    async def xrepo_sync(body: kopf.Body, patch: kopf.Patch, reason: str, **_: Any) -> None:
+        await xrepo_reconcile(str(reason), body, patch)
+
+    @kopf.timer(*xrepo_resource, registry=registry, id="watch", interval=settings.source_check_interval)
+    async def xrepo_tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        runtime.health.beat()
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        if drift_due(dict(body.get("status") or {}), body["metadata"]["uid"], settings.drift_interval, time.time()):
+            await xrepo_reconcile("drift", body, patch)
+
+    @kopf.on.delete(*xrepo_resource, registry=registry, id="cleanup")
+    async def xrepo_delete(body: kopf.Body, **_: Any) -> None:
+        args = xrepo_args(body)
+        await _run(CROSS_ACCOUNT_REPO_ACCESS.kind, "delete", body, None, lambda: xrepo.delete(
+            *args, clients_for=runtime.clients_for, cluster_id=settings.cluster_id, now=_utcnow))
+        metrics.STATES.forget(CROSS_ACCOUNT_REPO_ACCESS.kind, body["metadata"]["uid"])
+        runtime.locks.pop(body["metadata"]["uid"], None)
 
     return registry

@@ -174,8 +174,3 @@ def delete(client: Any, arn: str, *, recovery_window_days: int | None, force: bo
     except Exception as error:  # noqa: BLE001
         if not errors.is_not_found(error):
             raise
-
-
-def resolve_kms_key_arn(client: Any, key_id: str) -> str:
-    """Key ID, key ARN, alias name or alias ARN -> key ARN (kms:DescribeKey)."""
-    return client.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]

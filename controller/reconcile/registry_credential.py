@@ -28,6 +28,7 @@ from controller.aws.clients import Clients
 from controller.aws import secrets as sm
 from controller.logging import REDACTOR
 from controller.reconcile import secret as secret_step
+from controller.reconcile import wiring
 from controller.reconcile.conditions import now_rfc3339, set_condition
 from controller.reconcile.result import MAX_DRIFT_RECORDS, ReconcileResult, normal, warning
 from controller.reconcile.steps import Step, StepContext, StepOutcome
@@ -56,14 +57,26 @@ class Request:
 
 
 def sync_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]:
-    """The steps that apply to this resource, in dependency order."""
-    steps: list[tuple[str, Step]] = [("secret", secret_step.sync)]
-    return steps
+    """The steps, in dependency order: everything after the secret needs its ARN.
+
+    Wiring steps always run (not only when their spec list is non-empty) because an
+    emptied list must remove what an earlier generation put in place."""
+    return [
+        ("secret", secret_step.sync),
+        ("rolePolicy", wiring.sync_role_policies),
+        ("taskDefinition", wiring.sync_task_definitions),
+        ("jobDefinition", wiring.sync_job_definitions),
+    ]
 
 
 def delete_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]:
     """Reverse dependency order: users of the secret go before the secret."""
-    return [("secret", secret_step.delete)]
+    return [
+        ("jobDefinition", wiring.delete_job_definitions),
+        ("taskDefinition", wiring.delete_task_definitions),
+        ("rolePolicy", wiring.delete_role_policies),
+        ("secret", secret_step.delete),
+    ]
 
 
 def _source_resource_version(secret: dict[str, Any] | None) -> str | None:
@@ -210,7 +223,9 @@ def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], fai
             conditions = set_condition(conditions, "Ready", False, error.reason, error.message, generation=generation)
             conditions = set_condition(conditions, "Synced", False, error.reason, error.message, generation=generation)
             previous_ready = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
-            if previous_ready.get("message") != error.message:
+            # Steps that fail per object already posted a Warning for each one.
+            already_warned = any(e.type == "Warning" for e in outcome.events)
+            if previous_ready.get("message") != error.message and not already_warned:
                 result.events.append(warning(error.reason, error.message))
             if error.retryable:
                 result.retry_after = error.retry_after or (
@@ -227,6 +242,12 @@ def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], fai
         conditions = set_condition(conditions, "Synced", True, reasons.RECONCILED, ready_message, generation=generation)
         if report_drift:
             conditions = set_condition(conditions, "Ready", True, reasons.DRIFT_REPORTED, "AWS differs from the spec; driftPolicy Report leaves it", generation=generation)
+        # Everything is written, but a consumer runs with a role that cannot read the
+        # secret: its tasks cannot pull. That is not Ready for the user.
+        not_granted = [row["message"] for row in managed if str(row.get("message", "")).startswith(reasons.EXECUTION_ROLE_NOT_GRANTED)]
+        if not_granted:
+            conditions = set_condition(conditions, "Ready", False, reasons.EXECUTION_ROLE_NOT_GRANTED,
+                                       "; ".join(not_granted)[:1000], generation=generation)
         result.ready = True
         status["lastSyncTime"] = now if any(o.writes for o in outcomes) or spec_changed or not previous.get("lastSyncTime") else previous.get("lastSyncTime")
         status["observedGeneration"] = generation

@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.api import reasons
-from controller.aws import errors
+from controller.aws import errors, kms
 from controller.aws import secrets as sm
 from controller.reconcile.result import normal, warning
 from controller.reconcile.steps import StepContext, StepError, StepOutcome
@@ -48,7 +48,7 @@ def _kms_key_arn(ctx: StepContext) -> str | None:
     # Resolved before for the same spec value: no KMS call on a resync.
     if previous.get("kmsKeyArn") and previous.get("kmsKeyId") == key_id:
         return previous["kmsKeyArn"]
-    return sm.resolve_kms_key_arn(ctx.clients("kms"), key_id)
+    return kms.describe(ctx.clients("kms"), key_id).arn
 
 
 def sync(ctx: StepContext) -> StepOutcome:
@@ -103,7 +103,7 @@ def sync(ctx: StepContext) -> StepOutcome:
 
         kms_equal = None
         if want.kms_key_id and observed.get("KmsKeyId") not in (None, want.kms_key_id):
-            kms_equal = sm.resolve_kms_key_arn(ctx.clients("kms"), observed["KmsKeyId"]) == kms_key_arn
+            kms_equal = kms.describe(ctx.clients("kms"), observed["KmsKeyId"]).arn == kms_key_arn
         differences = sm.compare(want, observed, kms_key_equal=kms_equal)
         if differences:
             out.drifted += [(OBJECT, field) for field in differences]
