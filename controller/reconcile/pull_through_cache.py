@@ -123,16 +123,16 @@ def _drift_fields(differences: tuple[str, ...], want: dict[str, Any], previous: 
 def sync(ctx: StepContext) -> StepOutcome:
     """Keep the rule of spec.pullThroughCache; remove the one we left behind when it changed."""
     out = StepOutcome()
-    previous = _previous(ctx)
     ptc = ctx.resolved.spec.pullThroughCache
     new_prefix = ptc.ecrRepositoryPrefix if ptc else None
-    if previous and previous["ecrRepositoryPrefix"] != new_prefix:
-        # The prefix changed or the cache was removed: the old rule is ours to clean up.
-        if not _remove(ctx, out, previous["ecrRepositoryPrefix"]):
+    recorded = ctx.previous_status.get(STATUS_KEY) or {}
+    if recorded.get("ecrRepositoryPrefix") and recorded["ecrRepositoryPrefix"] != new_prefix:
+        # The prefix changed or the cache was removed: the rule we recorded is ours to clean
+        # up, whatever the last sync's outcome was (else it would be orphaned).
+        if not _remove(ctx, out, recorded["ecrRepositoryPrefix"]):
             return out
         if ptc is None:
             out.status[STATUS_KEY] = None
-        previous = None
     if ptc is None:
         return out
     secret_arn = ctx.secret_arn
@@ -140,16 +140,19 @@ def sync(ctx: StepContext) -> StepOutcome:
         # Retry: the secret step runs first and fills ctx.secret_arn.
         return _fail(out, StepError(reasons.DEPENDENCY_MISSING, MSG_NO_SECRET, retryable=True), new_prefix)
     want = rules.desired(ctx.resolved, secret_arn)
-    return _sync_rule(ctx, out, want, previous, attempts_left=2)
+    return _sync_rule(ctx, out, want, attempts_left=2)
 
 
-def _sync_rule(ctx: StepContext, out: StepOutcome, want: dict[str, Any], previous: dict[str, Any] | None,
-               attempts_left: int) -> StepOutcome:
+def _sync_rule(ctx: StepContext, out: StepOutcome, want: dict[str, Any], attempts_left: int) -> StepOutcome:
     prefix = want["ecrRepositoryPrefix"]
     client = ctx.clients(rules.SERVICE)
     adopt = ctx.resolved.spec.adoptExisting
+    # Ownership trusts any status record of the prefix (we created that rule); drift is judged
+    # only against a record whose last outcome was Synced.
+    recorded = ctx.previous_status.get(STATUS_KEY)
+    previous = _previous(ctx)
     try:
-        seen = rules.observe(client, want, secret_arn=want[rules.FIELD_CREDENTIAL], previous=previous, adopt=adopt)
+        seen = rules.observe(client, want, secret_arn=want[rules.FIELD_CREDENTIAL], previous=recorded, adopt=adopt)
     except (ClientError, BotoCoreError, OSError) as error:
         return _fail(out, _failure(error, "describe", prefix), prefix)
 
@@ -163,7 +166,7 @@ def _sync_rule(ctx: StepContext, out: StepOutcome, want: dict[str, Any], previou
         except (ClientError, BotoCoreError, OSError) as error:
             if attempts_left > 1 and classify(error, rules.SERVICE).error_class is ErrorClass.ALREADY_EXISTS:
                 # Someone created it between our describe and create: look again, once.
-                return _sync_rule(ctx, out, want, previous, attempts_left - 1)
+                return _sync_rule(ctx, out, want, attempts_left - 1)
             return _fail(out, _failure(error, "create", prefix), prefix)
         if drift:
             _repaired(ctx, out, prefix, drift)

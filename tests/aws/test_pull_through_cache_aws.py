@@ -230,6 +230,15 @@ def test_a_changed_prefix_moves_the_rule(aws_server, factory):
     assert out.status["pullThroughCacheRule"]["ecrRepositoryPrefix"] == "hub"
 
 
+def test_a_changed_prefix_after_a_failed_sync_still_moves_the_rule(aws_server, factory):
+    arn, status = _synced_once(aws_server, factory)
+    status["managed"] = [{**row, "state": "Error", "message": "throttled"} for row in status["managed"]]
+    out = step.sync(_ctx(factory, arn, status,
+                         pullThroughCache={"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "hub"}))
+    assert out.error is None
+    assert set(_rules(aws_server)) == {"hub"}
+
+
 def test_removing_pull_through_cache_from_the_spec_deletes_our_rule(aws_server, factory):
     arn, status = _synced_once(aws_server, factory)
     out = step.sync(_ctx(factory, arn, status, pullThroughCache=None, secret={"name": "ecr-pullthroughcache/ns/cred"}))
