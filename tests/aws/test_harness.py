@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 import pydantic
 import pytest
+import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ParamValidationError
 
@@ -295,9 +296,9 @@ def test_standard_retries_recover_from_30_percent_throttling(aws_server):
 def test_fault_settings_are_bounded(aws_server, config):
     with pytest.raises(pydantic.ValidationError):
         FaultConfig.model_validate(config)
-    remote = connect(aws_server.url)
-    answer = remote._http.post(f"{aws_server.url}/_harness/faults", json=config, timeout=10)
+    answer = requests.post(f"{aws_server.url}/_harness/faults", json=config, timeout=10)
     assert answer.status_code == 400
+    assert aws_server.faults.config == FaultConfig()
 
 
 # --------------------------------------------------------------------------- control endpoints and process mode
