@@ -1,13 +1,12 @@
-"""Shared fixtures: the moto HTTP server and AWS environment for the AWS tier.
+"""Shared fixtures: the AWS test server and AWS environment for the AWS tier.
 
-moto runs as a real HTTP server on 127.0.0.1 (boto3 talks to it over the wire,
-exactly as the operator does against AWS); it is reset between tests.
+moto runs as a real HTTP server on 127.0.0.1 behind the test harness
+(``tests.harness.awsserver``: the ECR pull-through cache stand-in, fault
+injection and a call record); boto3 talks to it over the wire, exactly as the
+operator does against AWS. It is reset between tests.
 """
 
 from __future__ import annotations
-
-import os
-import socket
 
 import pytest
 import requests
@@ -18,23 +17,20 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="session")
+def aws_server_session():
+    """The harness server for the whole session (moto + stand-in + faults + call record)."""
+    from tests.harness.awsserver import start
+
+    server = start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
-def moto_server():
-    """A moto HTTP server for the whole session; yields its URL."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    yield url
-    server.stop()
+def moto_server(aws_server_session):
+    """The AWS test server for the whole session; yields its URL."""
+    yield aws_server_session.url
 
 
 @pytest.fixture
@@ -48,7 +44,8 @@ def aws(moto_server, monkeypatch):
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     yield moto_server
-    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
+    # moto, the pull-through cache stand-in, faults and the call record.
+    requests.post(f"{moto_server}/_harness/reset", timeout=30)
 
 
 @pytest.fixture
@@ -56,3 +53,9 @@ def factory(aws) -> ClientFactory:
     import boto3
 
     return ClientFactory(session=boto3.session.Session(region_name=REGION))
+
+
+@pytest.fixture
+def aws_server(aws, aws_server_session):
+    """The harness server object (``.faults``, ``.calls``, ``.standin``) for tests that need it."""
+    return aws_server_session

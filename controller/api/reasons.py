@@ -43,6 +43,7 @@ AWS_ACCESS_DENIED = "AwsAccessDenied"
 AWS_REJECTED = "AwsRejected"
 AWS_ERROR = "AwsError"
 DEPENDENCY_MISSING = "DependencyMissing"
+PULL_THROUGH_CACHE_LIMIT = "PullThroughCacheLimitExceeded"  # 50 rules per registry
 SECRET_PENDING_DELETION = "SecretPendingDeletion"
 # ECR rejected a repository policy naming a principal after the IAM propagation window.
 PRINCIPAL_REJECTED = "PrincipalRejected"

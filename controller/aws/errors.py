@@ -75,6 +75,8 @@ TRANSIENT_CODES = frozenset({
 OVERRIDES: dict[tuple[str, str], ErrorClass] = {
     # IAM answers NoSuchEntity for a role that does not exist (yet): a dependency.
     ("iam", "NoSuchEntity"): ErrorClass.NOT_FOUND,
+    # ECR cannot yet see the secret the secret step has just written: retry, it appears.
+    ("ecr", "SecretNotFoundException"): ErrorClass.DEPENDENCY,
     # Secrets Manager: "You can't perform this operation on the secret because it was marked
     # for deletion" comes as InvalidRequestException.
 }

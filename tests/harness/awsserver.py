@@ -1,0 +1,527 @@
+"""The AWS test server: moto's HTTP server app behind our own WSGI layers.
+
+Every test tier talks to AWS through this server, over HTTP on 127.0.0.1, with
+the ordinary boto3 chain (``AWS_ENDPOINT_URL``). Requests pass, outermost first:
+
+1. the control endpoints under ``/_harness/`` (not recorded, never faulted);
+2. identification: (service, operation, protocol) from the SigV4 credential
+   scope and the X-Amz-Target header, the query ``Action`` or botocore's REST
+   routes;
+3. the call recorder (``AwsServer.calls``): a bounded, thread-safe record of
+   every AWS request served, so tests count calls per operation and prove
+   read-only behaviour;
+4. the fault layer (``tests.harness.faults``);
+5. the ECR pull-through cache stand-in (``tests.harness.ptc_standin``) for its
+   five operations, and moto's own ``DomainDispatcherApplication`` for the rest.
+
+In a test process::
+
+    server = start()            # free port; server.url, server.calls, server.faults
+    server.reset()              # moto + stand-in + faults + calls
+    server.stop()
+
+As a process (for tests that run the operator separately)::
+
+    python -m tests.harness.awsserver --port 0     # prints the URL; runs until SIGTERM
+
+and from another process ``connect(url)`` gives the same ``.calls``, ``.faults``
+and ``.reset()`` over the control endpoints:
+
+    GET    /_harness/health               {"ok": true}
+    GET    /_harness/calls?since=SEQ      {"calls": [...], "last": SEQ, "total": N}
+    DELETE /_harness/calls                clear the record
+    GET    /_harness/faults               {"config": ..., "counts": {...}, "injected": [...]}
+    POST   /_harness/faults               body: a FaultConfig as JSON; replaces the config
+    DELETE /_harness/faults               no faults from now on (counts kept)
+    POST   /_harness/reset                moto + stand-in + faults + calls
+
+moto's backends are process globals: run one server per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import json
+import re
+import signal
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs
+
+from tests.harness.faults import (
+    ENV_FAULT,
+    ENV_OPERATION,
+    ENV_PROTOCOL,
+    ENV_SERVICE,
+    FaultConfig,
+    FaultLayer,
+)
+from tests.harness.ptc_standin import PullThroughCacheStandIn
+
+HOST = "127.0.0.1"  # never another interface: the server has no authentication
+CONTROL_PREFIX = "/_harness/"
+DEFAULT_MAX_CALLS = 20_000
+STOP_TIMEOUT_SECONDS = 10.0
+DEFAULT_MAX_SECONDS = 6 * 3600.0  # a forgotten server process still ends
+UNKNOWN = "unknown"
+# Operations that change nothing in AWS; everything else counts as a write.
+READ_PREFIXES = (
+    "Describe", "Get", "List", "BatchGet", "BatchCheck", "Validate", "Head", "Lookup", "Search",
+    "AssumeRole",
+)
+
+ERR_NOT_FOUND = "no such harness endpoint"
+ERR_BAD_JSON = "the body must be a JSON object"
+ERR_BAD_SINCE = "since must be an integer"
+ERR_NOT_STARTED = "the server did not start within {seconds} seconds"
+
+
+# --------------------------------------------------------------------------- identification
+
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/[0-9]{8}/[a-z0-9-]+/(?P<service>[a-z0-9-]+)/aws4_request")
+
+
+@functools.lru_cache(maxsize=64)
+def _service_model(signing_name: str) -> Any:
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        return _botocore_session().get_service_model(signing_name)
+    except botocore.exceptions.UnknownServiceError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _botocore_session() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+@functools.lru_cache(maxsize=64)
+def _rest_routes(signing_name: str) -> list[tuple[str, re.Pattern[str], tuple[str, ...], str]]:
+    """(method, path regex, required query keys, operation), most specific first."""
+    model = _service_model(signing_name)
+    routes = []
+    for name in model.operation_names if model is not None else ():
+        http = model.operation_model(name).http
+        uri = http.get("requestUri", "/")
+        path, _, query = uri.partition("?")
+        pattern = re.sub(r"\\\{[^}]+\\\+\\\}", ".+", re.escape(path))
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", pattern)
+        keys = tuple(part.split("=", 1)[0] for part in query.split("&") if part)
+        literal = len(re.sub(r"\{[^}]+\}", "", path))
+        routes.append((literal + len(keys), http.get("method", "POST"), re.compile(f"^{pattern}/?$"), keys, name))
+    routes.sort(key=lambda route: -route[0])
+    return [(method, regex, keys, name) for _, method, regex, keys, name in routes]
+
+
+def _read_and_keep_body(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length <= 0:
+        return b""
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)  # the next layer reads it again
+    return body
+
+
+def identify(environ: dict[str, Any]) -> tuple[str, str, str]:
+    """(service, operation, protocol) of one AWS request; ``unknown`` where it cannot be told."""
+    match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    service = match["service"] if match else UNKNOWN
+    model = _service_model(service) if match else None
+    protocol = model.metadata.get("protocol", "json") if model is not None else "json"
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return service, target.rpartition(".")[2], protocol
+    if protocol in ("query", "ec2") or environ.get("CONTENT_TYPE", "").startswith(
+        "application/x-www-form-urlencoded"
+    ):
+        form = parse_qs(_read_and_keep_body(environ).decode("utf-8", "replace"))
+        if form.get("Action"):
+            return service, form["Action"][0], protocol
+    if model is not None and protocol in ("rest-json", "rest-xml"):
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "/")
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        for route_method, regex, keys, name in _rest_routes(service):
+            if route_method == method and regex.match(path) and all(k in query for k in keys):
+                return service, name, protocol
+    return service, UNKNOWN, protocol
+
+
+# --------------------------------------------------------------------------- call record
+
+
+@dataclass(frozen=True)
+class Call:
+    seq: int                 # 1, 2, ... since the last clear
+    service: str             # SigV4 signing name: ecr, iam, secretsmanager, ecs, batch, sts
+    operation: str           # AWS operation name, e.g. CreatePullThroughCacheRule
+    fault: str | None        # the fault kind injected, or None
+    status: int | None       # HTTP status sent (None: connection dropped before a status)
+
+    @property
+    def is_read(self) -> bool:
+        return self.operation.startswith(READ_PREFIXES)
+
+
+class _CallQueries:
+    """Counting helpers over a list of calls (shared by the local and remote views)."""
+
+    def list(self, since: int = 0) -> list[Call]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def count(self, service: str | None = None, operation: str | None = None, *, since: int = 0,
+              faulted: bool | None = None) -> int:
+        """Calls matching service/operation after ``since`` (faulted: None any, True/False only those)."""
+        return sum(
+            1 for call in self.list(since)
+            if service in (None, call.service) and operation in (None, call.operation)
+            and (faulted is None or (call.fault is not None) == faulted)
+        )
+
+    def counts(self, since: int = 0) -> dict[str, int]:
+        """``service:operation`` -> number of calls after ``since``."""
+        return dict(Counter(f"{call.service}:{call.operation}" for call in self.list(since)))
+
+    def writes(self, since: int = 0, service: str | None = None) -> list[Call]:
+        """Calls after ``since`` that are not reads (see READ_PREFIXES)."""
+        return [call for call in self.list(since) if not call.is_read and service in (None, call.service)]
+
+
+class CallLog(_CallQueries):
+    """A bounded, thread-safe record of the calls served (oldest dropped first)."""
+
+    def __init__(self, max_calls: int = DEFAULT_MAX_CALLS) -> None:
+        self._lock = threading.Lock()
+        self._calls: deque[Call] = deque(maxlen=max_calls)
+        self._seq = 0
+
+    def record(self, service: str, operation: str, fault: str | None, status: int | None) -> Call:
+        with self._lock:
+            self._seq += 1
+            call = Call(self._seq, service, operation, fault, status)
+            self._calls.append(call)
+            return call
+
+    def mark(self) -> int:
+        """The sequence number of the last call: pass it as ``since`` to see only later calls."""
+        with self._lock:
+            return self._seq
+
+    def list(self, since: int = 0) -> list[Call]:
+        with self._lock:
+            return [call for call in self._calls if call.seq > since]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._calls.clear()
+            self._seq = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._calls)
+
+
+# --------------------------------------------------------------------------- WSGI layers
+
+
+class _Recorder:
+    """Identifies each request, records it after the inner layers answered."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], calls: CallLog) -> None:
+        self._app = app
+        self._calls = calls
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/moto-api"):
+            return self._app(environ, start_response)  # moto's own API is not an AWS call
+        service, operation, protocol = identify(environ)
+        environ[ENV_SERVICE], environ[ENV_OPERATION], environ[ENV_PROTOCOL] = service, operation, protocol
+        seen: dict[str, int] = {}
+
+        def recording_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+            seen["status"] = int(status.split(None, 1)[0])
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        try:
+            return self._app(environ, recording_start_response)
+        finally:
+            fault = environ.get(ENV_FAULT)
+            status = None if fault == "drop" else seen.get("status")
+            self._calls.record(service, operation, fault, status)
+
+
+class _Router:
+    """The stand-in for its operations, moto for everything else."""
+
+    def __init__(self, moto_app: Callable[..., Iterable[bytes]], standin: PullThroughCacheStandIn) -> None:
+        self._moto = moto_app
+        self._standin = standin
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if self._standin.wants(environ):
+            return self._standin.wsgi_app(environ, start_response)
+        return self._moto(environ, start_response)
+
+
+def _json(start_response: Callable[..., Any], status: int, payload: Any) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    start_response(f"{status} {'OK' if status < 400 else 'Error'}",
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class _Control:
+    """The ``/_harness/`` endpoints, then the layered AWS app."""
+
+    def __init__(self, server: "AwsServer", app: Callable[..., Iterable[bytes]]) -> None:
+        self._server = server
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(CONTROL_PREFIX):
+            return self._app(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "GET")
+        what = path[len(CONTROL_PREFIX):].strip("/")
+        server = self._server
+        if (method, what) == ("GET", "health"):
+            return _json(start_response, 200, {"ok": True})
+        if (method, what) == ("GET", "calls"):
+            raw_since = parse_qs(environ.get("QUERY_STRING", "")).get("since", ["0"])[0]
+            try:
+                since = int(raw_since)
+            except ValueError:
+                return _json(start_response, 400, {"error": ERR_BAD_SINCE})
+            calls = server.calls.list(since)
+            return _json(start_response, 200, {
+                "calls": [asdict(call) for call in calls], "last": server.calls.mark(), "total": len(calls),
+            })
+        if (method, what) == ("DELETE", "calls"):
+            server.calls.clear()
+            return _json(start_response, 200, {"ok": True})
+        if (method, what) == ("GET", "faults"):
+            return _json(start_response, 200, server.faults.snapshot())
+        if (method, what) == ("POST", "faults"):
+            import pydantic
+
+            try:
+                payload = json.loads(_read_and_keep_body(environ) or b"{}")
+                if not isinstance(payload, dict):
+                    raise ValueError(ERR_BAD_JSON)
+                server.faults.configure(FaultConfig.model_validate(payload))
+            except (ValueError, pydantic.ValidationError) as error:
+                return _json(start_response, 400, {"error": str(error)})
+            return _json(start_response, 200, server.faults.snapshot())
+        if (method, what) == ("DELETE", "faults"):
+            server.faults.clear()
+            return _json(start_response, 200, server.faults.snapshot())
+        if (method, what) == ("POST", "reset"):
+            server.reset()
+            return _json(start_response, 200, {"ok": True})
+        return _json(start_response, 404, {"error": ERR_NOT_FOUND})
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def _request_handler() -> type:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class QuietHandler(MotoRequestHandler):
+        """moto's handler (keeps underscored headers) without a log line per request."""
+
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    return QuietHandler
+
+
+class AwsServer:
+    """moto + the stand-in + faults + the call record, served on 127.0.0.1 in a thread."""
+
+    def __init__(self, port: int = 0, *, max_calls: int = DEFAULT_MAX_CALLS) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        self.calls = CallLog(max_calls)
+        self.standin = PullThroughCacheStandIn()
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        self.faults = FaultLayer(_Router(moto_app, self.standin))
+        self._app = _Control(self, _Recorder(self.faults, self.calls))
+        self._requested_port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> "AwsServer":
+        from werkzeug.serving import make_server
+
+        self._server = make_server(HOST, self._requested_port, self._app, threaded=True,
+                                   request_handler=_request_handler())
+        # Request threads must not keep a finished test process alive.
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-harness", daemon=True)
+        self._thread.start()
+        return self
+
+    def reset(self) -> None:
+        """moto's backends, the stand-in's rules, the fault config and counts, the call record."""
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
+        self.standin.reset()
+        self.faults.reset()
+        self.calls.clear()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_SECONDS)
+        self._server = None
+
+    def __enter__(self) -> "AwsServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start(port: int = 0) -> AwsServer:
+    """Start a server on 127.0.0.1 (``port=0``: a free port) in a daemon thread."""
+    return AwsServer(port).start()
+
+
+# --------------------------------------------------------------------------- remote view
+
+
+class _RemoteCalls(_CallQueries):
+    def __init__(self, url: str, session: Any) -> None:
+        self._url = url
+        self._http = session
+
+    def list(self, since: int = 0) -> list[Call]:
+        answer = self._http.get(f"{self._url}/_harness/calls", params={"since": since}, timeout=10)
+        answer.raise_for_status()
+        return [Call(**call) for call in answer.json()["calls"]]
+
+    def mark(self) -> int:
+        answer = self._http.get(f"{self._url}/_harness/calls", params={"since": 2**62}, timeout=10)
+        answer.raise_for_status()
+        return int(answer.json()["last"])
+
+    def clear(self) -> None:
+        self._http.delete(f"{self._url}/_harness/calls", timeout=10).raise_for_status()
+
+
+class _RemoteFaults:
+    def __init__(self, url: str, session: Any) -> None:
+        self._url = url
+        self._http = session
+
+    def configure(self, config: FaultConfig | dict[str, Any] | None = None, **fields: Any) -> FaultConfig:
+        if config is None:
+            config = FaultConfig.model_validate(fields)
+        elif isinstance(config, dict):
+            config = FaultConfig.model_validate({**config, **fields})
+        answer = self._http.post(f"{self._url}/_harness/faults", json=config.model_dump(), timeout=10)
+        answer.raise_for_status()
+        return config
+
+    def clear(self) -> None:
+        self._http.delete(f"{self._url}/_harness/faults", timeout=10).raise_for_status()
+
+    def snapshot(self) -> dict[str, Any]:
+        answer = self._http.get(f"{self._url}/_harness/faults", timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def counts(self) -> dict[str, int]:
+        return self.snapshot()["counts"]
+
+    def injected(self, kind: str | None = None, service: str | None = None, operation: str | None = None) -> int:
+        return sum(
+            row["count"] for row in self.snapshot()["injected"]
+            if kind in (None, row["kind"]) and service in (None, row["service"])
+            and operation in (None, row["operation"])
+        )
+
+
+class RemoteAwsServer:
+    """The same ``.url``, ``.calls``, ``.faults`` and ``.reset()`` for a server in another process."""
+
+    def __init__(self, url: str) -> None:
+        import requests
+
+        self.url = url.rstrip("/")
+        self._http = requests.Session()
+        self.calls = _RemoteCalls(self.url, self._http)
+        self.faults = _RemoteFaults(self.url, self._http)
+
+    def reset(self) -> None:
+        self._http.post(f"{self.url}/_harness/reset", timeout=30).raise_for_status()
+
+    def healthy(self) -> bool:
+        try:
+            return self._http.get(f"{self.url}/_harness/health", timeout=2).ok
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # bounded by the deadline
+            if self.healthy():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(ERR_NOT_STARTED.format(seconds=timeout))
+
+
+def connect(url: str) -> RemoteAwsServer:
+    return RemoteAwsServer(url)
+
+
+# --------------------------------------------------------------------------- process mode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.harness.awsserver", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
+                        help="stop after this long even without SIGTERM")
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    server = start(args.port)
+    print(server.url, flush=True)
+    try:
+        stopping.wait(args.max_seconds)
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
