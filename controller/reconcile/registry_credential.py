@@ -28,7 +28,7 @@ from controller.aws.clients import Clients
 from controller.aws import secrets as sm
 from controller.logging import REDACTOR
 from controller.reconcile import secret as secret_step
-from controller.reconcile import wiring
+from controller.reconcile import pull_through_cache, wiring
 from controller.reconcile.conditions import now_rfc3339, set_condition
 from controller.reconcile.result import MAX_DRIFT_RECORDS, ReconcileResult, normal, warning
 from controller.reconcile.steps import Step, StepContext, StepOutcome
@@ -63,6 +63,7 @@ def sync_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]:
     emptied list must remove what an earlier generation put in place."""
     return [
         ("secret", secret_step.sync),
+        ("pullThroughCacheRule", pull_through_cache.sync),
         ("rolePolicy", wiring.sync_role_policies),
         ("taskDefinition", wiring.sync_task_definitions),
         ("jobDefinition", wiring.sync_job_definitions),
@@ -75,6 +76,7 @@ def delete_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]
         ("jobDefinition", wiring.delete_job_definitions),
         ("taskDefinition", wiring.delete_task_definitions),
         ("rolePolicy", wiring.delete_role_policies),
+        ("pullThroughCacheRule", pull_through_cache.delete),
         ("secret", secret_step.delete),
     ]
 

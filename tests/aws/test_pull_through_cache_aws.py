@@ -27,9 +27,9 @@ PREFIX = "docker"
 
 @pytest.fixture
 def no_retry_factory(aws) -> ClientFactory:
-    """Clients without botocore retries: botocore retries throttling and LimitExceededException
+    """Clients without botocore retries (one attempt): botocore retries throttling and LimitExceededException
     (it counts that code as throttling) with backoff, which would only slow these tests."""
-    return ClientFactory(max_attempts=0, session=boto3.session.Session(region_name=REGION))
+    return ClientFactory(max_attempts=1, session=boto3.session.Session(region_name=REGION))
 
 
 def _secret(name: str = "ecr-pullthroughcache/ns/cred") -> str:
