@@ -123,7 +123,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, environ: dict[str, str] |
 def settings_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     namespaces = args.namespaces
-    if namespaces is None and not args.all_namespaces:
+    all_from_env = env.get(ENV_PREFIX + "ALL_NAMESPACES", "").strip().lower() in ("1", "true", "yes")
+    if namespaces is None and not args.all_namespaces and not all_from_env:
         raw = env.get(ENV_PREFIX + "NAMESPACE", "")
         namespaces = [n.strip() for n in raw.split(",") if n.strip()]
     namespaces = tuple(namespaces or ())

@@ -1,0 +1,63 @@
+"""Every option of `regaccess run` is settable by flag and by REGACCESS_<OPTION>, and documented."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from controller.settings import RUN_OPTIONS, add_run_arguments, settings_from_args
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def parse(argv, env=None):
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, env or {})
+    return settings_from_args(parser.parse_args(argv), env or {})
+
+
+def test_defaults():
+    s = parse([])
+    assert s.all_namespaces and s.namespaces == ()
+    assert s.drift_interval == 300.0 and s.metrics_port == 8080 and s.cluster_id == "default"
+
+
+def test_env_then_flag_precedence():
+    env = {"REGACCESS_DRIFT_INTERVAL": "60", "REGACCESS_CLUSTER_ID": "prod"}
+    assert parse([], env).drift_interval == 60.0
+    assert parse(["--drift-interval", "5"], env).drift_interval == 5.0
+    assert parse([], env).cluster_id == "prod"
+
+
+def test_namespaces():
+    assert parse(["-n", "a", "-n", "b"]).namespaces == ("a", "b")
+    assert parse([], {"REGACCESS_NAMESPACE": "a, b"}).namespaces == ("a", "b")
+    assert parse(["-A"], {"REGACCESS_NAMESPACE": "a"}).all_namespaces
+    with pytest.raises(SystemExit):
+        parse(["-n", "a", "-A"])
+
+
+@pytest.mark.parametrize("argv", [["--drift-interval", "0"], ["--metrics-port", "70000"], ["--log-level", "LOUD"],
+                                  ["--workers", "0"]], ids=["zero-interval", "bad-port", "bad-level", "no-workers"])
+def test_bad_values_are_rejected(argv):
+    with pytest.raises(SystemExit):
+        parse(argv)
+
+
+def test_bad_env_value_is_an_error_not_ignored():
+    with pytest.raises((SystemExit, ValueError, argparse.ArgumentTypeError)):
+        parse([], {"REGACCESS_DRIFT_INTERVAL": "soon"})
+
+
+@pytest.mark.parametrize("option", RUN_OPTIONS, ids=[o.flags[-1] for o in RUN_OPTIONS])
+def test_every_option_is_in_the_readme(option):
+    text = README.read_text()
+    assert option.flags[-1] in text, f"README does not document {option.flags[-1]}"
+    assert option.env in text, f"README does not document {option.env}"
+
+
+def test_all_namespaces_from_env_wins_over_namespace_env():
+    assert parse([], {"REGACCESS_NAMESPACE": "a", "REGACCESS_ALL_NAMESPACES": "true"}).all_namespaces
+    assert parse([], {"REGACCESS_NAMESPACE": "a", "REGACCESS_ALL_NAMESPACES": "false"}).namespaces == ("a",)

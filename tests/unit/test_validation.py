@@ -1,0 +1,119 @@
+"""RegistryCredential validation (pure): every rule names its field and reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.api import reasons
+from controller.api.validation import (
+    default_secret_name,
+    secret_value_problems,
+    validate_registry_credential,
+)
+
+SRC = {"source": {"secretRef": {"name": "src"}}}
+
+
+def validate(spec, namespace="team", name="hub"):
+    return validate_registry_credential(namespace, name, spec, cluster_id="c1")
+
+
+def test_defaults_are_resolved():
+    resolved, problems = validate(SRC)
+    assert problems == []
+    assert resolved.secret_name == "regaccess/team/hub"
+    assert resolved.policy_name == "regaccess-team-hub"
+    assert resolved.owner == "c1/team/hub"
+    assert resolved.upstream_url is None
+    assert resolved.spec.deletionPolicy == "Delete" and resolved.spec.driftPolicy == "Remediate"
+
+
+@pytest.mark.parametrize("namespace, name, ptc, expected", [
+    ("team", "hub", False, "regaccess/team/hub"),
+    ("team", "from-docker", False, "regaccess/team/from-docker/credential"),
+    ("team", "hub", True, "ecr-pullthroughcache/team/hub"),
+    ("team", "my-secret", True, "ecr-pullthroughcache/team/my-secret/credential"),
+], ids=["plain", "arn-suffix-collision", "pull-through-cache", "ptc-collision"])
+def test_default_secret_name(namespace, name, ptc, expected):
+    assert default_secret_name(namespace, name, pull_through_cache=ptc) == expected
+
+
+PTC = {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "docker-hub"}
+
+BAD = {
+    "missing-source": ({}, reasons.INVALID_SPEC, "spec.source"),
+    "unknown-field": ({**SRC, "secrett": {}}, reasons.INVALID_SPEC, "spec.secrett"),
+    "secret-ref-other-namespace": ({"source": {"secretRef": {"name": "src", "namespace": "x"}}}, reasons.INVALID_SPEC,
+                                   "spec.source.secretRef.namespace"),
+    "arn-suffix-name": ({**SRC, "secret": {"name": "team/registry-abc123"}}, reasons.INVALID_SECRET_NAME, "spec.secret.name"),
+    "name-charset": ({**SRC, "secret": {"name": "bad name"}}, reasons.INVALID_SPEC, "spec.secret.name"),
+    "name-too-long": ({**SRC, "secret": {"name": "a" * 513}}, reasons.INVALID_SPEC, "spec.secret.name"),
+    "window-too-short": ({**SRC, "secret": {"recoveryWindowInDays": 6}}, reasons.INVALID_SPEC, "spec.secret.recoveryWindowInDays"),
+    "window-too-long": ({**SRC, "secret": {"recoveryWindowInDays": 31}}, reasons.INVALID_SPEC, "spec.secret.recoveryWindowInDays"),
+    "window-and-force": ({**SRC, "secret": {"recoveryWindowInDays": 7, "forceDeleteWithoutRecovery": True}},
+                         reasons.INVALID_DELETION_SETTINGS, "spec.secret"),
+    "reserved-tag": ({**SRC, "secret": {"tags": {"regaccess.io/owner": "me"}}}, reasons.INVALID_SPEC, "spec.secret.tags"),
+    "aws-tag": ({**SRC, "secret": {"tags": {"aws:x": "y"}}}, reasons.INVALID_SPEC, "spec.secret.tags"),
+    "too-many-tags": ({**SRC, "secret": {"tags": {f"k{i}": "v" for i in range(50)}}}, reasons.INVALID_SPEC, "spec.secret.tags"),
+    "malformed-role-arn": ({**SRC, "grants": {"executionRoles": ["arn:aws:iam::12:role/x"]}}, reasons.INVALID_SPEC,
+                           "spec.grants.executionRoles"),
+    "duplicate-role": ({**SRC, "grants": {"executionRoles": ["exec", "arn:aws:iam::123456789012:role/exec"]}},
+                       reasons.INVALID_SPEC, "spec.grants.executionRoles[1]"),
+    "duplicate-family": ({**SRC, "consumers": {"ecsTaskDefinitions": [{"family": "a"}, {"family": "a"}]}},
+                         reasons.INVALID_SPEC, "spec.consumers.ecsTaskDefinitions"),
+    "duplicate-job": ({**SRC, "consumers": {"batchJobDefinitions": [{"name": "j"}, {"name": "j"}]}},
+                      reasons.INVALID_SPEC, "spec.consumers.batchJobDefinitions"),
+    "bad-region": ({**SRC, "region": "mars-1"}, reasons.INVALID_SPEC, "spec.region"),
+    "bad-deletion-policy": ({**SRC, "deletionPolicy": "Keep"}, reasons.INVALID_SPEC, "spec.deletionPolicy"),
+    "bad-drift-policy": ({**SRC, "driftPolicy": "Ignore"}, reasons.INVALID_SPEC, "spec.driftPolicy"),
+    "ptc-name-without-prefix": ({**SRC, "secret": {"name": "mine"}, "pullThroughCache": PTC},
+                                reasons.INVALID_PULL_THROUGH_CACHE, "spec.secret.name"),
+    "ptc-kms-key": ({**SRC, "secret": {"kmsKeyId": "alias/mine"}, "pullThroughCache": PTC},
+                    reasons.INVALID_PULL_THROUGH_CACHE, "spec.secret.kmsKeyId"),
+    "ptc-azure-without-url": ({**SRC, "pullThroughCache": {**PTC, "upstreamRegistry": "azure-container-registry"}},
+                              reasons.INVALID_PULL_THROUGH_CACHE, "spec.pullThroughCache.upstreamRegistryUrl"),
+    "ptc-azure-bad-url": ({**SRC, "pullThroughCache": {**PTC, "upstreamRegistry": "azure-container-registry",
+                                                         "upstreamRegistryUrl": "example.com"}},
+                          reasons.INVALID_PULL_THROUGH_CACHE, "spec.pullThroughCache.upstreamRegistryUrl"),
+    "ptc-unknown-upstream": ({**SRC, "pullThroughCache": {**PTC, "upstreamRegistry": "quay"}}, reasons.INVALID_SPEC,
+                             "spec.pullThroughCache.upstreamRegistry"),
+    "ptc-prefix-too-short": ({**SRC, "pullThroughCache": {**PTC, "ecrRepositoryPrefix": "a"}}, reasons.INVALID_SPEC,
+                             "spec.pullThroughCache.ecrRepositoryPrefix"),
+    "ptc-prefix-uppercase": ({**SRC, "pullThroughCache": {**PTC, "ecrRepositoryPrefix": "Docker"}}, reasons.INVALID_SPEC,
+                             "spec.pullThroughCache.ecrRepositoryPrefix"),
+}
+
+
+@pytest.mark.parametrize("spec, reason, field", BAD.values(), ids=BAD.keys())
+def test_bad_spec(spec, reason, field):
+    resolved, problems = validate(spec)
+    assert resolved is None
+    assert any(p.reason == reason and p.field.startswith(field) for p in problems), problems
+    assert all(p.message for p in problems)
+
+
+def test_default_policy_name_too_long_asks_for_one():
+    resolved, problems = validate(SRC, namespace="n" * 63, name="x" * 70)
+    assert resolved is None
+    assert problems[0].reason == reasons.INVALID_POLICY_NAME
+    assert "spec.grants.policyName" in problems[0].message
+    resolved, problems = validate({**SRC, "grants": {"policyName": "short"}}, namespace="n" * 63, name="x" * 70)
+    assert problems == [] and resolved.policy_name == "short"
+
+
+def test_azure_with_url_and_ptc_defaults():
+    resolved, problems = validate({**SRC, "pullThroughCache": {"upstreamRegistry": "azure-container-registry",
+                                                              "upstreamRegistryUrl": "myregistry.azurecr.io",
+                                                              "ecrRepositoryPrefix": "ROOT"}})
+    assert problems == [] and resolved.upstream_url == "myregistry.azurecr.io"
+    resolved, _ = validate({**SRC, "pullThroughCache": PTC})
+    assert resolved.upstream_url == "registry-1.docker.io"
+    assert resolved.secret_name == "ecr-pullthroughcache/team/hub"
+
+
+@pytest.mark.parametrize("size, ok", [(65_536, True), (65_537, False)], ids=["at-limit", "over-limit"])
+def test_secret_value_limit(size, ok):
+    problems = secret_value_problems("x" * size)
+    assert (problems == []) is ok
+    if not ok:
+        assert problems[0].reason == reasons.SECRET_VALUE_TOO_LARGE and "65536" in problems[0].message
