@@ -164,9 +164,15 @@ def _is_granted(execution_role_arn: str, granted: list[iam_policies.RoleRef]) ->
     )
 
 
+def execution_role_granted(execution_role_arn: str, execution_roles: list[str]) -> bool:
+    """Pure: is a definition's execution role among ``grants.executionRoles``?
+
+    Public for ``regaccess plan``, which must warn exactly when the operator would."""
+    return _is_granted(execution_role_arn, [iam_policies.role_ref(r) for r in execution_roles])
+
+
 def _not_granted(ctx: StepContext, execution_role_arn: str, what: str) -> str:
-    granted = [iam_policies.role_ref(r) for r in ctx.resolved.spec.grants.executionRoles]
-    if _is_granted(execution_role_arn, granted):
+    if execution_role_granted(execution_role_arn, list(ctx.resolved.spec.grants.executionRoles)):
         return ""
     return NOT_GRANTED_MESSAGE.format(
         reason=reasons.EXECUTION_ROLE_NOT_GRANTED, what=what, role=execution_role_arn
