@@ -35,7 +35,7 @@ import kopf
 from controller import metrics
 from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL, VERSION
 from controller.aws.clients import ClientFactory, Clients
-from controller.kubeapi import StatusWriter
+from controller.kubeapi import StatusWriter, patchable
 from controller.logging import REDACTOR, get_logger
 from controller.reconcile import cross_account as xrepo
 from controller.reconcile import registry_credential as rc
@@ -212,7 +212,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             started = time.monotonic()
             result: ReconcileResult = await runtime.blocking(call)
             if patch is not None:
-                _apply_status(patch, dict(body.get("status") or {}), result.status)
+                # Compared after leaving out empty strings: the stored status never has them.
+                _apply_status(patch, dict(body.get("status") or {}), patchable(result.status))
             _post_events(body, result)
             _record(kind, trigger, uid, result, started)
             log.info("reconciled", kind=kind, namespace=meta["namespace"], name=meta["name"],

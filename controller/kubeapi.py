@@ -26,6 +26,22 @@ import kopf
 from controller.api.models import GROUP, VERSION
 
 
+def patchable(value: Any) -> Any:
+    """``value`` without empty-string entries in any mapping, at any depth (pure).
+
+    kube-apiserver 1.20 reads ``""`` inside a merge-patched custom resource's status
+    as null, and our structural schema rejects null strings with a 422 for the
+    whole patch (seen for ``status.managed[].message`` and
+    ``status.repositories[].message``). An absent key means the same as an empty
+    one to every reader of status, so empty strings are left out of every patch.
+    """
+    if isinstance(value, dict):
+        return {k: patchable(v) for k, v in value.items() if v != ""}
+    if isinstance(value, list):
+        return [patchable(v) for v in value]
+    return value
+
+
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if info.insecure:
@@ -63,7 +79,7 @@ class StatusWriter:
             for row in partial.get("managed") or []:
                 key = (row.get("kind"), row.get("name"))
                 self._managed = [r for r in self._managed if (r.get("kind"), r.get("name")) != key] + [dict(row)]
-            body = json.dumps({"status": {"managed": self._managed}}).encode()
+            body = json.dumps({"status": {"managed": patchable(self._managed)}}).encode()
         headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
         if self._info.token:
             headers["Authorization"] = f"Bearer {self._info.token}"
