@@ -6,6 +6,8 @@ throwaway control plane the tests use; this module keeps the tests' import path.
 
 from __future__ import annotations
 
+import urllib3
+
 from controller.devcluster import (  # noqa: F401 - re-exports
     ADMIN_TOKEN,
     SA_TOKEN,
@@ -15,3 +17,6 @@ from controller.devcluster import (  # noqa: F401 - re-exports
     kubeconfig_text,
     start,
 )
+
+# The tests' own client (tests/e2e/kube.py) talks to the self-signed API server unverified.
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
