@@ -1,4 +1,4 @@
-"""Command line: ``regaccess run | crds | version`` (also ``python -m controller``).
+"""Command line: ``regaccess run | crds | plan | demo | docs`` (also ``python -m controller``).
 
 ``run`` starts the operator: logging, metrics/health server, the AWS client
 factory, and kopf with the handlers from ``controller.handlers``.
@@ -97,6 +97,73 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from controller import plan
+
+    return plan.run(args.files, output=args.output, aws=args.aws, namespace=args.namespace,
+                    cluster_id=args.cluster_id)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from controller import demo
+
+    live = {"auto": None, "live": True, "plain": False}[args.view]
+    return demo.run(demo.Options(aws=args.aws, control_plane=args.control_plane, examples=Path(args.examples),
+                                 timeout=args.timeout, live=live))
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from controller import docgen
+
+    text = docgen.reference()
+    if args.write:
+        Path(args.write).write_text(text)
+        print(f"wrote {args.write}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
+    plan = sub.add_parser(
+        "plan", help="Validate manifests and show what the operator would change in AWS (read-only).",
+        description="Validate RegistryCredential / CrossAccountRepoAccess manifests with the operator's own "
+        "validators and, given AWS credentials (or AWS_ENDPOINT_URL), list the AWS changes the operator would "
+        "make, field by field. Never writes to AWS or Kubernetes; never reads or prints secret values. "
+        "Exit codes: 0 valid, 1 invalid manifest, 2 usage error, 3 AWS could not be read.")
+    plan.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="FILE_OR_DIR",
+                      help="A manifest file or a directory of *.yaml/*.yml/*.json (repeatable).")
+    plan.add_argument("-o", "--output", choices=("text", "json"), default="text", help="Output format.")
+    plan.add_argument("--aws", choices=("auto", "off"), default="auto",
+                      help="auto: compare with AWS when credentials are found; off: validate only.")
+    plan.add_argument("-n", "--namespace", default=os.environ.get("REGACCESS_NAMESPACE", "default").split(",")[0] or "default",
+                      help="Namespace for manifests that name none (default: default).")
+    plan.add_argument("--cluster-id", default=os.environ.get("REGACCESS_CLUSTER_ID", "default"),
+                      help="The operator's --cluster-id (for the regaccess.io/owner tag). Env REGACCESS_CLUSTER_ID.")
+    plan.set_defaults(func=_cmd_plan)
+
+    demo = sub.add_parser(
+        "demo", help="Run the whole story locally: AWS stand-in, control plane, operator, drift, cleanup.",
+        description="Install the CRDs, apply the examples, run the operator, show drift detection and repair, "
+        "and clean up, checking every step. Exit code 0 only when every step was verified.")
+    demo.add_argument("--aws", choices=("moto", "real"), default="moto",
+                      help="moto (default): an in-process moto server on 127.0.0.1. real: the AWS account of the "
+                      "standard boto3 chain (creates and removes a demo IAM role and task definition family).")
+    demo.add_argument("--control-plane", choices=("auto", "local", "current"), default="auto",
+                      help="local: a throwaway kube-apiserver from KUBEBUILDER_ASSETS; current: the current "
+                      "kubeconfig context; auto (default): local when KUBEBUILDER_ASSETS is set, else current.")
+    demo.add_argument("--examples", default=str(Path(__file__).resolve().parents[1] / "examples"),
+                      help="Directory of example manifests (default: the repository's examples/).")
+    demo.add_argument("--timeout", type=float, default=180.0, help="Upper bound on the whole demo, seconds.")
+    demo.add_argument("--view", choices=("auto", "live", "plain"), default="auto",
+                      help="live terminal view (rich) or plain lines; auto: live when stdout is a terminal.")
+    demo.set_defaults(func=_cmd_demo)
+
+    docs = sub.add_parser("docs", help="Print the field-by-field API reference (or --write FILE).")
+    docs.add_argument("--write", metavar="FILE", help="Write it to FILE (docs/reference.md) instead of printing.")
+    docs.set_defaults(func=_cmd_docs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from controller.settings import add_run_arguments
 
@@ -109,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     crds = sub.add_parser("crds", help="Print the CustomResourceDefinitions (or --write DIR).")
     crds.add_argument("--write", metavar="DIR", help="Write one file per CRD into DIR instead of printing.")
     crds.set_defaults(func=_cmd_crds)
+    _add_tool_commands(sub)
     return parser
 
 
