@@ -1,0 +1,100 @@
+"""Unit tier: ``regaccess plan`` without AWS (validation only): loading, problems, exit codes, output."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from controller import plan
+
+RC = """apiVersion: regaccess.io/v1alpha1
+kind: RegistryCredential
+metadata: {name: hub, namespace: team}
+spec:
+  source: {secretRef: {name: robot}}
+"""
+SECRET = """apiVersion: v1
+kind: Secret
+metadata: {name: robot, namespace: team}
+type: kubernetes.io/basic-auth
+stringData: {username: u, password: UNIT-LEAKCHECK-9d1}
+"""
+
+
+def plan_text(text: str) -> list[plan.ObjectPlan]:
+    manifests, broken = plan.load_text(text, "m.yaml")
+    return broken + plan.plan_objects(manifests, default_namespace="default", factory=None)
+
+
+def problems(objects: list[plan.ObjectPlan]) -> list[tuple[str, str]]:
+    return [(p.field, p.reason) for o in objects for p in o.problems]
+
+
+def test_documents_keep_their_line_and_other_kinds_are_skipped():
+    objects = plan_text(SECRET + "---\n" + RC)
+    assert [(o.source, o.label) for o in objects] == [("m.yaml:7", "RegistryCredential team/hub")]
+    assert problems(objects) == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a: [unclosed\n", [("(document)", "InvalidSpec")]),
+    ("- just\n- a list\n", [("(document)", "InvalidSpec")]),
+    (RC.replace("v1alpha1", "v1beta9"), [("apiVersion", "InvalidSpec")]),
+    (RC + "specs: {}\n", [("specs", "InvalidSpec")]),
+    (RC.replace("RegistryCredential", "RegistryCredentials"), [("kind", "InvalidSpec")]),
+    (RC.replace("secretRef:", "secretRefs:"), [("spec.source.secretRefs", "InvalidSpec"), ("spec.source.secretRef", "InvalidSpec")]),
+    (RC.replace("{name: hub, namespace: team}", "{namespace: team}"), [("metadata.name", "InvalidSpec")]),
+], ids=["yaml-error", "not-a-mapping", "api-version", "pruned-top-level", "unknown-kind", "typo-in-spec", "no-name"])
+def test_problems_name_the_field(text, expected):
+    assert sorted(problems(plan_text(text))) == sorted(expected)
+
+
+def test_source_secret_in_the_manifests_is_checked_by_key_names():
+    objects = plan_text(SECRET.replace("password:", "pasword:") + "---\n" + RC)
+    assert problems(objects) == [("spec.source.secretRef", "SourceKeyMissing")]
+    assert "has no key 'password'" in objects[0].problems[0].message
+
+
+def test_missing_source_secret_is_a_note_not_a_problem():
+    [obj] = plan_text(RC)
+    assert obj.problems == [] and obj.notes == ["source Secret team/robot is not among these manifests: it must exist in the cluster"]
+
+
+def test_run_offline_exit_codes_and_no_secret_value(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(SECRET + "---\n" + RC)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RC.replace("{name: robot}", "{name: Robot_1}"))
+    out = io.StringIO()
+    assert plan.run([str(good)], aws="off", stdout=out, stderr=io.StringIO()) == plan.EXIT_OK
+    assert "UNIT-LEAKCHECK" not in out.getvalue()
+    assert "AWS not compared" in out.getvalue()
+
+    out = io.StringIO()
+    assert plan.run([str(tmp_path)], aws="off", output="json", stdout=out, stderr=io.StringIO()) == plan.EXIT_INVALID
+    report = json.loads(out.getvalue())
+    assert report["valid"] is False and report["exitCode"] == plan.EXIT_INVALID
+    [bad_obj] = [o for o in report["objects"] if not o["valid"]]
+    assert bad_obj["problems"][0]["field"] == "spec.source.secretRef.name"
+    assert "pattern" in bad_obj["problems"][0]["rule"]
+    assert "UNIT-LEAKCHECK" not in out.getvalue()
+
+    assert plan.run([str(tmp_path / "nope")], aws="off", stdout=io.StringIO(), stderr=io.StringIO()) == plan.EXIT_USAGE
+    only_secret = tmp_path / "s"
+    only_secret.mkdir()
+    (only_secret / "s.yaml").write_text(SECRET)
+    assert plan.run([str(only_secret)], aws="off", stdout=io.StringIO(), stderr=io.StringIO()) == plan.EXIT_USAGE
+
+
+def test_guard_allows_reads_only():
+    class Op:
+        def __init__(self, name):
+            self.name = name
+
+    for name in ("DescribeSecret", "GetRolePolicy", "ListRolePolicies"):
+        plan.read_only_guard(model=Op(name))
+    for name in ("PutRolePolicy", "CreateSecret", "RegisterTaskDefinition", "TagResource", "SetRepositoryPolicy"):
+        with pytest.raises(plan.ReadOnlyViolation):
+            plan.read_only_guard(model=Op(name))
