@@ -40,7 +40,7 @@ ClientsFor = Callable[[str | None, str | None, str | None], Clients]
 # dependency (role, family, repository) usually needs a person or a pipeline.
 RETRY_TRANSIENT = 10.0
 RETRY_DEPENDENCY = 30.0
-# Never an empty message: kopf's merge patch turns "" into null, which the schema rejects.
+# A message that says something, rather than an empty one (see kubeapi.patchable).
 NO_DRIFT_MESSAGE = "AWS matches the declared state"
 
 
