@@ -262,3 +262,25 @@ def test_schema_accepts_the_matrix(values):
     h = helm()
     with h.Chart.load(CHART) as chart:
         chart.validate_schema(values)
+
+
+def test_dockerfile_matches_the_chart():
+    """Docker is not available to the tests; check the recipe against what the chart expects."""
+    import tomllib
+
+    text = (REPO / "Dockerfile").read_text()
+    instructions = [line.split(None, 1) for line in text.splitlines() if line and not line.startswith(("#", " "))]
+    assert instructions[0] == ["FROM", "python:3.11-slim"]
+    pod = one(render(), "Deployment")["spec"]["template"]["spec"]
+    uid = pod["securityContext"]["runAsUser"]
+    assert ["USER", f"{uid}:{pod['securityContext']['runAsGroup']}"] in instructions  # numeric: runAsNonRoot can check it
+    assert "pip install ." in text
+    entrypoint = json.loads(next(v for k, v in instructions if k == "ENTRYPOINT"))
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert entrypoint == ["regaccess"] and "regaccess" in scripts
+    assert pod["containers"][0]["args"][0] == "run"
+    copied = [p for k, v in instructions if k == "COPY" for p in v.split()[:-1]]
+    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    for path in copied:
+        assert (REPO / path).exists() and path not in ignored, path
