@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -38,10 +39,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import kopf
 
     from controller import handlers, logging as rlogging, metrics
+    from controller.peering import replica_priority
     from controller.aws.clients import ClientFactory
     from controller.settings import settings_from_args
 
     settings = settings_from_args(args)
+    # Replicas share one pod template: each derives a distinct priority, so that
+    # kopf keeps exactly one active and the others on standby.
+    priority = replica_priority(socket.gethostname(), os.getpid()) if settings.peering else 0
     rlogging.configure(settings.log_level, settings.log_format)
     log = rlogging.get_logger("regaccess")
     factory = ClientFactory(
@@ -60,6 +65,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         version=__version__,
         namespaces=list(settings.namespaces) or "all",
         cluster_id=settings.cluster_id,
+        peering=settings.peering or "standalone",
+        priority=priority,
         drift_interval=settings.drift_interval,
         aws_region=factory.default_region,
         aws_endpoint=os.environ.get("AWS_ENDPOINT_URL") or "default",
@@ -84,6 +91,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 registry=registry,
                 standalone=not settings.peering,
                 peering_name=settings.peering or None,
+                priority=priority,
                 clusterwide=settings.all_namespaces,
                 namespaces=list(settings.namespaces),
                 ready_flag=ready,

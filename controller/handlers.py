@@ -124,7 +124,8 @@ def source_changed(status: dict[str, Any], secret: dict[str, Any] | None) -> boo
 def _apply_status(patch: kopf.Patch, old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Write only the status fields that changed; True when anything did."""
     changed = False
-    for key, value in new.items():
+    # Compare cleaned values: the API server never returns the empty members we leave out.
+    for key, value in patchable(new).items():
         if old.get(key) != value:
             patch.status[key] = value
             changed = True
@@ -213,7 +214,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             result: ReconcileResult = await runtime.blocking(call)
             if patch is not None:
                 # Compared after leaving out empty strings: the stored status never has them.
-                _apply_status(patch, dict(body.get("status") or {}), patchable(result.status))
+                _apply_status(patch, dict(body.get("status") or {}), result.status)
             _post_events(body, result)
             _record(kind, trigger, uid, result, started)
             log.info("reconciled", kind=kind, namespace=meta["namespace"], name=meta["name"],

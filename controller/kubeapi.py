@@ -38,7 +38,13 @@ def patchable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: patchable(v) for k, v in value.items() if v != ""}
     if isinstance(value, list):
-        return [patchable(v) for v in value]
+        # Inside list items a null is never a deletion (lists are replaced whole), only a
+        # type error for the schema: leave None members out as well.
+        return [
+            {k: patchable(v) for k, v in item.items() if v not in ("", None)} if isinstance(item, dict)
+            else patchable(item)
+            for item in value
+        ]
     return value
 
 

@@ -1,0 +1,72 @@
+{{/* Chart name, possibly overridden. */}}
+{{- define "regaccess.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Resource name prefix: the release name when it already contains the chart name. */}}
+{{- define "regaccess.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "regaccess.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "regaccess.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "regaccess.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "regaccess.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: regaccess
+{{- end -}}
+
+{{- define "regaccess.serviceAccountName" -}}
+{{- if .Values.serviceAccount.name -}}
+{{- .Values.serviceAccount.name -}}
+{{- else -}}
+{{- printf "%s-operator" (include "regaccess.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "regaccess.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* "true" when kopf peering is on: asked for, or needed by more than one replica. */}}
+{{- define "regaccess.peering" -}}
+{{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "regaccess.peeringName" -}}
+{{- default (include "regaccess.fullname" .) .Values.peering.name -}}
+{{- end -}}
+
+{{/* The namespaced rules the operator needs wherever it watches (shared by ClusterRole and Role). */}}
+{{- define "regaccess.watchRules" -}}
+# The custom resources: kopf lists and watches them, and patches finalizers,
+# progress annotations and the status subresource; nothing else.
+- apiGroups: ["regaccess.io"]
+  resources: ["registrycredentials", "crossaccountrepoaccesses"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["regaccess.io"]
+  resources: ["registrycredentials/status", "crossaccountrepoaccesses/status"]
+  verbs: ["patch"]
+# Source Secrets: read through kopf's index (list + watch), never written.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "watch"]
+# kopf.event() posts core/v1 Events (kopf 1.45 does not use events.k8s.io).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}
