@@ -10,7 +10,8 @@ nothing about kopf; all AWS calls go through ``controller.aws.repository_policie
 Decisions that matter to users:
 
 - An invalid spec makes no AWS call at all: Ready=False with the problem's reason.
-- A no-op resync makes zero ECR writes (two reads per repository).
+- A no-op resync (and a drift check) makes zero ECR writes and one read per
+  repository (GetRepositoryPolicy).
 - ``driftPolicy: Report``: when this generation was already synced and the owned
   statements changed in AWS, the drift is recorded and reported, never written.
 - A repository that does not exist is a missing dependency: retried.
@@ -205,7 +206,7 @@ def _sync_repository(ctx: _Context, repository: str, previous: dict[str, Any]) -
 
 def _sync_repository_locked(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
     try:
-        observation = policies.observe(ctx.ecr, repository, ctx.prefix, ctx.desired)
+        observation = policies.observe(ctx.ecr, repository, ctx.prefix, ctx.desired, known_arn=previous.get("arn"))
     except (ClientError, BotoCoreError, OSError) as error:
         failure = _failure_from(error, repository)
         return RepoOutcome(_row(repository, previous.get("arn"), False, failure.message), failure=failure)
