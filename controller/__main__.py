@@ -53,6 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     runtime = handlers.Runtime(settings=settings, factory=factory)
     registry = handlers.build_registry(runtime)
     metrics.BUILD_INFO.labels(__version__).set(1)
+    metrics.DRIFT_INTERVAL.set(settings.drift_interval)
     if settings.metrics_port:
         metrics.serve(runtime.health, settings.metrics_bind, settings.metrics_port)
     log.info(
