@@ -26,6 +26,26 @@ import kopf
 from controller.api.models import GROUP, VERSION
 
 
+def omit_empty(value: Any) -> Any:
+    """Pure: drop "" and None members of objects inside lists, recursively.
+
+    The API server (seen with v1.20) answers a merge patch whose list items carry
+    ``"message": ""`` with 422 "must be of type string: null", and lists are
+    replaced whole, so one empty message loses the entire status patch. An absent
+    field reads back as the model's default (""/None), so nothing is lost.
+    Top-level None stays: in a merge patch it deletes the field.
+    """
+    if isinstance(value, dict):
+        return {k: omit_empty(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [
+            {k: omit_empty(v) for k, v in item.items() if v not in ("", None)} if isinstance(item, dict)
+            else omit_empty(item)
+            for item in value
+        ]
+    return value
+
+
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if info.insecure:
@@ -63,7 +83,7 @@ class StatusWriter:
             for row in partial.get("managed") or []:
                 key = (row.get("kind"), row.get("name"))
                 self._managed = [r for r in self._managed if (r.get("kind"), r.get("name")) != key] + [dict(row)]
-            body = json.dumps({"status": {"managed": self._managed}}).encode()
+            body = json.dumps({"status": {"managed": omit_empty(self._managed)}}).encode()
         headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
         if self._info.token:
             headers["Authorization"] = f"Bearer {self._info.token}"
