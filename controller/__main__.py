@@ -37,7 +37,10 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import kopf
 
+    from kopf._cogs.structs import references as kopf_references  # Insights: not re-exported by kopf
+
     from controller import handlers, logging as rlogging, metrics
+    from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL
     from controller.aws.clients import ClientFactory
     from controller.settings import settings_from_args
 
@@ -75,9 +78,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ready = asyncio.Event()
         beat = asyncio.create_task(heartbeat())
 
+        # Readiness means watching, not merely started: kopf raises ready_flag once its
+        # startup handlers ran, before it has even reached the API server. Its insights
+        # say when resource discovery answered and which of our kinds it watches.
+        insights = kopf_references.Insights()
+        wanted = {REGISTRY_CREDENTIAL.plural, CROSS_ACCOUNT_REPO_ACCESS.plural}
+
         async def mark_ready() -> None:
             await ready.wait()
+            await insights.ready_resources.wait()
+            while not wanted <= {r.plural for r in insights.watched_resources if r.group == GROUP}:
+                await asyncio.sleep(1)  # CRDs not installed (yet): kopf watches them once they are
             runtime.health.ready.set()
+            log.info("ready", watching=sorted(wanted))
 
         marker = asyncio.create_task(mark_ready())
         try:
@@ -88,6 +101,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 clusterwide=settings.all_namespaces,
                 namespaces=list(settings.namespaces),
                 ready_flag=ready,
+                insights=insights,
             )
         finally:
             beat.cancel()
