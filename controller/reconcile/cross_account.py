@@ -82,6 +82,8 @@ MSG_SYNCED = "{count} repository policies carry this resource's {statements} sta
 MSG_DRIFT_REPORTED = DRIFT_REPORTED_PREFIX + " (driftPolicy Report, not repaired): {fields}"
 MSG_DRIFT_REMEDIATED = "owned statements changed in AWS and were restored: {fields}"
 MSG_NO_DRIFT = "owned statements match the spec"
+DRIFT_DETECTED_EVENT = "DriftDetected"
+MSG_DRIFT_DETECTED = "changed outside regaccess: {fields}"
 MSG_UPDATED = "updated the policy of repositories {repositories}"
 MSG_REMOVED = "removed this resource's statements from repositories {repositories}"
 MSG_RETAINED = "deletionPolicy Retain: left this resource's statements in repositories {repositories}"
@@ -448,6 +450,12 @@ def _assemble(
                 drifted = (False, reasons.NO_DRIFT, MSG_NO_DRIFT)
         conditions = set_condition(conditions, reasons.DRIFTED, *drifted, generation=generation, now=stamp)
 
+    announced = [*remediated, *new_reported]
+    if announced:
+        # The Event every kind posts for drift: object and field, never a value.
+        drift_event = warning if new_reported else normal
+        events.append(drift_event(DRIFT_DETECTED_EVENT, _bounded(MSG_DRIFT_DETECTED.format(
+            fields=", ".join(sorted({f"{o}.{f}" for o, f in announced}))))))
     if remediated:
         events.append(warning(reasons.DRIFT_REMEDIATED, _bounded(MSG_DRIFT_REMEDIATED.format(
             fields=", ".join(f"{o} {f}" for o, f in remediated)))))
