@@ -155,6 +155,24 @@ class Scene:
         return world.latest_job_definition(self.client, self.job)["containerProperties"].get("repositoryCredentials")
 
 
+@pytest.fixture
+def scenes(kube, drift_operator):
+    """Scenes made by a test, deleted at its end while this module's operator still runs.
+
+    Left behind, they would keep the next module's operator busy with drift checks
+    (envtest has no namespace controller, so namespaces never empty themselves).
+    """
+    made: list[Scene] = []
+    yield made
+    for scene in made:
+        kube.delete(kube.rc_path(scene.ns, "cred"))
+        kube.delete(kube.rc_path(scene.ns, "pullers", plural=XREPO_PLURAL))
+    for scene in made:
+        wait_for(lambda: kube.get_or_none(kube.rc_path(scene.ns, "cred")) is None
+                 and kube.get_or_none(kube.rc_path(scene.ns, "pullers", plural=XREPO_PLURAL)) is None,
+                 60, f"resources of {scene.ns} deleted")
+
+
 def wait_detected(scene: Scene, edited_at: float) -> tuple[dict, dict]:
     expected = scene.expected_rc_drift()
     xrepo_object = f"repositoryPolicy/{scene.repository}"
@@ -172,8 +190,9 @@ def drift_events(kube, namespace: str) -> list[dict]:
     return [e for e in kube.get(f"/api/v1/namespaces/{namespace}/events")["items"] if e["reason"] == "DriftDetected"]
 
 
-def test_remediate_repairs_every_kind_and_counts_it(kube, drift_operator, namespace, aws_e2e):
+def test_remediate_repairs_every_kind_and_counts_it(kube, drift_operator, namespace, aws_e2e, scenes):
     scene = Scene(kube, namespace, aws_e2e, "Remediate")
+    scenes.append(scene)
     scene.wait_ready()
     secret_arn = scene.rc()["status"]["secretArn"]
     ours = scene.secret_value()
@@ -219,8 +238,9 @@ def test_remediate_repairs_every_kind_and_counts_it(kube, drift_operator, namesp
     wait_for(counted, 10, "drift detected and remediated counted per kind and object type")
 
 
-def test_report_leaves_aws_alone_and_says_so(kube, drift_operator, namespace, aws_e2e):
+def test_report_leaves_aws_alone_and_says_so(kube, drift_operator, namespace, aws_e2e, scenes):
     scene = Scene(kube, namespace, aws_e2e, "Report")
+    scenes.append(scene)
     scene.wait_ready()
     revisions = len(aws_e2e.client("ecs").list_task_definitions(familyPrefix=scene.family)["taskDefinitionArns"])
     before = metric_values(drift_operator.metrics())
