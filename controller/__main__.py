@@ -38,8 +38,11 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import kopf
 
+    from kopf._cogs.structs import references as kopf_references  # Insights: not re-exported by kopf
+
     from controller import handlers, logging as rlogging, metrics
     from controller.peering import replica_priority
+    from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL
     from controller.aws.clients import ClientFactory
     from controller.settings import settings_from_args
 
@@ -58,6 +61,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     runtime = handlers.Runtime(settings=settings, factory=factory)
     registry = handlers.build_registry(runtime)
     metrics.BUILD_INFO.labels(__version__).set(1)
+    metrics.DRIFT_INTERVAL.set(settings.drift_interval)
     if settings.metrics_port:
         metrics.serve(runtime.health, settings.metrics_bind, settings.metrics_port)
     log.info(
@@ -81,9 +85,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ready = asyncio.Event()
         beat = asyncio.create_task(heartbeat())
 
+        # Readiness means watching, not merely started: kopf raises ready_flag once its
+        # startup handlers ran, before it has even reached the API server. Its insights
+        # say when resource discovery answered and which of our kinds it watches.
+        insights = kopf_references.Insights()
+        wanted = {REGISTRY_CREDENTIAL.plural, CROSS_ACCOUNT_REPO_ACCESS.plural}
+
         async def mark_ready() -> None:
             await ready.wait()
+            await insights.ready_resources.wait()
+            while not wanted <= {r.plural for r in insights.watched_resources if r.group == GROUP}:
+                await asyncio.sleep(1)  # CRDs not installed (yet): kopf watches them once they are
             runtime.health.ready.set()
+            log.info("ready", watching=sorted(wanted))
 
         marker = asyncio.create_task(mark_ready())
         try:
@@ -95,6 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 clusterwide=settings.all_namespaces,
                 namespaces=list(settings.namespaces),
                 ready_flag=ready,
+                insights=insights,
             )
         finally:
             beat.cancel()

@@ -149,9 +149,7 @@ def _record(kind: str, trigger: str, uid: str, result: ReconcileResult, started:
         metrics.DRIFT_DETECTED.labels(kind, object_type).inc(count)
     for object_type, count in result.drift_remediated.items():
         metrics.DRIFT_REMEDIATED.labels(kind, object_type).inc(count)
-    ready = next((c for c in result.status.get("conditions") or [] if c.get("type") == "Ready"), None)
-    if ready is not None:
-        metrics.STATES.set(kind, uid, ready.get("status", "Unknown"), ready.get("reason", ""))
+    metrics.STATES.set(kind, uid, list(result.status.get("conditions") or []))
     if trigger == "drift":
         metrics.DRIFT_CHECKS.labels(kind, "error" if result.outcome in ("error", "retry") else "success").inc()
         if result.outcome not in ("error", "retry"):

@@ -2,9 +2,10 @@
 
 AWS calls are counted from botocore's event hooks (``before-call`` /
 ``after-call`` / ``after-call-error``) registered on every client by the
-client factory, so no call can be missed. Labels are bounded: kind, service,
-operation, outcome, object type, condition — never ARNs, names or
-namespaces.
+client factory, so no call can be missed. Labels are bounded: kind, trigger,
+result, service, operation, outcome, object type, condition, status, reason
+(a constant of ``controller.api.reasons``), version — never ARNs, names,
+namespaces or UIDs. Every metric is described in docs/metrics.md.
 
 The HTTP server (``serve``) answers /metrics, /healthz (the event loop
 heartbeat is fresh) and /readyz (kopf is watching).
@@ -62,8 +63,14 @@ DRIFT_REMEDIATED = Counter(
     ["kind", "object_type"], registry=REGISTRY,
 )
 RESOURCES = Gauge(
-    "regaccess_resources", "Custom resources by kind and Ready condition status/reason.",
-    ["kind", "ready", "reason"], registry=REGISTRY,
+    "regaccess_resources",
+    "Custom resources by kind and condition (Ready, Synced, Drifted) with its status and reason.",
+    ["kind", "condition", "status", "reason"], registry=REGISTRY,
+)
+DRIFT_INTERVAL = Gauge(
+    "regaccess_drift_interval_seconds",
+    "Configured seconds between drift checks of one resource (before up to 10% jitter).",
+    registry=REGISTRY,
 )
 LAST_DRIFT_CHECK = Gauge(
     "regaccess_last_drift_check_timestamp_seconds", "Unix time of the last successful drift check, by kind.",
@@ -75,15 +82,29 @@ DRIFT_CHECKS = Counter(
 
 
 class ResourceStates:
-    """The Ready condition of every resource the operator has seen; feeds RESOURCES."""
+    """The conditions of every resource the operator has seen; feeds RESOURCES.
+
+    Kept per resource UID in memory, published as counts: the series depend on
+    kinds, condition types, statuses and reasons (all bounded), never on how
+    many resources there are or what they are called.
+    """
+
+    CONDITIONS = ("Ready", "Synced", "Drifted")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._states: dict[tuple[str, str], tuple[str, str]] = {}
+        self._states: dict[tuple[str, str], tuple[tuple[str, str, str], ...]] = {}
 
-    def set(self, kind: str, uid: str, ready: str, reason: str) -> None:
+    def set(self, kind: str, uid: str, conditions: list[dict[str, Any]]) -> None:
+        by_type = {c.get("type"): c for c in conditions or [] if isinstance(c, dict)}
+        state = tuple(
+            (name, str(by_type[name].get("status", "Unknown")), str(by_type[name].get("reason", "")))
+            for name in self.CONDITIONS if name in by_type
+        )
         with self._lock:
-            self._states[(kind, uid)] = (ready, reason)
+            if self._states.get((kind, uid)) == state:
+                return
+            self._states[(kind, uid)] = state
             self._publish()
 
     def forget(self, kind: str, uid: str) -> None:
@@ -92,9 +113,11 @@ class ResourceStates:
             self._publish()
 
     def _publish(self) -> None:
-        counts: dict[tuple[str, str, str], int] = {}
-        for (kind, _uid), (ready, reason) in self._states.items():
-            counts[(kind, ready, reason)] = counts.get((kind, ready, reason), 0) + 1
+        counts: dict[tuple[str, str, str, str], int] = {}
+        for (kind, _uid), state in self._states.items():
+            for name, status, reason in state:
+                key = (kind, name, status, reason)
+                counts[key] = counts.get(key, 0) + 1
         RESOURCES.clear()
         for labels, value in counts.items():
             RESOURCES.labels(*labels).set(value)
@@ -103,8 +126,14 @@ class ResourceStates:
 STATES = ResourceStates()
 
 
+def _service(service_model: Any) -> str:
+    # The SigV4 signing name ("ecr", not ECR's endpoint prefix "api.ecr"): what IAM
+    # actions and CloudTrail call the service.
+    return service_model.signing_name or service_model.endpoint_prefix
+
+
 def _service_operation(model: Any) -> tuple[str, str]:
-    return model.service_model.endpoint_prefix, model.name
+    return _service(model.service_model), model.name
 
 
 def _before_call(model: Any = None, context: Any = None, **_: Any) -> None:
@@ -140,7 +169,7 @@ def _needs_retry(response: Any = None, operation: Any = None, **_: Any) -> None:
     http, parsed = response
     code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
     if operation is not None and (code in THROTTLING_CODES or getattr(http, "status_code", 0) == 429):
-        AWS_THROTTLES.labels(operation.service_model.endpoint_prefix, operation.name).inc()
+        AWS_THROTTLES.labels(_service(operation.service_model), operation.name).inc()
 
 
 CLIENT_HOOKS: list[tuple[str, Callable[..., Any]]] = [

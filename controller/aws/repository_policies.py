@@ -330,33 +330,51 @@ def is_repository_missing(error: BaseException) -> bool:
 # --------------------------------------------------------------------------- AWS (thin)
 
 
-def observe(ecr: Any, repository: str, prefix: str, desired: list[dict[str, Any]]) -> Observation:
-    """Read the repository and its policy (two reads, no writes).
+def repository_arn(partition: str, region: str, registry_id: str, repository: str) -> str:
+    """ECR's documented ARN format; GetRepositoryPolicy names the registry, not the ARN."""
+    return f"arn:{partition}:ecr:{region}:{registry_id}:repository/{repository}"
+
+
+def observe(ecr: Any, repository: str, prefix: str, desired: list[dict[str, Any]],
+            known_arn: str | None = None) -> Observation:
+    """Read the repository's policy: one GetRepositoryPolicy in steady state, no writes.
 
     A missing repository is ``ABSENT`` (the reconciler treats it as a missing
-    dependency); a repository without a policy has ``observed["policy"] = None``.
-    ``differences`` compares our statements only.
+    dependency); a repository without a policy has ``observed["policy"] = None``
+    and then, unless ``known_arn`` is given, one DescribeRepositories for its ARN
+    (a write follows anyway: our statements are missing). ``differences``
+    compares our statements only.
     """
     try:
-        found = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]
-    except ClientError as error:
-        if is_repository_missing(error):
-            return ABSENT
-        raise
-    try:
-        text = ecr.get_repository_policy(repositoryName=repository).get("policyText")
+        answer = ecr.get_repository_policy(repositoryName=repository)
     except ClientError as error:
         if is_repository_missing(error):
             return ABSENT
         if error_code(error) != ERROR_POLICY_NOT_FOUND:
             raise
-        text = None
+        answer = None
+    if answer is not None:
+        text = answer.get("policyText")
+        registry_id = answer.get("registryId")
+        arn = known_arn or (
+            repository_arn(ecr.meta.partition, ecr.meta.region_name, registry_id, repository) if registry_id else None
+        )
+    else:
+        text, registry_id, arn = None, None, known_arn
+    if arn is None:
+        try:
+            found = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]
+        except ClientError as error:
+            if is_repository_missing(error):
+                return ABSENT
+            raise
+        arn, registry_id = found.get("repositoryArn"), found.get("registryId")
     policy = policydoc.parse(text) if text else None
     return Observation(
         exists=True,
         owned=True,
         differences=compare(policy, prefix, desired),
-        observed={"arn": found.get("repositoryArn"), "registryId": found.get("registryId"), "policy": policy},
+        observed={"arn": arn, "registryId": registry_id, "policy": policy},
     )
 
 

@@ -10,7 +10,8 @@ nothing about kopf; all AWS calls go through ``controller.aws.repository_policie
 Decisions that matter to users:
 
 - An invalid spec makes no AWS call at all: Ready=False with the problem's reason.
-- A no-op resync makes zero ECR writes (two reads per repository).
+- A no-op resync (and a drift check) makes zero ECR writes and one read per
+  repository (GetRepositoryPolicy).
 - ``driftPolicy: Report``: when this generation was already synced and the owned
   statements changed in AWS, the drift is recorded and reported, never written.
 - A repository that does not exist is a missing dependency: retried.
@@ -81,6 +82,8 @@ MSG_SYNCED = "{count} repository policies carry this resource's {statements} sta
 MSG_DRIFT_REPORTED = DRIFT_REPORTED_PREFIX + " (driftPolicy Report, not repaired): {fields}"
 MSG_DRIFT_REMEDIATED = "owned statements changed in AWS and were restored: {fields}"
 MSG_NO_DRIFT = "owned statements match the spec"
+DRIFT_DETECTED_EVENT = "DriftDetected"
+MSG_DRIFT_DETECTED = "changed outside regaccess: {fields}"
 MSG_UPDATED = "updated the policy of repositories {repositories}"
 MSG_REMOVED = "removed this resource's statements from repositories {repositories}"
 MSG_RETAINED = "deletionPolicy Retain: left this resource's statements in repositories {repositories}"
@@ -205,7 +208,7 @@ def _sync_repository(ctx: _Context, repository: str, previous: dict[str, Any]) -
 
 def _sync_repository_locked(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
     try:
-        observation = policies.observe(ctx.ecr, repository, ctx.prefix, ctx.desired)
+        observation = policies.observe(ctx.ecr, repository, ctx.prefix, ctx.desired, known_arn=previous.get("arn"))
     except (ClientError, BotoCoreError, OSError) as error:
         failure = _failure_from(error, repository)
         return RepoOutcome(_row(repository, previous.get("arn"), False, failure.message), failure=failure)
@@ -447,6 +450,12 @@ def _assemble(
                 drifted = (False, reasons.NO_DRIFT, MSG_NO_DRIFT)
         conditions = set_condition(conditions, reasons.DRIFTED, *drifted, generation=generation, now=stamp)
 
+    announced = [*remediated, *new_reported]
+    if announced:
+        # The Event every kind posts for drift: object and field, never a value.
+        drift_event = warning if new_reported else normal
+        events.append(drift_event(DRIFT_DETECTED_EVENT, _bounded(MSG_DRIFT_DETECTED.format(
+            fields=", ".join(sorted({f"{o}.{f}" for o, f in announced}))))))
     if remediated:
         events.append(warning(reasons.DRIFT_REMEDIATED, _bounded(MSG_DRIFT_REMEDIATED.format(
             fields=", ".join(f"{o} {f}" for o, f in remediated)))))

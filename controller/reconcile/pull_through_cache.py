@@ -82,7 +82,9 @@ def _previous(ctx: StepContext) -> dict[str, Any] | None:
         return None
     row = ctx.previous_managed(rules.KIND).get(previous["ecrRepositoryPrefix"])
     if row is not None and row.get("state") != STATE_SYNCED:
-        return None
+        # A Pending row left by a reported drift is still that drift (driftPolicy Report).
+        if not (row.get("state") == STATE_PENDING and ctx.reported_before(_object(previous["ecrRepositoryPrefix"]))):
+            return None
     return previous
 
 
@@ -226,7 +228,8 @@ def _report(ctx: StepContext, out: StepOutcome, prefix: str, fields: list[str],
             previous: dict[str, Any] | None) -> StepOutcome:
     message = MSG_DRIFT_REPORTED.format(prefix=prefix, fields=", ".join(fields))
     out.drifted += [(_object(prefix), name) for name in fields]
-    out.events.append(warning(reasons.DRIFT_REPORTED, message))
+    if not ctx.reported_before(_object(prefix)):  # once per drift, not at every check
+        out.events.append(warning(reasons.DRIFT_REPORTED, message))
     # Status keeps what we last synced, so the next check still sees the drift.
     out.status[STATUS_KEY] = previous
     out.managed.append(_row(prefix, STATE_PENDING, message))

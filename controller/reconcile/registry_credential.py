@@ -31,7 +31,7 @@ from controller.reconcile import secret as secret_step
 from controller.reconcile import pull_through_cache, wiring
 from controller.reconcile.conditions import now_rfc3339, set_condition
 from controller.reconcile.result import MAX_DRIFT_RECORDS, ReconcileResult, normal, warning
-from controller.reconcile.steps import Step, StepContext, StepOutcome
+from controller.reconcile.steps import Step, StepContext, StepOutcome, open_drift
 from controller.sources import Credential, SourceError, read_credential
 
 ClientsFor = Callable[[str | None, str | None, str | None], Clients]
@@ -127,11 +127,19 @@ def _invalid(request: Request, problems: list[Problem]) -> ReconcileResult:
     return ReconcileResult(status=status, events=events, outcome="invalid")
 
 
-def _merge_drift(previous: list[dict[str, Any]], found: list[tuple[str, str]], remediated: bool, now: str) -> list[dict[str, Any]]:
-    records = list(previous or [])
-    for obj, field in found:
+def _merge_drift(previous_status: dict[str, Any], found: list[tuple[str, str]], remediated: bool,
+                 now: str) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Append the drift found, bounded; returns (records, the pairs that are new).
+
+    Under driftPolicy Report the same drift is found at every check: it is recorded
+    (and announced) once, while it stays open, so status does not churn.
+    """
+    records = list(previous_status.get("drift") or [])
+    already = set() if remediated else open_drift(previous_status)
+    new = [pair for pair in dict.fromkeys(found) if pair not in already]
+    for obj, field in new:
         records.append({"object": obj, "field": field, "time": now, "remediated": remediated})
-    return records[-MAX_DRIFT_RECORDS:]
+    return records[-MAX_DRIFT_RECORDS:], new
 
 
 def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
@@ -202,11 +210,14 @@ def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], fai
                 key = obj.split("/", 1)[0]
                 result.drift_remediated[key] = result.drift_remediated.get(key, 0) + 1
         fixed = ctx.remediate and remediated
-        status["drift"] = _merge_drift(previous.get("drift") or [], drift, fixed, now)
+        status["drift"], new = _merge_drift(previous, drift, fixed, now)
         reason = reasons.DRIFT_REMEDIATED if fixed else reasons.DRIFT_REPORTED
         message = ("repaired" if fixed else "found (driftPolicy Report)") + ": " + ", ".join(objects)
         conditions = set_condition(conditions, "Drifted", not fixed, reason, message[:1000], generation=generation)
-        result.events.append((normal if fixed else warning)("DriftDetected", "changed outside regaccess: " + ", ".join(objects)))
+        if new:
+            # Names the object and field only (never a value); once per new drift.
+            result.events.append((normal if fixed else warning)(
+                "DriftDetected", "changed outside regaccess: " + ", ".join(sorted({f"{o}.{f}" for o, f in new}))))
         if fixed:
             result.events.append(normal("DriftRemediated", "repaired: " + ", ".join(objects)))
     elif failed is None:

@@ -103,7 +103,12 @@ def sync(ctx: StepContext) -> StepOutcome:
 
         kms_equal = None
         if want.kms_key_id and observed.get("KmsKeyId") not in (None, want.kms_key_id):
-            kms_equal = kms.describe(ctx.clients("kms"), observed["KmsKeyId"]).arn == kms_key_arn
+            # Spelled differently (alias in the spec, key ARN in AWS): the key ARN resolved
+            # before settles it without a KMS call at every drift check.
+            if kms_key_arn and observed["KmsKeyId"] == kms_key_arn:
+                kms_equal = True
+            else:
+                kms_equal = kms.describe(ctx.clients("kms"), observed["KmsKeyId"]).arn == kms_key_arn
         differences = sm.compare(want, observed, kms_key_equal=kms_equal)
         if differences:
             out.drifted += [(OBJECT, field) for field in differences]

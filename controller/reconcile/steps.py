@@ -66,6 +66,14 @@ class StepContext:
     # Wall clock used for drift records (injected for tests).
     now: str = ""
 
+    def reported_before(self, obj: str) -> bool:
+        """Was drift on ``obj`` reported (not repaired) by the last check, and still open?
+
+        Under driftPolicy Report a drifted object keeps a Pending row; without this,
+        the next check would take that row for unfinished work and write.
+        """
+        return any(obj == o for o, _ in open_drift(self.previous_status))
+
     def previous_managed(self, kind: str) -> dict[str, dict[str, Any]]:
         """status.managed rows of one kind, by name."""
         return {
@@ -76,3 +84,15 @@ class StepContext:
 
 
 Step = Callable[[StepContext], StepOutcome]
+
+
+def open_drift(status: dict[str, Any]) -> set[tuple[str, str]]:
+    """Pure: the (object, field) pairs reported and not repaired, while Drifted is True.
+
+    A check that finds no drift sets Drifted False, which closes them all: a drift
+    undone by hand and made again later counts as new.
+    """
+    drifted = next((c for c in status.get("conditions") or [] if c.get("type") == "Drifted"), {})
+    if drifted.get("status") != "True":
+        return set()
+    return {(r.get("object"), r.get("field")) for r in status.get("drift") or [] if not r.get("remediated")}

@@ -124,7 +124,9 @@ def _is_drift(ctx: StepContext, kind: str, name: str, *, uses_kms: bool = False)
     When the secret ARN (or, for policies, the KMS key) changed since the previous
     status, the difference is our own pending change, not someone else's edit.
     """
-    if (ctx.previous_managed(kind).get(name) or {}).get("state") != SYNCED:
+    state = (ctx.previous_managed(kind).get(name) or {}).get("state")
+    # A Pending row left by a reported drift is still that drift, not unfinished work.
+    if state != SYNCED and not (state == PENDING and ctx.reported_before(f"{kind}/{name}")):
         return False
     previous = ctx.previous_status
     if previous.get("secretArn") and previous["secretArn"] != ctx.secret_arn:
@@ -234,7 +236,8 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, want: dict
         if not ctx.remediate:
             message = DRIFT_REPORTED_MESSAGE.format(fields=iam_policies.DOCUMENT_FIELD)
             out.managed.append(_row(ROLE_POLICY, ref.name, arn, PENDING, message))
-            out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
+            if not ctx.reported_before(obj):  # once per drift, not at every check
+                out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
             return
     try:
         # Only now, when a write is due, read the role's other inline policies.
@@ -372,7 +375,8 @@ def _sync_family(ctx: StepContext, ecs: Any, family: str, containers: list[str] 
         if not ctx.remediate:
             message = DRIFT_REPORTED_MESSAGE.format(fields=", ".join(differences))
             out.managed.append(_row(TASK_DEFINITION, family, latest.arn, PENDING, message))
-            out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
+            if not ctx.reported_before(obj):  # once per drift, not at every check
+                out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
             return
     request = taskdefs.revision_request(latest, chosen, ctx.secret_arn or "", ctx.resolved.owner)
     try:
@@ -481,7 +485,8 @@ def _sync_job(ctx: StepContext, batch: Any, name: str, out: StepOutcome, errors:
         if not ctx.remediate:
             message = DRIFT_REPORTED_MESSAGE.format(fields=", ".join(differences))
             out.managed.append(_row(JOB_DEFINITION, name, latest.arn, PENDING, message))
-            out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
+            if not ctx.reported_before(obj):  # once per drift, not at every check
+                out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
             return
     request = jobdefs.revision_request(latest, ctx.secret_arn or "", ctx.resolved.owner)
     try:
