@@ -25,6 +25,8 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
+from controller.aws.retries import Gate
+
 # Hooks get (event_name, **kwargs) from botocore's event system; registered on every client.
 ClientHook = tuple[str, Callable[..., Any]]
 
@@ -53,7 +55,12 @@ class ClientFactory:
             read_timeout=30,
             user_agent_extra="regaccess",
         )
-        self._hooks = list(hooks or [])
+        # Always on: no retry of an ambiguous non-idempotent write, and the shutdown gate
+        # (controller.aws.retries). Registered first, so a closed gate is checked before
+        # anything else a before-call hook might do (a rate-limit wait).
+        self.gate = Gate()
+        self._hooks = [("before-call", self.gate.before_call), ("needs-retry", self.gate.needs_retry),
+                       *(hooks or [])]
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
         self._role_sessions: dict[tuple[str, str | None], boto3.session.Session] = {}
@@ -61,6 +68,10 @@ class ClientFactory:
     @property
     def default_region(self) -> str | None:
         return self._session.region_name
+
+    def close(self) -> None:
+        """Refuse new AWS calls and retries from now on (the operator is stopping)."""
+        self.gate.close()
 
     def add_hook(self, event: str, handler: Callable[..., Any]) -> None:
         """Register a botocore event hook on every client made from now on and made before."""
