@@ -53,6 +53,12 @@ AWS_THROTTLES = Counter(
     "regaccess_aws_throttles_total", "AWS answers that were throttling errors (before retry).",
     ["service", "operation"], registry=REGISTRY,
 )
+AWS_RATE_LIMIT_WAIT = Histogram(
+    "regaccess_aws_rate_limit_wait_seconds",
+    "Time AWS calls waited in the client-side rate limiter (every limited call; 0 when a token was free).",
+    ["service", "operation"], registry=REGISTRY,
+    buckets=(0.0, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 DRIFT_DETECTED = Counter(
     "regaccess_drift_detected_total", "Drift found on managed AWS objects.",
     ["kind", "object_type"], registry=REGISTRY,
@@ -141,6 +147,11 @@ def _needs_retry(response: Any = None, operation: Any = None, **_: Any) -> None:
     code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
     if operation is not None and (code in THROTTLING_CODES or getattr(http, "status_code", 0) == 429):
         AWS_THROTTLES.labels(operation.service_model.endpoint_prefix, operation.name).inc()
+
+
+def observe_rate_limit_wait(service: str, operation: str, seconds: float) -> None:
+    """``on_wait`` callback of controller.aws.ratelimit.RateLimiter."""
+    AWS_RATE_LIMIT_WAIT.labels(service, operation).observe(seconds)
 
 
 CLIENT_HOOKS: list[tuple[str, Callable[..., Any]]] = [
