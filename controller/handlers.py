@@ -35,7 +35,7 @@ import kopf
 from controller import metrics
 from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL, VERSION
 from controller.aws.clients import ClientFactory, Clients
-from controller.kubeapi import StatusWriter
+from controller.kubeapi import StatusWriter, api_safe
 from controller.logging import REDACTOR, get_logger
 from controller.reconcile import cross_account as xrepo
 from controller.reconcile import registry_credential as rc
@@ -123,6 +123,7 @@ def source_changed(status: dict[str, Any], secret: dict[str, Any] | None) -> boo
 
 def _apply_status(patch: kopf.Patch, old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Write only the status fields that changed; True when anything did."""
+    new = api_safe(new)
     changed = False
     for key, value in new.items():
         if old.get(key) != value:

@@ -26,6 +26,23 @@ import kopf
 from controller.api.models import GROUP, VERSION
 
 
+def api_safe(value: Any, *, top: bool = True) -> Any:
+    """Drop empty strings (and nulls inside list items) from a status before it is patched.
+
+    kube-apiserver 1.20 reads an empty string inside a list item of a structural
+    schema as null and refuses the whole patch ("status.managed.message: Invalid
+    value: null: must be of type string"), so one row with ``message: ""`` kept
+    every status write of the resource failing. An absent field means the same to
+    readers. Top-level None stays: in a merge patch it deletes the field.
+    """
+    if isinstance(value, dict):
+        return {k: api_safe(v, top=False) for k, v in value.items()
+                if not (v == "" or (v is None and not top))}
+    if isinstance(value, list):
+        return [api_safe(v, top=False) for v in value]
+    return value
+
+
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if info.insecure:
@@ -63,7 +80,7 @@ class StatusWriter:
             for row in partial.get("managed") or []:
                 key = (row.get("kind"), row.get("name"))
                 self._managed = [r for r in self._managed if (r.get("kind"), r.get("name")) != key] + [dict(row)]
-            body = json.dumps({"status": {"managed": self._managed}}).encode()
+            body = json.dumps({"status": {"managed": api_safe(self._managed)}}).encode()
         headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
         if self._info.token:
             headers["Authorization"] = f"Bearer {self._info.token}"
