@@ -116,6 +116,9 @@ def _service_operation(model: Any) -> tuple[str, str]:
 def _before_call(model: Any = None, context: Any = None, **_: Any) -> None:
     if context is not None:
         context["regaccess_started"] = time.monotonic()
+        if model is not None:
+            # after-call-error gets no model: it reads the labels from here.
+            context["regaccess_call"] = _service_operation(model)
 
 
 def _after_call(model: Any = None, parsed: Any = None, context: Any = None, http_response: Any = None, **_: Any) -> None:
@@ -130,8 +133,11 @@ def _after_call(model: Any = None, parsed: Any = None, context: Any = None, http
         AWS_CALL_SECONDS.labels(service, operation).observe(time.monotonic() - started)
 
 
-def _after_call_error(model: Any = None, context: Any = None, exception: Any = None, **_: Any) -> None:
-    service, operation = _service_operation(model)
+def _after_call_error(context: Any = None, event_name: str = "", **_: Any) -> None:
+    # botocore emits after-call-error with the exception and the request context only; a
+    # hook that raised here would replace the AWS error with an AttributeError.
+    call = (context or {}).get("regaccess_call")
+    service, operation = call if call else (event_name.split(".") + ["unknown", "unknown"])[1:3]
     AWS_CALLS.labels(service, operation, "connection_error").inc()
     started = (context or {}).get("regaccess_started")
     if started is not None:

@@ -129,3 +129,19 @@ def test_rate_limiter_paces_real_calls(aws_server):
     # ECR's client name (not its endpoint prefix api.ecr) is what rules match on.
     f.client("ecr").describe_repositories()
     assert ("ecr", "DescribeRepositories") in {(s, o) for s, o, _ in waits}
+
+
+def test_failed_call_keeps_its_botocore_error_with_the_metrics_hooks(aws_server):
+    """Regression: the after-call-error metrics hook read a model botocore does not pass, and its
+    AttributeError replaced the ConnectionClosedError (unclassified: kopf's 60 s backoff)."""
+    from controller import metrics
+
+    f = ClientFactory(session=boto3.session.Session(region_name=REGION), hooks=list(metrics.CLIENT_HOOKS))
+    ecs = f.client("ecs")
+    aws_server.faults.configure(seed=7, scoped=[
+        {"service": "ecs", "operation": "RegisterTaskDefinition", "rates": {"abort": 1.0}}])
+    before = metrics.AWS_CALLS.labels("ecs", "RegisterTaskDefinition", "connection_error")._value.get()
+    with pytest.raises(ConnectionClosedError):
+        ecs.register_task_definition(family="metered", containerDefinitions=CONTAINERS)
+    aws_server.faults.clear()
+    assert metrics.AWS_CALLS.labels("ecs", "RegisterTaskDefinition", "connection_error")._value.get() == before + 1
