@@ -4,8 +4,9 @@ Given roles, task definition families and ECR repositories in the AWS test
 server, and the fault layer injecting throttling, 5xx, dropped connections,
 aborted answers (the write happened, the answer was lost) and latency on a
 quarter of all AWS requests (seeded), when RegistryCredentials (role grant +
-task definition consumer) and CrossAccountRepoAccesses are created, their
-source Secrets rotated and some of them deleted, all within a bounded time,
+task definition consumer) and CrossAccountRepoAccesses are created, then
+churned for a bounded time (source Secrets rotated, specs edited, access
+levels flipped), and some of them deleted,
 then every resource converges (Ready for its generation) and:
 
 - each family has exactly one new task definition revision, referencing its secret;
@@ -32,6 +33,8 @@ N_XREPO = 4
 FOREIGN_ACCOUNT = "210987654321"
 CONVERGE_TIMEOUT = 150  # seconds, generous: the machine is shared; typically 20-40 s
 SEED = 4242
+CHURN_SECONDS = 40  # bounded soak phase after the first convergence
+CHURN_PAUSE = 1.5
 
 
 def test_soak_under_faults(control_plane, kube, aws_server_session, aws_e2e, tmp_path):
@@ -69,11 +72,23 @@ def test_soak_under_faults(control_plane, kube, aws_server_session, aws_e2e, tmp
                  interval=1)
         ready_under_faults = time.monotonic() - started
 
-        # Rotate half of the source Secrets, and delete a third of the resources, still under faults.
-        rotated = sorted(rng.sample(range(N_CREDENTIALS), N_CREDENTIALS // 2))
-        for i in rotated:
+        # Churn for a bounded time, still under faults: rotate source Secrets, edit specs, flip access.
+        churn_until = time.monotonic() + CHURN_SECONDS
+        rotated: set[int] = set()
+        churn = 0
+        while time.monotonic() < churn_until:
+            i = rng.randrange(N_CREDENTIALS)
             passwords[i] = f"SOAKPW-rotated-{i}-{rng.randrange(10**9):09d}"
             kube.merge_patch(kube.secret_path(ns, f"src-{i}"), {"data": {"password": r.b64(passwords[i])}})
+            rotated.add(i)
+            j = rng.randrange(N_CREDENTIALS)
+            kube.merge_patch(kube.rc_path(ns, f"cred-{j}"), {"spec": {"secret": {"description": f"churn {churn}"}}})
+            k = rng.randrange(N_XREPO)
+            kube.merge_patch(r.xrepo_path(ns, f"share-{k}"), {"spec": {"grants": [
+                {"principals": [{"accountId": FOREIGN_ACCOUNT}], "access": rng.choice(["Pull", "PullPush"])}]}})
+            churn += 3
+            time.sleep(CHURN_PAUSE)
+        # Then delete a third of the resources.
         deleted = sorted(rng.sample(range(N_CREDENTIALS), N_CREDENTIALS // 3))
         deleted_x = sorted(rng.sample(range(N_XREPO), N_XREPO // 2))
         for i in deleted:
@@ -122,6 +137,7 @@ def test_soak_under_faults(control_plane, kube, aws_server_session, aws_e2e, tmp
     r.record_figures("soak", {
         "resources": N_CREDENTIALS + N_XREPO,
         "resources_converged": N_CREDENTIALS + N_XREPO,
+        "churn_operations": churn, "churn_seconds": CHURN_SECONDS,
         "rotated": len(rotated), "deleted": len(deleted) + len(deleted_x),
         "faults_injected": injected, "faults_by_kind": faults,
         "fault_rate": sum(v for k, v in r.FAULT_RATES.items() if k != "latency"),
