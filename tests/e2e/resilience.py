@@ -19,8 +19,6 @@ import base64
 import json
 import os
 import random
-import re
-import signal
 import sys
 import uuid
 from pathlib import Path
@@ -31,7 +29,7 @@ from botocore.config import Config
 
 from controller.api.models import API_VERSION
 from tests.e2e import controlplane
-from tests.e2e.conftest import REPO, Operator, _spawn, _wait_operator_ready
+from tests.e2e.conftest import Operator, _spawn, _wait_operator_ready
 from tests.e2e.kube import Kube, condition
 
 FIGURES_ENV = "REGACCESS_RESILIENCE_FIGURES"
@@ -241,10 +239,3 @@ def seeded(name: str) -> random.Random:
     seed = int(os.environ.get("REGACCESS_RESILIENCE_SEED", "20240607"))
     return random.Random(f"{seed}-{name}")
 
-
-def kill9(op: Operator) -> None:
-    op.kill(signal.SIGKILL)
-
-
-OWNED_SID = re.compile(r"^regaccess")
-__all__ = ["REPO"]

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import pytest
 
+from controller.aws.repository_policies import sid_prefix
 from tests.e2e import resilience as r
 from tests.e2e.kube import Kube, wait_for
 
@@ -111,8 +112,6 @@ class Workload:
             assert r.secret_value(f"regaccess/{ns}/cred-{i}") == {"username": "robot", "password": self.passwords[i]}
         assert r.role_policies(self.role) == {f"regaccess-{ns}-cred-{i}" for i in live}
         for i in self.xcreated:
-            from controller.aws.repository_policies import sid_prefix
-
             owned = {s for s in r.repository_sids(self.repos[i]) if s.startswith(sid_prefix(ns, f"share-{i}"))}
             assert bool(owned) == (i not in self.xdeleted), self.repos[i]
 
