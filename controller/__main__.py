@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import socket
 import sys
@@ -43,8 +44,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from controller import handlers, logging as rlogging, metrics
     from controller.peering import replica_priority
     from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL
+    from controller.aws import ratelimit
     from controller.aws.clients import ClientFactory
     from controller.settings import settings_from_args
+    from controller.shutdown import TrackingExecutor
 
     settings = settings_from_args(args)
     # Replicas share one pod template: each derives a distinct priority, so that
@@ -57,8 +60,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_attempts=settings.aws_max_attempts,
         max_pool_connections=max(10, settings.workers),
         hooks=list(metrics.CLIENT_HOOKS),
+        rate_limits=ratelimit.merge_rules(ratelimit.parse_rules(settings.aws_rate_limits)),
+        on_rate_limit_wait=metrics.observe_rate_limit_wait,
     )
-    runtime = handlers.Runtime(settings=settings, factory=factory)
+    executor = TrackingExecutor(max_workers=settings.workers, thread_name_prefix="aws")
+    runtime = handlers.Runtime(settings=settings, factory=factory, executor=executor)
     registry = handlers.build_registry(runtime)
     metrics.BUILD_INFO.labels(__version__).set(1)
     metrics.DRIFT_INTERVAL.set(settings.drift_interval)
@@ -74,6 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         drift_interval=settings.drift_interval,
         aws_region=factory.default_region,
         aws_endpoint=os.environ.get("AWS_ENDPOINT_URL") or "default",
+        aws_rate_limits=ratelimit.describe(factory.rate_limiter.rules) if factory.rate_limiter else [],
     )
 
     async def heartbeat() -> None:
@@ -114,9 +121,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         finally:
             beat.cancel()
             marker.cancel()
-            runtime.executor.shutdown(wait=True, cancel_futures=True)
+            # kopf has stopped its handlers; their AWS work may still run in threads.
+            # No new AWS call or retry from now on, then a bounded wait for the rest.
+            factory.close()
+            in_flight = executor.in_flight()
+            abandoned = executor.drain(settings.shutdown_timeout)
+            log.info("stopped", in_flight=in_flight, abandoned=abandoned)
 
     asyncio.run(main())
+    if executor.in_flight():
+        # Threads still inside an AWS call would be joined at interpreter exit, without
+        # bound. Their work is observed and completed by the next start.
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -184,6 +184,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         settings.execution.max_workers = runtime.settings.workers
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
+        # kopf's last resort after SIGTERM (default 10 minutes): our own drain is bounded by
+        # --shutdown-timeout, so anything beyond that plus a margin is a hang.
+        settings.process.ultimate_exiting_timeout = runtime.settings.shutdown_timeout + 15
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

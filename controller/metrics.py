@@ -54,6 +54,12 @@ AWS_THROTTLES = Counter(
     "regaccess_aws_throttles_total", "AWS answers that were throttling errors (before retry).",
     ["service", "operation"], registry=REGISTRY,
 )
+AWS_RATE_LIMIT_WAIT = Histogram(
+    "regaccess_aws_rate_limit_wait_seconds",
+    "Time AWS calls waited in the client-side rate limiter (every limited call; 0 when a token was free).",
+    ["service", "operation"], registry=REGISTRY,
+    buckets=(0.0, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 DRIFT_DETECTED = Counter(
     "regaccess_drift_detected_total", "Drift found on managed AWS objects.",
     ["kind", "object_type"], registry=REGISTRY,
@@ -139,6 +145,9 @@ def _service_operation(model: Any) -> tuple[str, str]:
 def _before_call(model: Any = None, context: Any = None, **_: Any) -> None:
     if context is not None:
         context["regaccess_started"] = time.monotonic()
+        if model is not None:
+            # after-call-error gets no model: it reads the labels from here.
+            context["regaccess_call"] = _service_operation(model)
 
 
 def _after_call(model: Any = None, parsed: Any = None, context: Any = None, http_response: Any = None, **_: Any) -> None:
@@ -153,8 +162,11 @@ def _after_call(model: Any = None, parsed: Any = None, context: Any = None, http
         AWS_CALL_SECONDS.labels(service, operation).observe(time.monotonic() - started)
 
 
-def _after_call_error(model: Any = None, context: Any = None, exception: Any = None, **_: Any) -> None:
-    service, operation = _service_operation(model)
+def _after_call_error(context: Any = None, event_name: str = "", **_: Any) -> None:
+    # botocore emits after-call-error with the exception and the request context only; a
+    # hook that raised here would replace the AWS error with an AttributeError.
+    call = (context or {}).get("regaccess_call")
+    service, operation = call if call else (event_name.split(".") + ["unknown", "unknown"])[1:3]
     AWS_CALLS.labels(service, operation, "connection_error").inc()
     started = (context or {}).get("regaccess_started")
     if started is not None:
@@ -170,6 +182,11 @@ def _needs_retry(response: Any = None, operation: Any = None, **_: Any) -> None:
     code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
     if operation is not None and (code in THROTTLING_CODES or getattr(http, "status_code", 0) == 429):
         AWS_THROTTLES.labels(_service(operation.service_model), operation.name).inc()
+
+
+def observe_rate_limit_wait(service: str, operation: str, seconds: float) -> None:
+    """``on_wait`` callback of controller.aws.ratelimit.RateLimiter."""
+    AWS_RATE_LIMIT_WAIT.labels(service, operation).observe(seconds)
 
 
 CLIENT_HOOKS: list[tuple[str, Callable[..., Any]]] = [

@@ -50,6 +50,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _rate_limits(text: str) -> str:
+    """Validate the rules now (a typo must stop startup, not surface at the first AWS call)."""
+    from controller.aws.ratelimit import RuleError, parse_rules
+
+    try:
+        parse_rules(text)
+    except RuleError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 # Options of `regaccess run`. Namespaces (-n/-A) are handled separately (repeatable).
 RUN_OPTIONS: list[Option] = [
     Option(("--cluster-id",), "cluster_id", "Identifies this cluster in the regaccess.io/owner "
@@ -66,6 +77,13 @@ RUN_OPTIONS: list[Option] = [
            str, ("standard", "adaptive", "legacy")),
     Option(("--aws-max-attempts",), "aws_max_attempts", "botocore attempts per AWS call "
            "(including the first).", 5, _positive_int),
+    Option(("--aws-rate-limits",), "aws_rate_limits", "Client-side AWS rate limits, comma-separated "
+           "SERVICE:OPERATIONS=RATE[/BURST] rules checked before the built-in defaults from the "
+           "published quotas (e.g. ecs:RegisterTaskDefinition=1/20,batch:*=50; *:*=inf turns "
+           "limiting off; see docs/resilience.md).", "", _rate_limits),
+    Option(("--shutdown-timeout",), "shutdown_timeout", "Seconds to let in-flight AWS work finish "
+           "after SIGTERM before exiting anyway (keep below the Pod's terminationGracePeriodSeconds).",
+           20.0, _positive_float),
     Option(("--workers",), "workers", "Threads for AWS calls (reconciles run concurrently up "
            "to this many).", 32, _positive_int),
     Option(("--log-level",), "log_level", "Log level.", "INFO", str,
@@ -88,6 +106,8 @@ class Settings:
     metrics_bind: str = "0.0.0.0"
     aws_retry_mode: str = "standard"
     aws_max_attempts: int = 5
+    aws_rate_limits: str = ""
+    shutdown_timeout: float = 20.0
     workers: int = 32
     log_level: str = "INFO"
     log_format: str = "json"

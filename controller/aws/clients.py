@@ -1,8 +1,8 @@
 """The one boto3 client factory.
 
 Every AWS module receives its client from here, so region, assumed role,
-endpoint URL, retry mode and the per-call hooks (metrics, rate limits) are set
-in one place. Clients are cached per (service, region, role, external ID):
+endpoint URL, retry mode and the per-call hooks (metrics, rate limits, the
+no-retry rule for non-idempotent writes, the shutdown gate) are set in one place. Clients are cached per (service, region, role, external ID):
 creating a boto3 client costs milliseconds and memory, and a resync of 1,000
 resources must not create 1,000 clients.
 
@@ -25,6 +25,9 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
+from controller.aws.ratelimit import RateLimiter, Rule
+from controller.aws.retries import Gate
+
 # Hooks get (event_name, **kwargs) from botocore's event system; registered on every client.
 ClientHook = tuple[str, Callable[..., Any]]
 
@@ -40,6 +43,8 @@ class ClientFactory:
         max_pool_connections: int = 50,
         hooks: list[ClientHook] | None = None,
         session: boto3.session.Session | None = None,
+        rate_limits: list[Rule] | tuple[Rule, ...] | None = None,
+        on_rate_limit_wait: Callable[[str, str, float], None] | None = None,
     ) -> None:
         # boto3 reads AWS_DEFAULT_REGION; AWS_REGION is the name the SDKs agree on today.
         self._session = session or boto3.session.Session(
@@ -53,7 +58,18 @@ class ClientFactory:
             read_timeout=30,
             user_agent_extra="regaccess",
         )
-        self._hooks = list(hooks or [])
+        # Always on: no retry of an ambiguous non-idempotent write, and the shutdown gate
+        # (controller.aws.retries). Registered first, so a closed gate is checked before
+        # anything else a before-call hook might do (a rate-limit wait).
+        self.gate = Gate()
+        self._hooks = [("before-call", self.gate.before_call), ("needs-retry", self.gate.needs_retry),
+                       *(hooks or [])]
+        # Client-side rate limits (controller.aws.ratelimit); None: none (tests, one-off tools).
+        # Its waits end early when the gate closes.
+        self.rate_limiter: RateLimiter | None = None
+        if rate_limits is not None:
+            self.rate_limiter = RateLimiter(rate_limits, sleep=self.gate.sleep, on_wait=on_rate_limit_wait)
+            self._hooks.insert(2, ("before-call", self.rate_limiter.before_call))
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
         self._role_sessions: dict[tuple[str, str | None], boto3.session.Session] = {}
@@ -61,6 +77,10 @@ class ClientFactory:
     @property
     def default_region(self) -> str | None:
         return self._session.region_name
+
+    def close(self) -> None:
+        """Refuse new AWS calls and retries from now on (the operator is stopping)."""
+        self.gate.close()
 
     def add_hook(self, event: str, handler: Callable[..., Any]) -> None:
         """Register a botocore event hook on every client made from now on and made before."""

@@ -4,7 +4,8 @@ Every AWS module raises botocore's own exceptions; reconcilers call
 ``classify()`` once and act on the class. Handlers turn the class into kopf's
 TemporaryError (retry after a delay) or PermanentError only at the edge.
 
-Messages are cleaned of request IDs and long hex tokens: a message that
+Messages are cleaned of every secret value the operator has read
+(``controller.logging.REDACTOR``), of request IDs and of long hex tokens: a message that
 changes on every attempt defeats kopf's backoff and makes status patch loops
 (crossplane provider-aws issues 69 and 461).
 """
@@ -26,6 +27,7 @@ from botocore.exceptions import (
 )
 
 from controller.api import reasons
+from controller.logging import REDACTOR
 
 
 class ErrorClass(str, Enum):
@@ -120,7 +122,10 @@ class Classified:
 
 
 def clean_message(message: str) -> str:
-    message = _REQUEST_ID.sub("<id>", message or "")
+    # An AWS error may quote the request back (a validation message naming the value);
+    # the result goes into status, Events and logs, so known secrets are masked here, once.
+    message = REDACTOR.scrub(message or "")
+    message = _REQUEST_ID.sub("<id>", message)
     message = _LONG_HEX.sub("<hex>", message)
     message = " ".join(message.split())
     return message[:_MAX_MESSAGE]
