@@ -35,7 +35,7 @@ import kopf
 from controller import metrics
 from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL, VERSION
 from controller.aws.clients import ClientFactory, Clients
-from controller.kubeapi import StatusWriter
+from controller.kubeapi import StatusWriter, patchable
 from controller.logging import REDACTOR, get_logger
 from controller.reconcile import cross_account as xrepo
 from controller.reconcile import registry_credential as rc
@@ -125,6 +125,7 @@ def _apply_status(patch: kopf.Patch, old: dict[str, Any], new: dict[str, Any]) -
     """Write only the status fields that changed; True when anything did."""
     changed = False
     for key, value in new.items():
+        value = patchable(value)
         if old.get(key) != value:
             patch.status[key] = value
             changed = True

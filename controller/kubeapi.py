@@ -48,6 +48,27 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
     return context
 
 
+def patchable(value: Any) -> Any:
+    """``value`` with the empty strings and nulls inside list items left out.
+
+    Status rows (``managed``, ``repositories``, ``conditions``) are list items, and a
+    JSON merge patch replaces a list wholesale: the API server (seen on v1.20) turns an
+    empty string inside such an item into null, which the structural schema then
+    rejects with 422, so the whole status patch is lost. An absent key reads back the
+    same as ``""`` for every consumer (``row.get("message", "")``, the models' defaults).
+    Called for every status patch: kopf's (``handlers._apply_status``) and ours.
+    """
+    if isinstance(value, list):
+        return [
+            {k: patchable(v) for k, v in item.items() if v is not None and v != ""}
+            if isinstance(item, dict) else patchable(item)
+            for item in value
+        ]
+    if isinstance(value, dict):
+        return {k: patchable(v) for k, v in value.items()}
+    return value
+
+
 class StatusWriter:
     """Merge-patches ``status.managed`` rows (upserted by kind and name) of one object."""
 
@@ -63,7 +84,7 @@ class StatusWriter:
             for row in partial.get("managed") or []:
                 key = (row.get("kind"), row.get("name"))
                 self._managed = [r for r in self._managed if (r.get("kind"), r.get("name")) != key] + [dict(row)]
-            body = json.dumps({"status": {"managed": self._managed}}).encode()
+            body = json.dumps({"status": {"managed": patchable(self._managed)}}).encode()
         headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
         if self._info.token:
             headers["Authorization"] = f"Bearer {self._info.token}"
