@@ -257,7 +257,7 @@ def test_apply_change_roles_change_kms_and_delete(kube, operator, namespace, aws
     assert [p["PolicyName"] for p in attached] == ["AmazonECSTaskExecutionRolePolicy"]
 
 
-def test_execution_role_not_granted_then_granted(kube, operator, namespace, aws_e2e, cleanup):
+def test_execution_role_not_granted_then_granted(kube, operator, namespace, aws_e2e, aws_server_session, cleanup):
     granted, other = f"{namespace}-granted", f"{namespace}-other"
     make_role(aws_e2e, granted)
     other_arn = make_role(aws_e2e, other)
@@ -277,6 +277,10 @@ def test_execution_role_not_granted_then_granted(kube, operator, namespace, aws_
     assert row["state"] == "Synced" and row["message"].startswith("ExecutionRoleNotGranted")
     assert len(family_revisions(aws_e2e, family)) == 2
     wait_warning(kube, namespace, "api", "ExecutionRoleNotGranted")
+    # Said once: drift checks that find the same situation do not post it again.
+    quiet_resync(kube, [rc_path(namespace, "api")])(aws_server_session.calls)
+    not_granted = [e for e in kube.events_for(namespace, "api") if e["reason"] == "ExecutionRoleNotGranted"]
+    assert sum(e.get("count", 1) for e in not_granted) == 1, not_granted
 
     kube.merge_patch(rc_path(namespace, "api"), {"spec": {"grants": {"executionRoles": [granted, other]}}})
     obj = wait_ready(kube, rc_path(namespace, "api"))
