@@ -10,7 +10,6 @@ through the operator's internals.
 from __future__ import annotations
 
 import base64
-import json
 import time
 from typing import Any, Callable
 
@@ -20,7 +19,6 @@ from tests.e2e.kube import ApiError, Kube, condition, wait_for
 RC = REGISTRY_CREDENTIAL.plural
 XREPO = CROSS_ACCOUNT_REPO_ACCESS.plural
 ACCOUNT = "123456789012"  # moto's default account
-REGION = "us-east-1"
 
 # Generous but bounded: the machine is shared, and kopf retries have their own delays.
 SETTLE = 45
@@ -151,7 +149,3 @@ def delete_all(kube: Kube, namespace: str, timeout: float = 60) -> None:
     while paths and time.monotonic() < deadline:
         paths = [p for p in paths if kube.get_or_none(p) is not None]
         time.sleep(0.5)
-
-
-def policy_document(text: str | dict) -> dict:
-    return json.loads(text) if isinstance(text, str) else text
