@@ -385,15 +385,18 @@ def _sync_family(ctx: StepContext, ecs: Any, family: str, containers: list[str] 
     except (ClientError, BotoCoreError) as error:
         _fail(out, errors, TASK_DEFINITION, family, latest.arn, _aws_error(error, "ecs", f"task definition {family}"))
         return
+    # Named by revision, as later resyncs name it, so the not-granted message stays the same.
     _registered(ctx, out, TASK_DEFINITION, family, registered["taskDefinitionArn"], execution_role,
-                EVENT_TASK_DEFINITION_REGISTERED, drift, f"task definition {family}")
+                EVENT_TASK_DEFINITION_REGISTERED, drift, f"task definition {family}:{registered.get('revision')}")
 
 
 def _synced_revision(ctx: StepContext, out: StepOutcome, kind: str, name: str, arn: str,
                      execution_role: str, what: str) -> None:
     message = _not_granted(ctx, execution_role, what)
     out.managed.append(_row(kind, name, arn, SYNCED, message))
-    if message:
+    # Warn when it becomes so, not again on every drift check that finds it still so
+    # (the Ready condition keeps saying it); the previous row carries the message.
+    if message and (ctx.previous_managed(kind).get(name) or {}).get("message") != message:
         out.events.append(warning(reasons.EXECUTION_ROLE_NOT_GRANTED, message))
 
 
@@ -496,7 +499,7 @@ def _sync_job(ctx: StepContext, batch: Any, name: str, out: StepOutcome, errors:
         _fail(out, errors, JOB_DEFINITION, name, latest.arn, _aws_error(error, "batch", f"job definition {name}"))
         return
     _registered(ctx, out, JOB_DEFINITION, name, registered["jobDefinitionArn"], execution_role,
-                EVENT_JOB_DEFINITION_REGISTERED, drift, f"job definition {name}")
+                EVENT_JOB_DEFINITION_REGISTERED, drift, f"job definition {name}:{registered.get('revision')}")
 
 
 def sync_job_definitions(ctx: StepContext) -> StepOutcome:

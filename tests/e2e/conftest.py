@@ -103,7 +103,9 @@ def _wait_operator_ready(op: Operator) -> None:
 
 
 def start_operator(control_plane, aws_url: str, tmp_path: Path, *, kubeconfig: Path | None = None,
-                   extra_args: list | None = None, extra_env: dict | None = None) -> Operator:
+                   extra_args: list | None = None, extra_env: dict | None = None,
+                   namespaces: list[str] | None = None) -> Operator:
+    """Run the operator as a process; ``namespaces`` limits it to those (``-n``), else ``-A``."""
     port = controlplane.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "REGACCESS_"))}
     env.update({
@@ -120,7 +122,8 @@ def start_operator(control_plane, aws_url: str, tmp_path: Path, *, kubeconfig: P
         "PYTHONUNBUFFERED": "1",
     })
     env.update(extra_env or {})
-    args = [sys.executable, "-m", "controller", "run", "-A", "--metrics-port", str(port), *(extra_args or [])]
+    scope = [arg for ns in namespaces for arg in ("-n", ns)] if namespaces else ["-A"]
+    args = [sys.executable, "-m", "controller", "run", *scope, "--metrics-port", str(port), *(extra_args or [])]
     log_path = tmp_path / f"operator-{uuid.uuid4().hex[:6]}.log"
     op = Operator(_spawn(args, env, log_path), log_path, f"http://127.0.0.1:{port}", env, args)
     _wait_operator_ready(op)
