@@ -106,10 +106,17 @@ def _parse_time(value: str | None) -> float | None:
 
 
 def drift_due(status: dict[str, Any], uid: str, interval: float, now: float) -> bool:
-    """Pure: has the resource's drift interval (with its jitter) elapsed?"""
-    last = _parse_time(status.get("lastDriftCheckTime")) or _parse_time(status.get("lastSyncTime"))
+    """Pure: has the resource's drift interval (with its jitter) elapsed?
+
+    A resource that never synced because AWS refused (access denied, an ownership
+    conflict) counts from its Ready condition's last transition: the check then doubles
+    as a slow retry, so a fix made on the AWS side is picked up without a spec change.
+    """
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    last = (_parse_time(status.get("lastDriftCheckTime")) or _parse_time(status.get("lastSyncTime"))
+            or _parse_time(ready.get("lastTransitionTime")))
     if last is None:
-        return False  # never synced: the create/resume handler owns the first run
+        return False  # never reconciled: the create/resume handler owns the first run
     return now - last >= interval * (1 + _jitter(uid))
 
 

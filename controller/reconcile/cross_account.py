@@ -334,17 +334,23 @@ def _drift_records(
     return records[-MAX_DRIFT_RECORDS:], new
 
 
-def _invalid(previous_status: dict[str, Any], generation: int, problems: list, now: str) -> ReconcileResult:
+def _invalid(previous_status: dict[str, Any], generation: int, problems: list, now: str,
+             drift_check: bool = False) -> ReconcileResult:
     message = _bounded("; ".join(str(p) for p in problems))
     reason = problems[0].reason
     status = dict(previous_status)
     conditions = status.get("conditions") or []
+    previous_ready = get_condition(conditions, reasons.READY) or {}
+    # The same problem found again (a drift check of a still-invalid spec) posts no new Event.
+    repeated = previous_ready.get("reason") == reason and previous_ready.get("message") == message
     conditions = set_condition(conditions, reasons.READY, False, reason, message, generation=generation, now=now)
     conditions = set_condition(conditions, reasons.SYNCED, False, reason, message, generation=generation, now=now)
     status.update(observedGeneration=generation, conditions=conditions)
     status.setdefault("repositories", [])
     status.setdefault("drift", [])
-    return ReconcileResult(status=status, events=[warning(reason, message)], outcome="invalid")
+    if drift_check:
+        status["lastDriftCheckTime"] = now
+    return ReconcileResult(status=status, events=[] if repeated else [warning(reason, message)], outcome="invalid")
 
 
 # --------------------------------------------------------------------------- entry points
@@ -368,7 +374,7 @@ def reconcile(
     previous_status = dict(previous_status or {})
     resolved, problems = validate_cross_account(namespace, name, spec, cluster_id=cluster_id)
     if resolved is None:
-        return _invalid(previous_status, generation, problems, stamp)
+        return _invalid(previous_status, generation, problems, stamp, drift_check)
     model = resolved.spec
 
     clients = clients_for(model.region, model.roleArn, model.externalId)
@@ -378,7 +384,8 @@ def reconcile(
     alone = policies.grants_too_large_message(prefix, desired)
     if alone:
         return _invalid(
-            previous_status, generation, [Problem(reasons.REPOSITORY_POLICY_TOO_LARGE, "spec.grants", alone)], stamp
+            previous_status, generation, [Problem(reasons.REPOSITORY_POLICY_TOO_LARGE, "spec.grants", alone)], stamp,
+            drift_check,
         )
 
     ctx = _Context(

@@ -118,6 +118,9 @@ def _invalid(request: Request, problems: list[Problem]) -> ReconcileResult:
     # Seen, even though unusable: the timer then waits for the next change of the Secret
     # instead of re-validating it every tick.
     status["sourceResourceVersion"] = _source_resource_version(request.source_secret)
+    if request.drift_check:
+        # Stamped so the timer waits a whole interval before validating the same spec again.
+        status["lastDriftCheckTime"] = now_rfc3339()
     # Post the Warning only when this problem is new: a timer re-validating the same bad
     # spec must not spam Events.
     previous = next((c for c in request.status.get("conditions") or [] if c.get("type") == "Ready"), {})

@@ -23,7 +23,7 @@ import requests
 
 from controller.api import crdgen
 from tests.e2e import controlplane
-from tests.e2e.kube import Kube, wait_for
+from tests.e2e.kube import GiveUp, Kube, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 E2E_DRIFT_INTERVAL = "4"
@@ -93,7 +93,7 @@ def _spawn(args: list, env: dict, log_path: Path) -> subprocess.Popen:
 def _wait_operator_ready(op: Operator) -> None:
     def ready() -> bool:
         if not op.alive():
-            raise AssertionError("operator exited:\n" + op.log_text()[-4000:])
+            raise GiveUp("operator exited:\n" + op.log_text()[-4000:])
         try:
             return requests.get(f"{op.metrics_url}/readyz", timeout=2).status_code == 200
         except requests.RequestException:

@@ -102,6 +102,10 @@ def _established(crd: dict) -> bool:
     return any(c["type"] == "Established" and c["status"] == "True" for c in crd.get("status", {}).get("conditions", []))
 
 
+class GiveUp(AssertionError):
+    """Raised by a wait_for predicate when waiting longer cannot help (e.g. the process died)."""
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
     """Poll until predicate returns a truthy value; bounded by timeout."""
     deadline = time.monotonic() + timeout
@@ -111,6 +115,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
             value = predicate()
             if value:
                 return value
+        except GiveUp:
+            raise
         except Exception as error:  # noqa: BLE001 - keep polling, report the last one
             last_error = error
         time.sleep(interval)

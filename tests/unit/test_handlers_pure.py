@@ -23,7 +23,10 @@ NOW = 1_800_000_000.0
     ({"lastSyncTime": at(400, NOW), "lastDriftCheckTime": at(10, NOW)}, 300, False),
     ({"lastDriftCheckTime": at(331, NOW)}, 300, True),  # past interval + the 10 % maximum jitter
     ({"lastDriftCheckTime": "not a time"}, 300, False),
-], ids=["never-synced", "recent-sync", "old-sync", "recent-check", "old-check", "garbage-time"])
+    ({"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": at(400, NOW)}]}, 300, True),
+    ({"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": at(10, NOW)}]}, 300, False),
+], ids=["never-synced", "recent-sync", "old-sync", "recent-check", "old-check", "garbage-time",
+        "refused-long-ago-retries", "refused-recently-waits"])
 def test_drift_due(status, interval, expected):
     assert drift_due(status, "uid-1", interval, NOW) is expected
 
@@ -58,3 +61,24 @@ def test_apply_status_writes_only_changes_and_removes_dropped_keys():
     assert patch.status == {}
     assert _apply_status(patch, {"a": 1, "b": [1], "gone": "x"}, {"a": 2, "b": [1]})
     assert patch.status == {"a": 2, "gone": None}
+
+
+def test_a_drift_check_of_an_invalid_spec_is_stamped_and_quiet():
+    """Otherwise drift_due stays true and the timer re-validates every tick."""
+    import datetime as dt
+
+    from controller.reconcile import cross_account as xrepo
+    from controller.reconcile import registry_credential as rc
+
+    request = rc.Request("ns", "n", 1, {"source": {"secretRef": {"name": "s"}}}, {}, None, "c", drift_check=False)
+    first = rc.reconcile(request, clients_for=None)
+    again = rc.reconcile(rc.Request("ns", "n", 1, request.spec, first.status, None, "c", drift_check=True), clients_for=None)
+    assert first.events and not again.events
+    assert "lastDriftCheckTime" in again.status and "lastDriftCheckTime" not in first.status
+
+    now = lambda: dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)  # noqa: E731
+    spec = {"repositories": ["app"], "grants": []}
+    first = xrepo.reconcile("ns", "n", 1, spec, {}, clients_for=None, cluster_id="c", now=now)
+    again = xrepo.reconcile("ns", "n", 1, spec, first.status, clients_for=None, cluster_id="c", now=now, drift_check=True)
+    assert first.events and not again.events
+    assert again.status["lastDriftCheckTime"] and "lastDriftCheckTime" not in first.status
