@@ -202,8 +202,13 @@ def test_customer_managed_kms_key(factory, aws_server, boto):
     assert aws_server.calls.writes(since=mark) == []
 
 
-def test_throttling_is_retryable_with_a_stable_message(factory, aws_server):
-    d = Driver(factory, BASE)
+def test_throttling_is_retryable_with_a_stable_message(aws_server):
+    import boto3
+
+    from controller.aws.clients import ClientFactory
+
+    # One attempt per call: botocore's own backoff is not what this test is about.
+    d = Driver(ClientFactory(max_attempts=1, session=boto3.session.Session(region_name="us-east-1")), BASE)
     aws_server.faults.configure(fail_first=[{"service": "secretsmanager", "operation": "DescribeSecret", "count": 20,
                                              "code": "ThrottlingException", "message": "Rate exceeded", "status": 400}])
     first = d.run()
