@@ -78,6 +78,15 @@ def ownership(observed: dict[str, Any], *, secret_arn: str | None, previous: dic
     return Ownership.ADOPT if adopt else Ownership.CONFLICT
 
 
+def credential_secret_name(credential_arn: str | None) -> str | None:
+    """The secret name inside a Secrets Manager ARN (``...:secret:NAME-XXXXXX``), or None (pure)."""
+    if not credential_arn or ":secret:" not in credential_arn:
+        return None
+    name = credential_arn.split(":secret:", 1)[1]
+    # AWS appends "-" and six random characters to every secret's ARN.
+    return name[:-7] if len(name) > 7 and name[-7] == "-" else None
+
+
 def status_of(rule: dict[str, Any]) -> dict[str, Any]:
     """status.pullThroughCacheRule for a rule (no timestamps: they would churn status)."""
     return {name: rule.get(name) for name in STATUS_FIELDS}

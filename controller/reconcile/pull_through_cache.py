@@ -122,6 +122,33 @@ def _drift_fields(differences: tuple[str, ...], want: dict[str, Any], previous: 
 # --------------------------------------------------------------------------- sync
 
 
+def precheck(ctx: StepContext) -> StepOutcome:
+    """Before the secret is written: is the prefix taken by a rule that is not ours?
+
+    Runs only while status records no rule of ours (the first sync, or a conflict being
+    resolved), so a prefix already taken costs one read and no write at all; the steady
+    state pays nothing. The secret's ARN is not known yet, so a rule counts as ours when
+    its credential names our secret.
+    """
+    out = StepOutcome()
+    ptc = ctx.resolved.spec.pullThroughCache
+    if ptc is None or _previous(ctx) is not None or ctx.resolved.spec.adoptExisting:
+        return out
+    prefix = ptc.ecrRepositoryPrefix
+    try:
+        answer = ctx.clients(rules.SERVICE).describe_pull_through_cache_rules(ecrRepositoryPrefixes=[prefix])
+    except (ClientError, BotoCoreError) as error:
+        if isinstance(error, ClientError) and classify(error, rules.SERVICE).error_class is ErrorClass.NOT_FOUND:
+            return out
+        return _fail(out, _failure(error, "look up", prefix), prefix)
+    for rule in answer.get("pullThroughCacheRules", []):
+        credential = rule.get(rules.FIELD_CREDENTIAL)
+        if rule.get("ecrRepositoryPrefix") == prefix and rules.credential_secret_name(credential) != ctx.resolved.secret_name:
+            return _fail(out, StepError(reasons.OWNERSHIP_CONFLICT, MSG_CONFLICT.format(prefix=prefix), retryable=False),
+                         prefix)
+    return out
+
+
 def sync(ctx: StepContext) -> StepOutcome:
     """Keep the rule of spec.pullThroughCache; remove the one we left behind when it changed."""
     out = StepOutcome()

@@ -62,6 +62,8 @@ def sync_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]:
     Wiring steps always run (not only when their spec list is non-empty) because an
     emptied list must remove what an earlier generation put in place."""
     return [
+        # A prefix taken by someone else's rule stops everything before the first write.
+        ("pullThroughCacheRule", pull_through_cache.precheck),
         ("secret", secret_step.sync),
         ("pullThroughCacheRule", pull_through_cache.sync),
         ("rolePolicy", wiring.sync_role_policies),

@@ -229,3 +229,28 @@ def test_invalid_source_makes_no_aws_call(factory, aws_server):
     assert aws_server.calls.count(since=mark) == 0
     # The same problem again posts no second Event.
     assert d.run().events == []
+
+
+def test_pull_through_cache_prefix_taken_stops_before_any_write(factory, aws_server, boto):
+    """Issue 4: a prefix already taken by someone else's rule is a conflict with no AWS write at all."""
+    sm, ecr = boto.client("secretsmanager"), boto.client("ecr")
+    theirs = sm.create_secret(Name="ecr-pullthroughcache/theirs", SecretString='{"username":"u","accessToken":"t-123456"}')
+    ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="docker-hub", upstreamRegistryUrl="registry-1.docker.io",
+                                       upstreamRegistry="docker-hub", credentialArn=theirs["ARN"])
+    d = Driver(factory, {**BASE, "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "docker-hub"}})
+    mark = aws_server.calls.mark()
+    result = d.run()
+    assert get_condition(d.status["conditions"], "Ready")["reason"] == reasons.OWNERSHIP_CONFLICT
+    assert aws_server.calls.writes(since=mark) == []
+    assert any(e.reason == reasons.OWNERSHIP_CONFLICT and e.type == "Warning" for e in result.events)
+
+    # Adopting takes it over: our secret is written and the rule now uses it.
+    d.spec = {**d.spec, "adoptExisting": True}
+    d.generation = 2
+    assert d.run().ready
+    rule = ecr.describe_pull_through_cache_rules(ecrRepositoryPrefixes=["docker-hub"])["pullThroughCacheRules"][0]
+    assert rule["credentialArn"] == d.status["secretArn"]
+    # Once it is ours, a resync makes no pre-check read: one DescribePullThroughCacheRules.
+    mark = aws_server.calls.mark()
+    d.run(drift_check=True)
+    assert aws_server.calls.count("ecr", "DescribePullThroughCacheRules", since=mark) == 1

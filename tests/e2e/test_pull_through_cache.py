@@ -150,6 +150,9 @@ def test_bad_input_reason_event_and_no_aws_write(kube, operator, namespace, aws_
     wait_warning(kube, namespace, "taken", "OwnershipConflict")
     assert rule(aws_e2e, taken)["credentialArn"] == foreign_secret
     assert [c for c in calls.writes(since=mark, service="ecr") if c.operation in PTC_WRITES] == []
+    # Judged before the first write: not even our secret was created.
+    with pytest.raises(sm.exceptions.ResourceNotFoundException):
+        sm.describe_secret(SecretId=f"ecr-pullthroughcache/{namespace}/taken")
 
     # Deleting the conflicting resource never deletes the foreign rule.
     kube.delete(rc_path(namespace, "taken"))
