@@ -331,7 +331,8 @@ class Run:
     def operator(self, namespace: str, drift_interval: float) -> tuple[Operator, float]:
         extra = ["--aws-rate-limits", self.args.aws_rate_limits] if self.args.aws_rate_limits else []
         op = start_operator(self.cp.kubeconfig, self.aws.url, self.workdir, drift_interval=drift_interval,
-                            namespaces=[namespace], extra_args=[*extra, *self.args.operator_arg])
+                            namespaces=[namespace], extra_args=[*extra, *self.args.operator_arg],
+                            extra_env=dict(kv.split("=", 1) for kv in self.args.operator_env))
         self.operators.append(op)
         startup = op.wait_ready(self.deadline)
         if self.args.py_spy:
@@ -644,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
                         "whatever the operator does.")
     parser.add_argument("--aws-rate-limits", default="", help="Passed to the operator (default: the published quotas).")
     parser.add_argument("--operator-arg", action="append", default=[], help="Extra operator argument (repeatable).")
+    parser.add_argument("--operator-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="Extra environment variable for the operator (repeatable), e.g. MALLOC_ARENA_MAX=2.")
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="Idle window after Ready (timer CPU).")
     parser.add_argument("--resync-gap", type=float, default=30.0,
                         help="Seconds between the restart and the first drift check in section 3.")
