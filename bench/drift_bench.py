@@ -29,12 +29,8 @@ writes JSON. Every wait is bounded (``--max-seconds`` for the whole run).
 from __future__ import annotations
 
 import argparse
-import base64
-import datetime as dt
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -43,106 +39,19 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import requests
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from controller.api import crdgen  # noqa: E402
+from bench.common import (  # noqa: E402 - also puts the repository on sys.path
+    REGION, ControlPlane, Deadline, Operator, b64, metric_sum, parse_time, start_operator,
+)
 from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS  # noqa: E402
-from tests.e2e import controlplane  # noqa: E402
 from tests.e2e.kube import Kube, condition, registry_credential  # noqa: E402
 from tests.harness import awsserver, world  # noqa: E402
 
-REGION = "us-east-1"
 RC_OBJECTS = 4      # secret, role policy, task definition, job definition
 XREPO_REPOSITORIES = 2
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-class Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self.end - time.monotonic()
-
-    def wait(self, predicate, what: str, poll: float = 1.0) -> None:
-        while not predicate():
-            if self.left() <= 0:
-                raise SystemExit(f"bench: out of time waiting for {what} (raise --max-seconds)")
-            time.sleep(poll)
-
-
-# --------------------------------------------------------------------------- operator process
-
-
-class Operator:
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, port: int) -> None:
-        self.log = log
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
-
-    def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def metrics(self) -> dict[tuple[str, tuple], float]:
-        values: dict[tuple[str, tuple], float] = {}
-        text = requests.get(f"{self.url}/metrics", timeout=10).text
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return values
-
-    def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise SystemExit("bench: operator exited:\n" + self.log.read_text(errors="replace")[-3000:])
-        try:
-            return requests.get(f"{self.url}/readyz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-def start_operator(kubeconfig: Path, aws_url: str, drift_interval: float, workdir: Path) -> Operator:
-    port = controlplane.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "REGACCESS_"))}
-    env.update({
-        "KUBECONFIG": str(kubeconfig), "AWS_ENDPOINT_URL": aws_url, "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION, "REGACCESS_CLUSTER_ID": "bench",
-        "REGACCESS_METRICS_BIND": "127.0.0.1", "REGACCESS_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
-    })
-    args = [sys.executable, "-m", "controller", "run", "-A", "--metrics-port", str(port),
-            "--drift-interval", str(drift_interval)]
-    return Operator(args, env, workdir / f"operator-{uuid.uuid4().hex[:6]}.log", port)
-
-
-def metric_sum(values: dict, name: str, **labels: str) -> float:
-    return sum(v for (n, lab), v in values.items() if n == name and all(dict(lab).get(k) == x for k, x in labels.items()))
 
 
 # --------------------------------------------------------------------------- setup
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def create_aws(n: int, n_xrepo: int) -> None:
@@ -183,12 +92,6 @@ def list_all(kube: Kube, namespace: str) -> list[dict]:
     items = kube.get(kube.rc_path(namespace))["items"]
     items += kube.get(kube.rc_path(namespace, plural=CROSS_ACCOUNT_REPO_ACCESS.plural))["items"]
     return items
-
-
-def parse_time(text: str | None) -> float:
-    if not text:
-        return 0.0
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 # --------------------------------------------------------------------------- measuring
@@ -246,28 +149,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server = awsserver.start(port=0)
     os.environ.update({"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "testing",
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION})
-    cp = None
+    cp: ControlPlane | None = None
     operator: Operator | None = None
     try:
-        if args.kubeconfig:
-            kubeconfig = Path(args.kubeconfig)
-            config = yaml.safe_load(kubeconfig.read_text())
-            kube = Kube(config["clusters"][0]["cluster"]["server"], config["users"][0]["user"]["token"])
-        else:
-            assets = os.environ.get("KUBEBUILDER_ASSETS")
-            if not assets:
-                raise SystemExit("bench: set KUBEBUILDER_ASSETS (../shared/envtest/bin) or pass --kubeconfig")
-            cp = controlplane.start(assets)
-            kubeconfig = cp.kubeconfig
-            kube = Kube(cp.server, controlplane.ADMIN_TOKEN)
-        kube.apply_crds(list(crdgen.render_all().values()))
+        cp = ControlPlane(args.kubeconfig)
+        kube, kubeconfig = cp.kube, cp.kubeconfig
         namespace = f"bench-{uuid.uuid4().hex[:6]}"
         n, n_xrepo = args.n, max(1, args.n // 10)
         objects = n * RC_OBJECTS + n_xrepo * XREPO_REPOSITORIES
         total = n + n_xrepo
 
         setup_started = time.monotonic()
-        operator = start_operator(kubeconfig, server.url, args.drift_interval, workdir)
+        operator = start_operator(kubeconfig, server.url, workdir, drift_interval=args.drift_interval)
         deadline.wait(operator.ready, "operator /readyz")
         create_aws(n, n_xrepo)
         create = Phase("create", server, operator, objects)
@@ -299,7 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         resync = Phase("no-op resync", server, None, objects)  # type: ignore[arg-type]
         # Baseline before the process starts: it has used no CPU and counted nothing yet.
         resync.mark, resync.cpu0, resync.metrics0, resync.t0 = server.calls.mark(), 0.0, {}, time.monotonic()
-        operator = start_operator(kubeconfig, server.url, 24 * 3600, workdir)
+        operator = start_operator(kubeconfig, server.url, workdir, drift_interval=24 * 3600)
         resync.operator = operator
 
         def all_resumed() -> bool:

@@ -429,6 +429,10 @@ def _plan_role_policies(resolved: ResolvedRegistryCredential, clients: Clients, 
             continue
         try:
             sizes = iam_policies.other_policy_sizes(iam, ref.name, policy)
+        except iam_policies.RoleMissing as missing:
+            changes.append(Change(BLOCKED, what, message=f"{missing}; the operator waits for it",
+                                  reason=reasons.DEPENDENCY_MISSING))
+            continue
         except (ClientError, BotoCoreError) as error:
             changes.append(_unknown(what, error, "iam"))
             continue

@@ -128,19 +128,23 @@ def role_exists(client: Any, role_name: str) -> bool:
     return True
 
 
-def observe(client: Any, role_name: str, policy_name: str, want: dict[str, Any]) -> Observation:
+def observe(client: Any, role_name: str, policy_name: str, want: dict[str, Any], *,
+            check_role: bool = True) -> Observation:
     """Read our inline policy on one role; raises RoleMissing when the role is gone.
 
     IAM answers NoSuchEntity both for a missing policy and a missing role, and
     its message text is not a stable API, so only then one get_role tells them
-    apart; a present policy costs exactly one read.
+    apart; a present policy costs exactly one read. ``check_role=False`` skips
+    that get_role (ABSENT then means "policy or role missing") for callers that
+    read the role's policy list next anyway: ``other_policy_sizes`` raises
+    RoleMissing itself.
     """
     try:
         response = client.get_role_policy(RoleName=role_name, PolicyName=policy_name)
     except ClientError as error:
         if not is_not_found(error, "iam"):
             raise
-        if not role_exists(client, role_name):
+        if check_role and not role_exists(client, role_name):
             raise RoleMissing(role_name) from None
         return ABSENT
     document = policydoc.parse(response.get("PolicyDocument"))
@@ -148,9 +152,18 @@ def observe(client: Any, role_name: str, policy_name: str, want: dict[str, Any])
 
 
 def other_policy_sizes(client: Any, role_name: str, policy_name: str) -> list[int]:
-    """Sizes (IAM's count) of every inline policy on the role except ours. Reads only."""
+    """Sizes (IAM's count) of every inline policy on the role except ours. Reads only.
+
+    Raises RoleMissing when the role does not exist (ListRolePolicies' NoSuchEntity
+    can only mean the role)."""
     sizes = []
-    for page in client.get_paginator("list_role_policies").paginate(RoleName=role_name):
+    try:
+        pages = list(client.get_paginator("list_role_policies").paginate(RoleName=role_name))
+    except ClientError as error:
+        if is_not_found(error, "iam"):
+            raise RoleMissing(role_name) from None
+        raise
+    for page in pages:
         for name in page.get("PolicyNames", []):
             if name == policy_name:
                 continue

@@ -215,14 +215,16 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, want: dict
     if problem:
         _fail(out, errors, ROLE_POLICY, ref.name, arn, StepError(reasons.INVALID_GRANT, problem, False))
         return
-    try:
-        observation = iam_policies.observe(iam, ref.name, policy, want)
-    except iam_policies.RoleMissing as missing:
+    def role_missing(missing: iam_policies.RoleMissing) -> None:
         # Roles are often created by another pipeline, and IAM is eventually consistent
         # right after a create: a missing role is a dependency to wait for.
         _fail(out, errors, ROLE_POLICY, ref.name, arn,
               StepError(reasons.DEPENDENCY_MISSING, str(missing), True), state=PENDING)
-        return
+
+    try:
+        # No get_role on a miss: the budget check below lists the role's policies before
+        # any write and tells a missing role apart then (one IAM read less per create).
+        observation = iam_policies.observe(iam, ref.name, policy, want, check_role=False)
     except (ClientError, BotoCoreError) as error:
         _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
         return
@@ -231,6 +233,15 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, want: dict
         return
 
     drift = _is_drift(ctx, ROLE_POLICY, ref.name, uses_kms=True)
+    if drift and not ctx.remediate and not observation.exists:
+        # Nothing will be written, so nothing later would notice a deleted role: ask now.
+        try:
+            if not iam_policies.role_exists(iam, ref.name):
+                role_missing(iam_policies.RoleMissing(ref.name))
+                return
+        except (ClientError, BotoCoreError) as error:
+            _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
+            return
     if drift:
         out.drifted.append((obj, iam_policies.DOCUMENT_FIELD))
         if not ctx.remediate:
@@ -242,6 +253,9 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, want: dict
     try:
         # Only now, when a write is due, read the role's other inline policies.
         sizes = iam_policies.other_policy_sizes(iam, ref.name, policy)
+    except iam_policies.RoleMissing as missing:
+        role_missing(missing)
+        return
     except (ClientError, BotoCoreError) as error:
         _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
         return
@@ -256,9 +270,7 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, want: dict
     except (ClientError, BotoCoreError) as error:
         if is_not_found(error, "iam"):
             # Deleted between observe and put: same as missing from the start.
-            missing = iam_policies.RoleMissing(ref.name)
-            _fail(out, errors, ROLE_POLICY, ref.name, arn,
-                  StepError(reasons.DEPENDENCY_MISSING, str(missing), True), state=PENDING)
+            role_missing(iam_policies.RoleMissing(ref.name))
         else:
             _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
         return

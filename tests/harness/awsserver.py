@@ -170,6 +170,7 @@ class Call:
     operation: str           # AWS operation name, e.g. CreatePullThroughCacheRule
     fault: str | None        # the fault kind injected, or None
     status: int | None       # HTTP status sent (None: connection dropped before a status)
+    time: float = 0.0        # wall clock (time.time()) when the answer was recorded
 
     @property
     def is_read(self) -> bool:
@@ -211,7 +212,7 @@ class CallLog(_CallQueries):
     def record(self, service: str, operation: str, fault: str | None, status: int | None) -> Call:
         with self._lock:
             self._seq += 1
-            call = Call(self._seq, service, operation, fault, status)
+            call = Call(self._seq, service, operation, fault, status, time.time())
             self._calls.append(call)
             return call
 
