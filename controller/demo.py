@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from controller.api import crdgen, reasons
-from controller.api.models import API_VERSION, GROUP, VERSION
+from controller.api.models import GROUP, VERSION
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_EXAMPLES = REPO_ROOT / "examples"

@@ -213,7 +213,7 @@ def test_no_secret_value_leaks(kube, operator, namespace, aws_e2e):
     haystacks = {
         "operator log": operator.log_text(),
         "events": json.dumps(kube.all_events()),
-        "status": json.dumps(kube.get(f"/apis/regaccess.io/v1alpha1/registrycredentials")),
+        "status": json.dumps(kube.get("/apis/regaccess.io/v1alpha1/registrycredentials")),
         "metrics": operator.metrics(),
     }
     assert "reconciled" in haystacks["operator log"]  # the log is really captured
