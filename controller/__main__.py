@@ -210,7 +210,10 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from controller.settings import add_run_arguments
 
-    parser = argparse.ArgumentParser(prog="regaccess", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="regaccess",
+        description="Keep AWS private-registry access (Secrets Manager, IAM, ECS, Batch, ECR) in the state Git declares.",
+    )
     parser.add_argument("--version", action="version", version=f"regaccess {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Run the operator.")

@@ -132,7 +132,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, environ: dict[str, str] |
     )
     for option in RUN_OPTIONS:
         raw = env.get(option.env)
-        default = option.type(raw) if raw not in (None, "") else option.default
+        try:
+            default = option.type(raw) if raw not in (None, "") else option.default
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            # Same treatment as a bad flag: a clear message and exit 2, never a traceback.
+            parser.error(f"{option.env}={raw!r}: {error}")
+        if option.choices and default not in option.choices:
+            parser.error(f"{option.env}={raw!r}: choose from {', '.join(option.choices)}")
         parser.add_argument(
             *option.flags, dest=option.dest, type=option.type, default=default,
             choices=option.choices,

@@ -46,9 +46,13 @@ def test_bad_values_are_rejected(argv):
         parse(argv)
 
 
-def test_bad_env_value_is_an_error_not_ignored():
-    with pytest.raises((SystemExit, ValueError, argparse.ArgumentTypeError)):
-        parse([], {"REGACCESS_DRIFT_INTERVAL": "soon"})
+@pytest.mark.parametrize("env", [{"REGACCESS_DRIFT_INTERVAL": "soon"}, {"REGACCESS_DRIFT_INTERVAL": "-1"},
+                                 {"REGACCESS_LOG_LEVEL": "LOUD"}], ids=["not-a-number", "negative", "bad-choice"])
+def test_bad_env_value_is_a_clear_usage_error(env, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse([], env)
+    assert info.value.code == 2
+    assert next(iter(env)) in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option", RUN_OPTIONS, ids=[o.flags[-1] for o in RUN_OPTIONS])
