@@ -22,28 +22,12 @@ from controller.aws.clients import Clients
 from controller.reconcile import wiring
 from controller.reconcile.steps import StepContext, StepOutcome
 from tests.conftest import ACCOUNT, REGION
+from tests.harness import world
 
 pytestmark = pytest.mark.aws
 
 NAMESPACE, NAME, CLUSTER = "team", "cred", "cluster-1"
 POLICY = f"regaccess-{NAMESPACE}-{NAME}"
-EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-ECS_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-}
-# The AWS managed policy's document, used when moto has not loaded AWS managed policies.
-EXECUTION_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [{
-        "Effect": "Allow",
-        "Action": [
-            "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
-            "ecr:BatchGetImage", "logs:CreateLogStream", "logs:PutLogEvents",
-        ],
-        "Resource": "*",
-    }],
-}
 WRITE_PREFIXES = ("Put", "Delete", "Register", "Deregister", "Create", "Update", "Attach", "Detach", "Tag", "Untag")
 
 
@@ -86,22 +70,7 @@ def secret_arn(raw) -> str:
 
 
 def make_role(raw, name: str, path: str = "/") -> str:
-    iam = raw("iam")
-    arn = iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=json.dumps(ECS_TRUST))["Role"]["Arn"]
-    try:
-        iam.attach_role_policy(RoleName=name, PolicyArn=EXECUTION_POLICY_ARN)
-    except iam.exceptions.NoSuchEntityException:
-        # moto loads AWS managed policies only on request; a same-named customer policy
-        # with the same document stands in for it.
-        try:
-            policy_arn = iam.create_policy(
-                PolicyName="AmazonECSTaskExecutionRolePolicy", Path="/service-role/",
-                PolicyDocument=json.dumps(EXECUTION_POLICY),
-            )["Policy"]["Arn"]
-        except iam.exceptions.EntityAlreadyExistsException:
-            policy_arn = f"arn:aws:iam::{ACCOUNT}:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-        iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
-    return arn
+    return world.make_execution_role(raw, name, path)
 
 
 def context(factory, secret_arn: str, spec: dict[str, Any], previous: StepOutcome | dict | None = None,
@@ -337,26 +306,7 @@ EXEC_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/exec-a"
 
 
 def register_family(raw, family: str = "web", execution_role: str | None = EXEC_ROLE_ARN, **extra: Any) -> str:
-    params: dict[str, Any] = {
-        "family": family,
-        "taskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/web-task",
-        "networkMode": "awsvpc",
-        "requiresCompatibilities": ["FARGATE"],
-        "cpu": "512",
-        "memory": "1024",
-        "containerDefinitions": [
-            {"name": "app", "image": "registry.example.com/team/app:1", "essential": True,
-             "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
-             "environment": [{"name": "MODE", "value": "prod"}]},
-            {"name": "envoy", "image": "registry.example.com/mesh/envoy:1", "essential": True, "user": "1337"},
-            {"name": "log-router", "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable",
-             "essential": False},
-        ],
-        "tags": [{"key": "team", "value": "payments"}],
-        **extra,
-    }
-    if execution_role:
-        params["executionRoleArn"] = execution_role
+    params = world.three_container_task_definition(family, execution_role, **extra)
     return raw("ecs").register_task_definition(**params)["taskDefinition"]["taskDefinitionArn"]
 
 

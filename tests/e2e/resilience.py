@@ -31,13 +31,10 @@ from controller.api.models import API_VERSION
 from tests.e2e import controlplane
 from tests.e2e.conftest import Operator, _spawn, _wait_operator_ready
 from tests.e2e.kube import Kube, condition
+from tests.harness import world
 
 FIGURES_ENV = "REGACCESS_RESILIENCE_FIGURES"
 REGION = "us-east-1"
-ECS_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-}
 XREPO_PLURAL = "crossaccountrepoaccesses"
 # Fault mix for soak/crash: the failure kinds add up to 25 % of all AWS requests.
 FAULT_RATES = {"throttle": 0.10, "error5xx": 0.07, "drop": 0.05, "abort": 0.03, "latency": 0.10}
@@ -99,7 +96,7 @@ def aws_client(service: str) -> Any:
 
 def make_role(name: str) -> str:
     iam = aws_client("iam")
-    return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(ECS_TRUST))["Role"]["Arn"]
+    return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(world.ECS_TRUST))["Role"]["Arn"]
 
 
 def make_family(family: str, role_arn: str) -> str:

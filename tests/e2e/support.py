@@ -26,23 +26,6 @@ SETTLE = 45
 # checks and the status patch fit well inside this.
 DRIFT_WAIT = 30
 
-ECS_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                   "Action": "sts:AssumeRole"}],
-}
-EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-# The AWS managed policy's document, for when moto has not loaded AWS managed policies.
-EXECUTION_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [{
-        "Effect": "Allow",
-        "Action": ["ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
-                   "ecr:BatchGetImage", "logs:CreateLogStream", "logs:PutLogEvents"],
-        "Resource": "*",
-    }],
-}
-
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()

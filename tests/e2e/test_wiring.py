@@ -13,18 +13,14 @@ which must not share the cluster with this module's operator.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from controller.aws import iam_policies, policydoc
 from tests.e2e.kube import ApiError, condition, wait_for
+from tests.harness import world
 from tests.e2e.support import (
-    ACCOUNT,
-    ECS_TRUST,
-    EXECUTION_POLICY,
-    EXECUTION_POLICY_ARN,
     SETTLE,
     basic_auth_secret,
     custom_resource,
@@ -47,43 +43,11 @@ WIRING_SERVICES = ("iam", "ecs", "batch")
 
 
 def make_role(session, name: str) -> str:
-    """A task execution role as AWS users have it: ECS trust, the managed policy attached."""
-    iam = session.client("iam")
-    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(ECS_TRUST))["Role"]["Arn"]
-    try:
-        iam.attach_role_policy(RoleName=name, PolicyArn=EXECUTION_POLICY_ARN)
-    except iam.exceptions.NoSuchEntityException:
-        # moto loads AWS managed policies only on request: a same-named customer policy
-        # with the same document stands in for it.
-        try:
-            policy_arn = iam.create_policy(PolicyName="AmazonECSTaskExecutionRolePolicy", Path="/service-role/",
-                                           PolicyDocument=json.dumps(EXECUTION_POLICY))["Policy"]["Arn"]
-        except iam.exceptions.EntityAlreadyExistsException:
-            policy_arn = f"arn:aws:iam::{ACCOUNT}:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-        iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
-    return arn
+    return world.make_execution_role(session.client, name)
 
 
 def register_family(session, family: str, execution_role: str | None) -> str:
-    params: dict[str, Any] = {
-        "family": family,
-        "taskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/{family}-task",
-        "networkMode": "awsvpc",
-        "requiresCompatibilities": ["FARGATE"],
-        "cpu": "512",
-        "memory": "1024",
-        "containerDefinitions": [
-            {"name": "app", "image": "registry.example.com/team/app:1", "essential": True,
-             "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
-             "environment": [{"name": "MODE", "value": "prod"}]},
-            {"name": "envoy", "image": "registry.example.com/mesh/envoy:1", "essential": True, "user": "1337"},
-            {"name": "log-router", "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable",
-             "essential": False},
-        ],
-        "tags": [{"key": "team", "value": "payments"}],
-    }
-    if execution_role:
-        params["executionRoleArn"] = execution_role
+    params = world.three_container_task_definition(family, execution_role)
     return session.client("ecs").register_task_definition(**params)["taskDefinition"]["taskDefinitionArn"]
 
 

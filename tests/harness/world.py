@@ -23,12 +23,67 @@ ECS_TRUST = {
                    "Action": "sts:AssumeRole"}],
 }
 
+EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+# The AWS managed policy's document, for when moto has not loaded AWS managed policies.
+EXECUTION_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Action": ["ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
+                   "ecr:BatchGetImage", "logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": "*",
+    }],
+}
+
 ClientOf = Callable[[str], Any]
 
 
 def make_role(client: ClientOf, name: str) -> str:
     """A task execution role (trust policy only; moto does not check managed policies)."""
     return client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(ECS_TRUST))["Role"]["Arn"]
+
+
+def make_execution_role(client: ClientOf, name: str, path: str = "/") -> str:
+    """A task execution role as AWS users have it: ECS trust, the managed policy attached."""
+    iam = client("iam")
+    arn = iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=json.dumps(ECS_TRUST))["Role"]["Arn"]
+    try:
+        iam.attach_role_policy(RoleName=name, PolicyArn=EXECUTION_POLICY_ARN)
+    except iam.exceptions.NoSuchEntityException:
+        # moto loads AWS managed policies only on request: a same-named customer policy
+        # with the same document stands in for it.
+        try:
+            policy_arn = iam.create_policy(PolicyName="AmazonECSTaskExecutionRolePolicy", Path="/service-role/",
+                                           PolicyDocument=json.dumps(EXECUTION_POLICY))["Policy"]["Arn"]
+        except iam.exceptions.EntityAlreadyExistsException:
+            policy_arn = f"arn:aws:iam::{ACCOUNT}:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+        iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
+    return arn
+
+
+def three_container_task_definition(family: str, execution_role: str | None, **extra: Any) -> dict[str, Any]:
+    """RegisterTaskDefinition parameters of a realistic Fargate service: app, mesh sidecar, log router."""
+    params: dict[str, Any] = {
+        "family": family,
+        "taskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/{family}-task",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "512",
+        "memory": "1024",
+        "containerDefinitions": [
+            {"name": "app", "image": "registry.example.com/team/app:1", "essential": True,
+             "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
+             "environment": [{"name": "MODE", "value": "prod"}]},
+            {"name": "envoy", "image": "registry.example.com/mesh/envoy:1", "essential": True, "user": "1337"},
+            {"name": "log-router", "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable",
+             "essential": False},
+        ],
+        "tags": [{"key": "team", "value": "payments"}],
+        **extra,
+    }
+    if execution_role:
+        params["executionRoleArn"] = execution_role
+    return params
 
 
 def register_family(client: ClientOf, family: str, execution_role_arn: str) -> str:
