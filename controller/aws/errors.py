@@ -175,3 +175,17 @@ def is_not_found(error: BaseException, service: str = "") -> bool:
 
 def is_already_exists(error: BaseException) -> bool:
     return isinstance(error, ClientError) and classify(error).error_class is ErrorClass.ALREADY_EXISTS
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """Pure: after a *write* failed so, AWS may still have done it.
+
+    Throttling and 5xx answers, timeouts and dropped connections can all arrive after
+    the service performed the call; validation, permission and not-found answers
+    cannot. Callers observe again before deciding to write once more.
+    """
+    try:
+        found = classify(error)
+    except BaseException:  # noqa: BLE001 - not an AWS error: not ours to judge
+        return False
+    return found.error_class in (ErrorClass.THROTTLED, ErrorClass.TRANSIENT)

@@ -199,6 +199,7 @@ class _Context:
     same_generation: bool
     report_only: bool
     now: dt.datetime
+    actor: Any = None
 
 
 def _sync_repository(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
@@ -367,8 +368,11 @@ def reconcile(
     cluster_id: str,
     now: Callable[[], dt.datetime],
     drift_check: bool = False,
+    actor: Any = None,
 ) -> ReconcileResult:
-    """Make the repository policies carry exactly this resource's statements."""
+    """Make the repository policies carry exactly this resource's statements.
+
+    ``actor`` performs the writes (controller.reconcile.loop; None: AWS)."""
     moment = now()
     stamp = rfc3339(moment)
     previous_status = dict(previous_status or {})
@@ -397,6 +401,7 @@ def reconcile(
         same_generation=previous_status.get("observedGeneration") == generation,
         report_only=model.driftPolicy == DriftPolicy.Report.value,
         now=moment,
+        actor=actor,
     )
     previous_rows = {row.get("name"): row for row in previous_status.get("repositories") or []}
     outcomes = [_sync_repository(ctx, repo, previous_rows.get(repo) or {}) for repo in model.repositories]
@@ -542,6 +547,7 @@ def delete(
     clients_for: ClientsFor,
     cluster_id: str,
     now: Callable[[], dt.datetime],
+    actor: Any = None,
 ) -> ReconcileResult:
     """Remove this resource's statements (or leave them under deletionPolicy Retain).
 

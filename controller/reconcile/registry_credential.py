@@ -147,7 +147,9 @@ def _merge_drift(previous_status: dict[str, Any], found: list[tuple[str, str]], 
     return records[-MAX_DRIFT_RECORDS:], new
 
 
-def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
+def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable[[dict[str, Any]], None] | None = None,
+              actor: Any = None) -> ReconcileResult:
+    """One level-triggered pass; ``actor`` performs the writes (controller.reconcile.loop)."""
     resolved, problems = validate_registry_credential(
         request.namespace, request.name, request.spec, cluster_id=request.cluster_id
     )
@@ -172,6 +174,7 @@ def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable
         record_now=record_now,
         source_resource_version=source_rv,
         now=now,
+        actor=actor,
     )
     outcomes: list[StepOutcome] = []
     failed: tuple[str, StepOutcome] | None = None
@@ -276,7 +279,7 @@ def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], fai
     return result
 
 
-def delete(request: Request, clients_for: ClientsFor) -> ReconcileResult:
+def delete(request: Request, clients_for: ClientsFor, *, actor: Any = None) -> ReconcileResult:
     """Remove (or retain) the AWS objects; result.retry_after set means try again."""
     resolved, problems = validate_registry_credential(
         request.namespace, request.name, request.spec, cluster_id=request.cluster_id
@@ -289,6 +292,7 @@ def delete(request: Request, clients_for: ClientsFor) -> ReconcileResult:
         clients=clients_for(resolved.spec.region, resolved.spec.roleArn, resolved.spec.externalId),
         previous_status=request.status or {},
         now=now_rfc3339(),
+        actor=actor,
     )
     result = ReconcileResult(status=dict(request.status or {}))
     for label, step in delete_steps(resolved):

@@ -65,6 +65,9 @@ class StepContext:
     source_resource_version: str | None = None
     # Wall clock used for drift records (injected for tests).
     now: str = ""
+    # Who performs writes: the AWS actor in the operator, a recording actor in
+    # ``regaccess plan`` (controller.reconcile.loop). None means the AWS actor.
+    actor: Any = None
 
     def reported_before(self, obj: str) -> bool:
         """Was drift on ``obj`` reported (not repaired) by the last check, and still open?
@@ -73,6 +76,15 @@ class StepContext:
         the next check would take that row for unfinished work and write.
         """
         return any(obj == o for o, _ in open_drift(self.previous_status))
+
+    def managed_before(self, kind: str, name: str) -> bool:
+        """Did the last status have this object in the declared state?
+
+        Only then is a difference drift; a Pending row left by a reported drift is
+        still that drift, not unfinished work.
+        """
+        state = (self.previous_managed(kind).get(name) or {}).get("state")
+        return state == "Synced" or (state == "Pending" and self.reported_before(f"{kind}/{name}"))
 
     def previous_managed(self, kind: str) -> dict[str, dict[str, Any]]:
         """status.managed rows of one kind, by name."""

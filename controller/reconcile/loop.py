@@ -1,0 +1,255 @@
+"""The one reconcile loop every AWS kind goes through, for both custom resources.
+
+Callers (the RegistryCredential steps, the CrossAccountRepoAccess reconciler and,
+through them, ``regaccess plan``) hand it one object at a time: an adapter of
+``controller.aws.protocol.Kind``, a client, the desired state and what status
+says about the object. The loop observes, decides, and has an *actor* perform
+the write:
+
+- ``decide()`` / ``decide_delete()`` are the only place that says what happens
+  for each ownership × existence × drift-policy case (pure, table-tested);
+- ``AwsActor`` performs writes through the adapter; ``RecordingActor`` records
+  them and returns the adapter's prediction (``regaccess plan``: same decisions,
+  no writes);
+- a write whose outcome is unknown (throttle or 5xx answer, timeout, dropped
+  connection) is never repeated blindly: the loop observes again and, when AWS
+  did the work after all, takes that as done (crossplane's create-pending lesson);
+- AlreadyExists on create means "observe again" and decide once more.
+
+Errors are classified once, here (``failure()``), into a ``StepError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from controller.aws.errors import ErrorClass, classify, outcome_unknown
+from controller.aws.protocol import Action, Kind, Observation, Owner, Written
+from controller.reconcile.steps import StepError
+
+# What the loop may catch from an adapter: botocore's errors and the socket-level ones
+# that escape it. Anything else is a bug and propagates.
+AWS_ERRORS = (ClientError, BotoCoreError, ConnectionError, TimeoutError)
+
+CONFLICT_FOREIGN = "{what} carries the mark of {mark}, another owner; it is never adopted, written or deleted"
+CONFLICT_UNMARKED = (
+    "{what} exists and is not marked as managed by {ours}; set spec.adoptExisting: true to take it "
+    "over, or choose another name"
+)
+LEFT_NOT_OURS = "left {what} in place: it is not owned by this resource"
+
+
+class Decision(str, Enum):
+    CREATE = Action.CREATE.value
+    UPDATE = Action.UPDATE.value
+    ADOPT = Action.ADOPT.value
+    DELETE = Action.DELETE.value
+    NOOP = "noop"          # in the declared state (or gone, on delete): nothing to do
+    REPORT = "report"      # differs, driftPolicy Report: record the drift, write nothing
+    CONFLICT = "conflict"  # another owner's or an unmarked object: no write
+    LEAVE = "leave"        # delete: not ours, or deletionPolicy Retain: leave it
+
+
+WRITES = frozenset({Decision.CREATE, Decision.UPDATE, Decision.ADOPT, Decision.DELETE})
+
+
+def decide(observation: Observation, *, adopt_existing: bool, report_only: bool, managed_before: bool) -> Decision:
+    """Pure: what to do with one object while syncing.
+
+    ``report_only``: driftPolicy Report and neither the spec nor the source changed,
+    so a difference can only be someone's change in AWS. ``managed_before``: status
+    says we had this object in the declared state; only then is a difference drift
+    (anything else is unfinished work and is written under either policy).
+    """
+    if not observation.exists:
+        return Decision.REPORT if report_only and managed_before else Decision.CREATE
+    if observation.owner is Owner.FOREIGN:
+        # Another resource's mark: whatever our spec says, never ours to take.
+        return Decision.CONFLICT
+    if observation.owner is Owner.UNMARKED:
+        return Decision.ADOPT if adopt_existing else Decision.CONFLICT
+    if not observation.differences:
+        return Decision.NOOP
+    return Decision.REPORT if report_only and managed_before else Decision.UPDATE
+
+
+def decide_delete(observation: Observation, *, retain: bool) -> Decision:
+    """Pure: what to do with one object when its resource goes away (ours only is deleted)."""
+    if retain:
+        return Decision.LEAVE
+    if not observation.exists:
+        return Decision.NOOP
+    return Decision.DELETE if observation.owner is Owner.OURS else Decision.LEAVE
+
+
+def conflict_message(kind: Kind, desired: Any, observation: Observation, ours: str) -> str:
+    """The one wording of an ownership conflict, naming the object and the owner."""
+    what = kind.label(desired)
+    if observation.owner is Owner.FOREIGN:
+        return CONFLICT_FOREIGN.format(what=what, mark=observation.mark)
+    return CONFLICT_UNMARKED.format(what=what, ours=ours)
+
+
+def failure(error: BaseException, service: str, what: str) -> StepError:
+    """The one classifier boundary: an AWS exception as a StepError naming the object."""
+    found = classify(error, service)
+    return StepError(found.reason, f"{what}: {found.describe()}", found.retryable)
+
+
+# --------------------------------------------------------------------------- actors
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    kind: str
+    name: str
+    action: str
+    fields: tuple[str, ...] = ()
+
+
+class AwsActor:
+    """Performs writes through the adapter (the operator)."""
+
+    records = False
+
+    def perform(self, kind: Kind, client: Any, action: Action, desired: Any, observation: Observation) -> Written:
+        return getattr(kind, action.value)(client, desired, observation)
+
+
+@dataclass
+class RecordingActor:
+    """Records the writes and predicts their results (``regaccess plan``); never calls AWS."""
+
+    planned: list[PlannedWrite] = field(default_factory=list)
+    records = True
+
+    def perform(self, kind: Kind, client: Any, action: Action, desired: Any, observation: Observation) -> Written:
+        self.planned.append(PlannedWrite(kind.kind, kind.label(desired), action.value, observation.fields))
+        return kind.predict(desired, observation, action)
+
+
+AWS_ACTOR = AwsActor()
+
+
+# --------------------------------------------------------------------------- one object
+
+
+@dataclass
+class ObjectResult:
+    """What the loop did with one object."""
+
+    decision: Decision
+    observation: Observation
+    written: Written | None = None
+    error: StepError | None = None
+    # Paths changed outside the operator (only when status says it was managed before).
+    drifted: tuple[str, ...] = ()
+    # True when a write's answer was lost and observing again showed it done.
+    recovered: bool = False
+
+    @property
+    def remediated(self) -> bool:
+        return bool(self.drifted) and self.error is None and (self.written is not None or self.recovered)
+
+    @property
+    def calls(self) -> int:
+        return self.written.calls if self.written is not None else 0
+
+
+def _drift(observation: Observation, managed_before: bool) -> tuple[str, ...]:
+    if not managed_before:
+        return ()
+    if not observation.exists:
+        return ("existence",)
+    return observation.fields if observation.owner is Owner.OURS else ()
+
+
+def sync_object(kind: Kind, client: Any, desired: Any, *, actor: Any = AWS_ACTOR, adopt_existing: bool = False,
+                report_only: bool = False, managed_before: bool = False, ours: str = "",
+                observation: Observation | None = None) -> ObjectResult:
+    """Observe (unless given), decide and perform one object's write."""
+    what = kind.label(desired)
+    if observation is None:
+        try:
+            observation = kind.observe(client, desired)
+        except AWS_ERRORS as error:
+            return ObjectResult(Decision.NOOP, Observation(exists=False), error=failure(error, kind.service, what))
+    decision = decide(observation, adopt_existing=adopt_existing, report_only=report_only,
+                      managed_before=managed_before)
+    result = ObjectResult(decision, observation, drifted=_drift(observation, managed_before))
+    if decision is Decision.CONFLICT:
+        from controller.api import reasons  # local: api is the bottom layer, no cycle
+
+        result.error = StepError(reasons.OWNERSHIP_CONFLICT, conflict_message(kind, desired, observation, ours), False)
+        return result
+    if decision not in WRITES:
+        return result
+    try:
+        result.written = actor.perform(kind, client, Action(decision.value), desired, observation)
+    except AWS_ERRORS as error:
+        return _after_failed_write(kind, client, desired, result, error, what, actor=actor,
+                                   adopt_existing=adopt_existing, report_only=report_only,
+                                   managed_before=managed_before, ours=ours)
+    return result
+
+
+def _after_failed_write(kind: Kind, client: Any, desired: Any, result: ObjectResult, error: BaseException,
+                        what: str, **again: Any) -> ObjectResult:
+    found = classify(error, kind.service)
+    if found.error_class is ErrorClass.ALREADY_EXISTS and result.decision is Decision.CREATE:
+        # Someone (or our own earlier attempt whose answer was lost) created it: observe
+        # again and decide once more, without another create on the same pass.
+        try:
+            observation = kind.observe(client, desired)
+        except AWS_ERRORS as second:
+            result.error = failure(second, kind.service, what)
+            return result
+        if observation.exists:
+            return sync_object(kind, client, desired, observation=observation, **again)
+    elif outcome_unknown(error):
+        # AWS may have done the work and lost the answer: look before writing again, and
+        # never write twice on one pass (a second RegisterTaskDefinition is a duplicate).
+        try:
+            observation = kind.observe(client, desired)
+        except AWS_ERRORS:
+            observation = None
+        if observation is not None and _done(result.decision, observation):
+            result.observation, result.recovered = observation, True
+            return result
+    result.error = failure(error, kind.service, what)
+    return result
+
+
+def _done(decision: Decision, observation: Observation) -> bool:
+    if decision is Decision.DELETE:
+        return not observation.exists
+    return observation.up_to_date
+
+
+def delete_object(kind: Kind, client: Any, desired: Any, *, actor: Any = AWS_ACTOR, retain: bool = False,
+                  observation: Observation | None = None) -> ObjectResult:
+    """Observe and delete one object if it is ours (NotFound means done)."""
+    what = kind.label(desired)
+    if observation is None and not retain:
+        try:
+            observation = kind.observe(client, desired)
+        except AWS_ERRORS as error:
+            return ObjectResult(Decision.NOOP, Observation(exists=False), error=failure(error, kind.service, what))
+    observation = observation or Observation(exists=False)
+    decision = decide_delete(observation, retain=retain)
+    result = ObjectResult(decision, observation)
+    if decision is not Decision.DELETE:
+        return result
+    try:
+        result.written = actor.perform(kind, client, Action.DELETE, desired, observation)
+    except AWS_ERRORS as error:
+        return _after_failed_write(kind, client, desired, result, error, what)
+    return result
+
+
+def left_message(kind: Kind, desired: Any) -> str:
+    return LEFT_NOT_OURS.format(what=kind.label(desired))
