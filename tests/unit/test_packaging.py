@@ -51,7 +51,8 @@ def wheel_requirements(tmp_path_factory) -> list[Requirement]:
     # No build isolation: setuptools comes with the test extra, so this needs no index.
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                            "-w", str(out), str(source)], capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, ("pip wheel failed (setuptools>=77 comes with the test extra: "
+                                  "pip install -e '.[test]')\n" + done.stdout[-3000:] + done.stderr[-3000:])
     [wheel] = out.glob("regaccess-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         [name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
