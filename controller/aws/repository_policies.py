@@ -469,6 +469,17 @@ class DesiredStatements:
     known_arn: str | None = None
 
 
+def observation_of(found: dict[str, Any], desired: DesiredStatements) -> protocol.Observation:
+    """Pure: what one read of a repository ({arn, registryId, policy}) says about our statements."""
+    ours = owned_statements(found.get("policy"), desired.prefix)
+    return protocol.Observation(
+        exists=bool(ours),
+        owner=Owner.OURS if ours else Owner.ABSENT,
+        differences=statement_differences(found.get("policy"), desired.prefix, desired.statements),
+        observed=found,
+    )
+
+
 class RepositoryStatements:
     """``protocol.Kind`` for one resource's statements in one repository policy."""
 
@@ -479,14 +490,7 @@ class RepositoryStatements:
         return f"repository {desired.repository}"
 
     def observe(self, ecr: Any, desired: DesiredStatements) -> protocol.Observation:
-        found = _read(ecr, desired.repository, desired.known_arn)
-        ours = owned_statements(found["policy"], desired.prefix)
-        return protocol.Observation(
-            exists=bool(ours),
-            owner=Owner.OURS if ours else Owner.ABSENT,
-            differences=statement_differences(found["policy"], desired.prefix, desired.statements),
-            observed=found,
-        )
+        return observation_of(_read(ecr, desired.repository, desired.known_arn), desired)
 
     def merged(self, desired: DesiredStatements, observation: protocol.Observation) -> dict[str, Any]:
         """The whole document a create/update writes: foreign statements as they are, ours after."""
