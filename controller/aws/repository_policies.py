@@ -238,7 +238,7 @@ def statement_differences(
     for statement in desired:
         want.setdefault(statement["Sid"], []).append(statement)
 
-    def meaning(statements: list[dict[str, Any]]) -> list[tuple]:
+    def meaning(statements: list[dict[str, Any]]) -> list[Any]:
         return sorted(policydoc.canonical_statement(s) for s in statements)
 
     def shown(statements: list[dict[str, Any]] | None) -> Any:
