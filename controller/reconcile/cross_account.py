@@ -236,7 +236,9 @@ def _sync_repository_locked(ctx: _Context, repository: str, previous: dict[str, 
     if done.decision is loop.Decision.REPORT:
         message = bounded(MSG_ROW_DRIFT_REPORTED.format(fields=", ".join(drift)))
         return RepoOutcome(status_row(repository, arn, PENDING, message), observed=True, drift=drift)
-    return RepoOutcome(status_row(repository, arn, SYNCED), writes=done.calls, observed=True,
+    # A write whose answer was lost and that observing again showed done is still a write.
+    writes = done.calls or (1 if done.recovered else 0)
+    return RepoOutcome(status_row(repository, arn, SYNCED), writes=writes, observed=True,
                        drift=drift if done.remediated else [], remediated=done.remediated)
 
 
