@@ -103,8 +103,7 @@ def _load_credential(request: Request, resolved: ResolvedRegistryCredential) -> 
 
 
 def _invalid(request: Request, problems: list[Problem]) -> ReconcileResult:
-    result = invalid(request.status, request.generation, problems, now_rfc3339(),
-                             drift_check=request.drift_check)
+    result = invalid(request.status, request.generation, problems, now_rfc3339(), drift_check=request.drift_check)
     # Seen, even though unusable: the timer then waits for the next change of the Secret
     # instead of re-validating it every tick.
     result.status["sourceResourceVersion"] = _source_resource_version(request.source_secret)
