@@ -19,7 +19,7 @@ from controller.api import reasons
 from controller.api.validation import validate_registry_credential
 from controller.aws import iam_policies, policydoc
 from controller.aws.clients import Clients
-from controller.reconcile import definitions, wiring
+from controller.reconcile import definitions, loop, wiring
 from controller.reconcile.steps import StepContext, StepOutcome
 from tests.conftest import ACCOUNT, REGION
 from tests.harness import world
@@ -677,3 +677,23 @@ def test_register_whose_answer_is_lost_is_observed_not_repeated(
     recorder.reset()
     again = sync(context(factory, secret_arn, spec, previous=outcome))
     assert recorder.writes() == [] and again.error is None and count(raw) == 2
+
+
+@pytest.mark.parametrize("sync, kind, consumers, wired_by, register_call, count", DEFINITION_KINDS, ids=KIND_IDS)
+def test_recording_actor_plans_the_register_and_writes_nothing(
+        factory, raw, recorder, secret_arn, sync, kind, consumers, wired_by, register_call, count):
+    # regaccess plan runs the same step with a recording actor (controller.reconcile.loop).
+    make_role(raw, "exec-a")
+    wired_by(raw, None, None)
+    actor = loop.RecordingActor()
+    recorder.reset()
+
+    outcome = sync(context(factory, secret_arn, {"grants": {"executionRoles": ["exec-a"]}, "consumers": consumers},
+                           actor=actor))
+
+    assert recorder.writes() == [] and count(raw) == 1 and outcome.error is None
+    ((planned_kind, label, action, fields),) = [(p.kind, p.name, p.action, p.fields) for p in actor.planned]
+    assert (planned_kind, action) == (kind, "update") and label.endswith(("web", "nightly"))
+    assert fields and all(f.endswith(".repositoryCredentials") for f in fields)
+    (row,) = outcome.managed
+    assert row["state"] == "Synced" and row["arn"].startswith("<ARN of ") and ":2, assigned" in row["arn"]
