@@ -24,8 +24,8 @@ users rely on: every pipeline deploy would otherwise be a conflict). A latest
 revision carrying ANOTHER resource's mark while a chosen container references
 another secret is FOREIGN: two resources wiring the same container would
 otherwise register revisions against each other forever. Another owner's mark
-on a revision whose chosen containers need nothing from us is harmless (nothing
-is written) and counts as ours.
+while the chosen containers reference our secret or no secret at all takes
+nothing from that owner and counts as ours.
 
 Crash safety: a registered revision goes to ``ctx.record_now`` at once, before
 anything else can fail; a retry that finds the latest revision already
