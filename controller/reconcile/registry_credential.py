@@ -29,7 +29,7 @@ from controller.aws.clients import Clients
 from controller.aws import secrets as sm
 from controller.logging import REDACTOR
 from controller.reconcile import secret as secret_step
-from controller.reconcile import pull_through_cache, wiring
+from controller.reconcile import definitions, pull_through_cache, wiring
 from controller.reconcile.conditions import now_rfc3339
 from controller.reconcile.outcome import RETRY_DEPENDENCY, RETRY_TRANSIENT, Pass, assemble, invalid
 from controller.reconcile.result import ReconcileResult, warning
@@ -61,16 +61,16 @@ def sync_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]:
         ("secret", secret_step.sync),
         ("pullThroughCacheRule", pull_through_cache.sync),
         ("rolePolicy", wiring.sync_role_policies),
-        ("taskDefinition", wiring.sync_task_definitions),
-        ("jobDefinition", wiring.sync_job_definitions),
+        ("taskDefinition", definitions.sync_task_definitions),
+        ("jobDefinition", definitions.sync_job_definitions),
     ]
 
 
 def delete_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]:
     """Reverse dependency order: users of the secret go before the secret."""
     return [
-        ("jobDefinition", wiring.delete_job_definitions),
-        ("taskDefinition", wiring.delete_task_definitions),
+        ("jobDefinition", definitions.delete_job_definitions),
+        ("taskDefinition", definitions.delete_task_definitions),
         ("rolePolicy", wiring.delete_role_policies),
         ("pullThroughCacheRule", pull_through_cache.delete),
         ("secret", secret_step.delete),
