@@ -326,7 +326,14 @@ def test_twelve_credentials_converge_under_lost_answers_without_duplicates(facto
         assert role_policies(f"exec-{i:02d}-a") == [policy_name(i)]
     assert cache_rules(aws_server) == {f"hub-{i:02d}": arns[i] for i in again if has_cache(i)}
 
+    new_revisions = Counter(
+        len(raw("ecs").list_task_definitions(familyPrefix=f"web-{i:02d}")["taskDefinitionArns"]) - 1 for i in everyone)
+    new_job_revisions = Counter(
+        len(raw("batch").describe_job_definitions(jobDefinitionName=f"job-{i:02d}")["jobDefinitions"]) - 1
+        for i in everyone)
     print("\n" + measure.report())
+    print(f"families by new revisions: {dict(new_revisions)}; job definitions by new revisions: "
+          f"{dict(new_job_revisions)}")
     # The faults really happened, on the writes that matter...
     assert MUST_LOSE <= set(measure.lost_by_operation), measure.report()
     # ...and every write the operator made has a stated retry rule.
@@ -445,3 +452,34 @@ def test_a_deletion_retried_after_its_lost_answer_is_done(factory, aws_server, a
     deletes = [c for c in aws_server.calls.list(since=mark) if c.operation == "DeleteSecret"]
     assert [(c.done, c.lost) for c in deletes] == [(True, True), (False, False)]  # the repeat was refused
     assert raw("secretsmanager").describe_secret(SecretId=arn).get("DeletedDate")
+
+
+def test_the_reconcile_observes_again_after_a_lost_register(factory, aws_server):
+    """Step by step: the register that lost its answer is found by the next pass, not repeated."""
+    arn_a = world.make_role(raw, "exec-00-a")
+    world.make_role(raw, "exec-00-b")
+    world.register_family(raw, "web-00", arn_a)
+    world.register_job(raw, "job-00", arn_a)
+    fleet = Fleet(factory)
+    aws_server.faults.configure(seed=1, lost_answers=["503"], max_lost_per_operation=1, scoped=[
+        {"operation": "RegisterTaskDefinition", "rates": {"lost": 1.0}},
+        {"operation": "RegisterJobDefinition", "rates": {"lost": 1.0}}])
+    mark = aws_server.calls.mark()
+    seen = []
+    for _ in range(3):
+        result = rc.reconcile(fleet._request(0), fleet.clients_for, record_now=fleet._record_now(0))
+        fleet.status[0] = result.status
+        rows = {r["kind"]: r["state"] for r in result.status["managed"]}
+        seen.append((result.outcome, rows.get("taskDefinition"), rows.get("jobDefinition"), result.retry_after))
+    aws_server.faults.clear()
+    # 1: the task definition's answer is lost: a retryable error, nothing recorded;
+    # 2: its revision is found (no second register), the job definition's answer is lost;
+    # 3: that revision is found too: Ready.
+    assert seen == [("retry", "Error", None, rc.RETRY_TRANSIENT), ("retry", "Synced", "Error", rc.RETRY_TRANSIENT),
+                    ("success", "Synced", "Synced", None)]
+    registers = [(c.operation, c.lost) for c in aws_server.calls.list(since=mark) if c.operation.startswith("Register")]
+    assert registers == [("RegisterTaskDefinition", True), ("RegisterJobDefinition", True)]
+    arn = fleet.status[0]["secretArn"]
+    assert_one_new_revision(0, arn)
+    task_row = next(r for r in fleet.status[0]["managed"] if r["kind"] == "taskDefinition")
+    assert task_row["arn"].endswith("task-definition/web-00:2")

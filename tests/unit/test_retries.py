@@ -144,3 +144,25 @@ def test_shutting_down_is_classified_transient():
     found = classify(OperatorShuttingDown())
     assert found.error_class is ErrorClass.TRANSIENT and found.retryable
     assert "shutting down" in found.message
+
+
+@pytest.mark.parametrize("service, operation", [("ecs", "RegisterTaskDefinition"), ("batch", "RegisterJobDefinition"),
+                                                ("secretsmanager", "PutSecretValue")],
+                         ids=["ecs", "batch", "secretsmanager"])
+def test_the_veto_runs_before_botocores_retry_handler(monkeypatch, service, operation):
+    """Else botocore's handler would spend retry quota on an attempt the veto then refuses.
+
+    Reads botocore's handler order (a private structure): a botocore upgrade that changes
+    how handlers are ordered fails here, not silently in production."""
+    import boto3
+
+    from controller.aws.clients import ClientFactory
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    factory = ClientFactory(session=boto3.session.Session(region_name="us-east-1"))
+    client = factory.client(service)
+    event = f"needs-retry.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+    handlers = list(client.meta.events._emitter._handlers.prefix_search(event))  # noqa: SLF001
+    names = [getattr(h, "__qualname__", "") for h in handlers]
+    assert names[0] == "Gate.needs_retry" and "RetryHandler.needs_retry" in names[1:], names
