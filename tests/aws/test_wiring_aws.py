@@ -227,9 +227,8 @@ def test_edited_policy_is_drift(factory, raw, recorder, secret_arn, remediate):
     make_role(raw, "exec-a")
     spec = {"grants": {"executionRoles": ["exec-a"]}}
     synced = wiring.sync_role_policies(context(factory, secret_arn, spec))
-    widened = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}
-    raw("iam").put_role_policy(RoleName="exec-a", PolicyName=POLICY, PolicyDocument=json.dumps(widened))
+    # A hand edit of our document (its Sids, our mark, kept): widened to every secret.
+    world.edit_role_policy(raw, "exec-a", POLICY)
     recorder.reset()
 
     outcome = wiring.sync_role_policies(context(factory, secret_arn, spec, previous=synced, remediate=remediate))
