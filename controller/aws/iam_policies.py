@@ -48,7 +48,6 @@ KMS_SID = "DecryptRegistryCredential"
 # IAM: all inline policies of one role share 10,240 characters, whitespace not counted.
 INLINE_BUDGET = 10_240
 DOCUMENT_FIELD = "PolicyDocument"
-ROLE_POLICY = "rolePolicy"
 
 ROLE_MISSING_MESSAGE = "role {role} does not exist"
 BUDGET_MESSAGE = (
@@ -232,7 +231,7 @@ def role_policy(role: str, policy: str, owner: str, secret_arn: str | None,
 class RolePolicies:
     """Adapter of ``controller.aws.protocol.Kind`` for IAM inline role policies."""
 
-    kind = ROLE_POLICY
+    kind = "rolePolicy"
     service = "iam"
 
     def label(self, desired: RolePolicy) -> str:

@@ -15,6 +15,15 @@ Each follows ``controller.reconcile.steps``: observe every object, compare
     {"kind": "rolePolicy"|"taskDefinition"|"jobDefinition", "name": ..., "arn": ...,
      "state": "Synced"|"Pending"|"Error"|"Retained", "message": ...}
 
+Role policies go through ``controller.reconcile.loop`` (adapter
+``iam_policies.ROLE_POLICIES``, writes through ``ctx.actor``): the loop decides
+create / update / adopt / conflict / drift from the owner the document's Sid
+prefix says; this step adds only what is particular to IAM: the role's other
+inline policies are read (size budget) just before a put, a missing role is a
+dependency, and a rewrite of a pre-mark policy is never drift. Removing a
+role's policy (role dropped from the list, or the resource deleted) observes
+first and deletes only ours.
+
 Per-object failures do not stop the other objects of the step (one missing
 role must not keep the others from being granted); each gets an ``Error`` or
 ``Pending`` row and a Warning Event, and ``outcome.error`` summarises them
@@ -60,9 +69,10 @@ ERROR = "Error"
 RETAINED = "Retained"
 
 # Event reasons for writes (Normal Events).
+# A same-named policy that is not ours, left in place when ours would be removed.
+EVENT_ROLE_POLICY_LEFT = "RolePolicyLeft"
 EVENT_ROLE_POLICY_PUT = "RolePolicyPut"
 EVENT_ROLE_POLICY_REMOVED = "RolePolicyRemoved"
-EVENT_ROLE_POLICY_LEFT = "RolePolicyLeft"
 EVENT_TASK_DEFINITION_REGISTERED = "TaskDefinitionRegistered"
 EVENT_JOB_DEFINITION_REGISTERED = "JobDefinitionRegistered"
 
