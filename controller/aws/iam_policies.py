@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 
 from controller.aws import base, policydoc
 from controller.aws.errors import is_not_found
-from controller.aws.protocol import ABSENT, Action, Difference, Observation, Owner, Written
+from controller.aws.protocol import ABSENT, Action, Difference, Observation, Owner, Written, owner_of_mark
 from controller.aws.repository_policies import SID_HEAD, SID_TAIL
 from controller.aws.repository_policies import sid_prefix as _statement_sid_prefix
 
@@ -179,13 +179,11 @@ def owner_of(document: str | dict[str, Any] | None, owner: str,
     ours = sid_prefix(owner)
     marks = sid_marks(document)
     others = sorted(marks - {ours})
-    if others:
-        return Owner.FOREIGN, others[0]
-    if ours in marks:
-        return Owner.OURS, ours
-    if legacy is not None and policydoc.equivalent(legacy, document):
+    # Another owner's mark wins over ours: one of its statements would be overwritten.
+    mark = others[0] if others else (ours if ours in marks else None)
+    if mark is None and legacy is not None and policydoc.equivalent(legacy, document):
         return Owner.OURS, None
-    return Owner.UNMARKED, None
+    return owner_of_mark(mark, ours), mark
 
 
 def budget_problem(role: str, other_sizes: list[int], ours: int, limit: int = INLINE_BUDGET) -> str | None:

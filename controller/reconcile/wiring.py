@@ -163,10 +163,13 @@ def _retained(ctx: StepContext, kind: str, names: list[str]) -> StepOutcome:
 
 
 def _foreign(ctx: StepContext, role_arn: str | None) -> bool:
-    """A role ARN of another account never got our policy; a same-named role here is not ours."""
-    if not role_arn or not ctx.secret_arn:
+    """A role ARN of another account never got our policy; a same-named role here is not ours.
+
+    On delete the secret step has not run yet: the secret's account comes from status."""
+    secret_arn = ctx.secret_arn or ctx.previous_status.get("secretArn")
+    if not role_arn or not secret_arn:
         return False
-    return iam_policies.account_problem(iam_policies.role_ref(role_arn), ctx.secret_arn) is not None
+    return iam_policies.account_problem(iam_policies.role_ref(role_arn), secret_arn) is not None
 
 
 def _is_granted(execution_role_arn: str, granted: list[iam_policies.RoleRef]) -> bool:

@@ -215,12 +215,14 @@ def test_role_in_other_account_is_rejected_without_touching_same_named_local_rol
     dropped = wiring.sync_role_policies(
         context(factory, secret_arn, {"grants": {"executionRoles": []}}, previous=outcome)
     )
-    deleted = wiring.delete_role_policies(context(
+    deleting = context(
         factory, secret_arn, {"grants": {"executionRoles": ["arn:aws:iam::999999999999:role/exec-a"]}},
-        previous=outcome,
-    ))
+        previous={"managed": outcome.managed, "secretArn": secret_arn},
+    )
+    deleting.secret_arn = None  # on delete the secret step runs last: the account comes from status
+    deleted = wiring.delete_role_policies(deleting)
     assert dropped.error is None and deleted.error is None
-    assert recorder.writes() == [] and policy_on(raw, "exec-a") is not None
+    assert recorder.calls == [] and policy_on(raw, "exec-a") is not None
 
 
 @pytest.mark.parametrize("remediate", [True, False], ids=["remediate-repairs", "report-only"])
