@@ -18,7 +18,7 @@ import pytest
 from controller.api import reasons
 from controller.api.validation import validate_registry_credential
 from controller.aws import iam_policies, policydoc
-from controller.aws.clients import Clients
+from controller.aws.clients import ClientFactory, Clients
 from controller.aws.protocol import Owner
 from controller.reconcile import loop, wiring
 from controller.reconcile.steps import StepContext, StepOutcome
@@ -727,3 +727,30 @@ def test_job_definition_registered_by_ci_is_recognised(factory, raw, recorder, s
 
     assert outcome.error is None and recorder.writes() == []
     assert rows(outcome)["nightly"]["state"] == "Synced"
+
+
+@pytest.mark.parametrize("operation", ["PutRolePolicy", "DeleteRolePolicy"], ids=["put", "delete"])
+def test_a_lost_answer_is_observed_again_not_repeated(aws_server, raw, secret_arn, operation):
+    # One attempt per call, so the loop (not botocore) meets the lost answer.
+    single = ClientFactory(session=boto3.session.Session(region_name=REGION), max_attempts=1)
+    make_role(raw, "exec-a")
+    spec = {"grants": {"executionRoles": ["exec-a"]}}
+    synced = wiring.sync_role_policies(context(single, secret_arn, spec)) if operation == "DeleteRolePolicy" else None
+    aws_server.faults.configure(seed=5, scoped=[{"service": "iam", "operation": operation, "rates": {"abort": 1.0}}])
+    mark = aws_server.calls.mark()
+
+    if operation == "PutRolePolicy":
+        outcome = wiring.sync_role_policies(context(single, secret_arn, spec))
+    else:
+        outcome = wiring.delete_role_policies(context(single, secret_arn, spec, previous=synced))
+    aws_server.faults.clear()
+
+    # AWS did the work; the loop looked again (GetRolePolicy) and took it as done.
+    assert outcome.error is None, outcome.error
+    assert aws_server.calls.count("iam", operation, since=mark) == 1
+    assert aws_server.faults.injected("abort") >= 1
+    if operation == "PutRolePolicy":
+        assert rows(outcome)["exec-a"]["state"] == "Synced"
+        assert iam_policies.sid_marks(policy_on(raw, "exec-a")) == {iam_policies.sid_prefix(OWNER)}
+    else:
+        assert policy_on(raw, "exec-a") is None
