@@ -17,6 +17,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY controller ./controller
 COPY crds ./crds
+# The runtime dependencies only: no extra (the demo's moto, rich and cryptography stay out;
+# tests/unit/test_packaging.py checks it).
 RUN pip install . && rm -rf /root/.cache
 
 USER 10001:10001

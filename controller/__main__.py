@@ -188,7 +188,8 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo", help="Run the whole story locally: AWS stand-in, control plane, operator, drift, cleanup.",
         description="Install the CRDs, apply the examples, run the operator, show drift detection and repair, "
-        "and clean up, checking every step. Exit code 0 only when every step was verified.")
+        "and clean up, checking every step. Exit code 0 only when every step was verified. Needs the demo "
+        "extra: pip install 'regaccess[demo]'.")
     demo.add_argument("--aws", choices=("moto", "real"), default="moto",
                       help="moto (default): an in-process moto server on 127.0.0.1. real: the AWS account of the "
                       "standard boto3 chain (creates and removes a demo IAM role and task definition family).")

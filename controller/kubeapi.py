@@ -8,7 +8,8 @@ only when the handler returns, which would be too late.
 
 It uses the connection kopf logged in with (``kopf.ConnectionInfo``: server,
 CA, token or client certificate), over the standard library only. The TLS
-context is built once per ConnectionInfo and each worker thread keeps its
+context (``controller.kubeclient.tls_context``, shared with the demo's and the
+tests' client) is built once per ConnectionInfo and each worker thread keeps its
 HTTP connection open: a new context (the system CA bundle read again) and a
 new TLS handshake per registered revision cost more than the PATCH itself.
 """
@@ -19,9 +20,7 @@ import base64
 import functools
 import http.client
 import json
-import os
 import ssl
-import tempfile
 import threading
 import urllib.error
 import urllib.parse
@@ -30,6 +29,7 @@ from typing import Any
 import kopf
 
 from controller.api.models import GROUP, VERSION
+from controller.kubeclient import tls_context
 
 
 def patchable(value: Any) -> Any:
@@ -56,25 +56,12 @@ def patchable(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=8)  # ConnectionInfo is frozen; kopf hands out a new one on re-login
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if info.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif info.ca_path:
-        context.load_verify_locations(cafile=info.ca_path)
-    elif info.ca_data:
-        context.load_verify_locations(cadata=base64.b64decode(info.ca_data).decode())
-    cert_path, key_path = info.certificate_path, info.private_key_path
-    if info.certificate_data and info.private_key_data:
-        # ssl needs files; keep them private to this process.
-        directory = tempfile.mkdtemp(prefix="regaccess-tls-")
-        cert_path, key_path = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
-        for path, data in ((cert_path, info.certificate_data), (key_path, info.private_key_data)):
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as handle:
-                handle.write(base64.b64decode(data))
-    if cert_path and key_path:
-        context.load_cert_chain(cert_path, key_path)
-    return context
+    def data(value: str | None) -> bytes | None:
+        return base64.b64decode(value) if value else None
+
+    return tls_context(insecure=bool(info.insecure), ca_file=info.ca_path, ca_data=data(info.ca_data),
+                       cert_file=info.certificate_path, key_file=info.private_key_path,
+                       cert_data=data(info.certificate_data), key_data=data(info.private_key_data))
 
 
 _local = threading.local()

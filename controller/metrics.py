@@ -162,12 +162,24 @@ def _after_call(model: Any = None, parsed: Any = None, context: Any = None, http
         AWS_CALL_SECONDS.labels(service, operation).observe(time.monotonic() - started)
 
 
-def _after_call_error(context: Any = None, event_name: str = "", **_: Any) -> None:
+def _after_call_error(context: Any = None, event_name: str = "", exception: Any = None, **_: Any) -> None:
     # botocore emits after-call-error with the exception and the request context only; a
     # hook that raised here would replace the AWS error with an AttributeError.
     call = (context or {}).get("regaccess_call")
     service, operation = call if call else (event_name.split(".") + ["unknown", "unknown"])[1:3]
-    AWS_CALLS.labels(service, operation, "connection_error").inc()
+    outcome = "connection_error"
+    response = getattr(exception, "response", None)
+    if isinstance(response, dict):
+        # An error answer ends here, not in after-call, when controller.aws.retries refused
+        # botocore's retry of a write whose outcome is unknown: count it as the answer it was.
+        code = (response.get("Error") or {}).get("Code")
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        throttled = code in THROTTLING_CODES or status == 429
+        outcome = "throttled" if throttled else "error"
+        if throttled:
+            # The needs-retry hook below never saw this attempt: the veto came first.
+            AWS_THROTTLES.labels(service, operation).inc()
+    AWS_CALLS.labels(service, operation, outcome).inc()
     started = (context or {}).get("regaccess_started")
     if started is not None:
         AWS_CALL_SECONDS.labels(service, operation).observe(time.monotonic() - started)

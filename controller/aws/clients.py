@@ -2,7 +2,9 @@
 
 Every AWS module receives its client from here, so region, assumed role,
 endpoint URL, retry mode and the per-call hooks (metrics, rate limits, the
-no-retry rule for non-idempotent writes, the shutdown gate) are set in one place. Clients are cached per (service, region, role, external ID):
+per-operation retry rule, the shutdown gate) are set in one place. botocore's
+retry mode applies to every call except a non-idempotent write whose outcome is
+unknown (``controller.aws.retries``). Clients are cached per (service, region, role, external ID):
 creating a boto3 client costs milliseconds and memory, and a resync of 1,000
 resources must not create 1,000 clients.
 
@@ -58,18 +60,17 @@ class ClientFactory:
             read_timeout=30,
             user_agent_extra="regaccess",
         )
-        # Always on: no retry of an ambiguous non-idempotent write, and the shutdown gate
-        # (controller.aws.retries). Registered first, so a closed gate is checked before
-        # anything else a before-call hook might do (a rate-limit wait).
+        # Always on: the shutdown gate, registered first so a closed gate is checked before
+        # anything else a before-call hook might do (a rate-limit wait), and the retry rule
+        # (no blind retry of a non-idempotent write whose outcome is unknown; see client()).
         self.gate = Gate()
-        self._hooks = [("before-call", self.gate.before_call), ("needs-retry", self.gate.needs_retry),
-                       *(hooks or [])]
+        self._hooks = [("before-call", self.gate.before_call), *(hooks or [])]
         # Client-side rate limits (controller.aws.ratelimit); None: none (tests, one-off tools).
         # Its waits end early when the gate closes.
         self.rate_limiter: RateLimiter | None = None
         if rate_limits is not None:
             self.rate_limiter = RateLimiter(rate_limits, sleep=self.gate.sleep, on_wait=on_rate_limit_wait)
-            self._hooks.insert(2, ("before-call", self.rate_limiter.before_call))
+            self._hooks.insert(1, ("before-call", self.rate_limiter.before_call))
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
         self._role_sessions: dict[tuple[str, str | None], boto3.session.Session] = {}
@@ -130,6 +131,10 @@ class ClientFactory:
             client = session.client(service, region_name=region, config=self._config)
             for event, handler in self._hooks:
                 client.meta.events.register(event, handler)
+            # First on the client's own needs-retry event, where botocore's retry handler
+            # sits: a veto must come before that handler spends retry quota on the attempt.
+            service_event = client.meta.service_model.service_id.hyphenize()
+            client.meta.events.register_first(f"needs-retry.{service_event}", self.gate.needs_retry)
             self._clients[key] = client
             return client
 

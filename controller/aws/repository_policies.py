@@ -1,20 +1,32 @@
 """ECR repository policies: the statements one CrossAccountRepoAccess owns.
 
-Called by ``controller.reconcile.cross_account`` (reconcile and delete). Same
-rooms as every AWS kind (see ``controller.aws.base``):
+Called by ``controller.reconcile.cross_account`` (through the one loop,
+``controller.reconcile.loop``) and by ``regaccess plan``. The kind protocol
+(``controller.aws.protocol``) is provided by ``STATEMENTS``, an adapter of
+"this resource's statements in one repository policy":
 
-- pure: ``sid_prefix()`` (ownership), ``desired_statements()``, ``compare()``
-  (owned statements only, by meaning), ``merge()`` / ``removal()`` (every
-  statement we do not own is kept as the very same dict, in its order),
-  ``grants_too_large_message()`` / ``oversize_message()`` (the 10,240-character
-  policy limit) and
-  ``is_principal_rejection()`` (the error AWS gives for a principal IAM does
-  not know yet);
-- thin AWS: ``observe()``, ``put()``, ``delete_policy()``.
+- ``observe(ecr, DesiredStatements)``: one GetRepositoryPolicy. No statement
+  with our Sid prefix means ``exists=False`` (a create merges ours in); ours
+  present is ``Owner.OURS`` with one ``Difference`` per statement Sid, compared by
+  meaning. A repository that does not exist raises ``RepositoryMissing`` (a
+  missing dependency, not "absent statements": there is nothing to create into);
+- ``create`` / ``update``: SetRepositoryPolicy of the merged document;
+  ``delete``: our statements out (DeleteRepositoryPolicy when nothing else is
+  left); ``predict``: what those would return, without AWS. ECR refusing a
+  principal IAM does not know (yet) raises ``PrincipalRejected``.
+
+Pure helpers: ``sid_prefix()`` (ownership), ``desired_statements()``,
+``compare()`` / ``statement_differences()`` (owned statements only, by meaning),
+``merge()`` / ``removal()`` (every statement we do not own is kept as the very
+same dict, in its order), ``grants_too_large_message()`` /
+``oversize_message()`` (the 10,240-character policy limit) and
+``is_principal_rejection()``.
 
 Ownership is by ``Sid`` prefix, because repository policies have no tags: a
 repository policy may hold statements written by people, Terraform and other
 CrossAccountRepoAccess objects at once, and the operator must never touch those.
+Those foreign statements are not objects of this kind at all, so its owner is
+only ever ``OURS`` or ``ABSENT``.
 
 Access levels (decided here, documented in docs/cross-account-pull.md):
 ``Pull`` is the three pull actions. ``Push`` is the four upload actions plus
@@ -29,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -36,7 +49,9 @@ from botocore.exceptions import ClientError
 from controller.api.models import Access
 from controller.api.validation_xrepo import ResolvedCrossAccountRepoAccess
 from controller.aws import policydoc
+from controller.aws import protocol
 from controller.aws.base import ABSENT, Observation
+from controller.aws.protocol import Action, Difference, Owner, Written
 
 MAX_POLICY_CHARS = 10_240
 POLICY_VERSION = "2012-10-17"
@@ -205,26 +220,42 @@ def all_principals(statements: list[dict[str, Any]]) -> list[str]:
 # --------------------------------------------------------------------------- compare, merge, removal
 
 
+def statement_differences(
+    existing: str | dict[str, Any] | None, prefix: str, desired: list[dict[str, Any]]
+) -> tuple[Difference, ...]:
+    """Named differences between the owned statements and desired, by meaning.
+
+    One ``Difference("Statement[<sid>]", observed, desired)`` per Sid that is
+    missing, changed or extra (observed/desired: the statement, or a list when a
+    Sid is used twice; None when absent). Statements we do not own are not looked
+    at. Order, string-vs-list and account-ID-vs-root-ARN principal forms do not
+    count (``controller.aws.policydoc``).
+    """
+    have: dict[str, list[dict[str, Any]]] = {}
+    for statement in owned_statements(existing, prefix):
+        have.setdefault(statement["Sid"], []).append(statement)
+    want: dict[str, list[dict[str, Any]]] = {}
+    for statement in desired:
+        want.setdefault(statement["Sid"], []).append(statement)
+
+    def meaning(statements: list[dict[str, Any]]) -> list[Any]:
+        return sorted(policydoc.canonical_statement(s) for s in statements)
+
+    def shown(statements: list[dict[str, Any]] | None) -> Any:
+        return None if not statements else statements[0] if len(statements) == 1 else statements
+
+    return tuple(
+        Difference(f"Statement[{sid}]", shown(have.get(sid)), shown(want.get(sid)))
+        for sid in sorted(set(have) | set(want))
+        if meaning(have.get(sid, [])) != meaning(want.get(sid, []))
+    )
+
+
 def compare(
     existing: str | dict[str, Any] | None, prefix: str, desired: list[dict[str, Any]]
 ) -> tuple[str, ...]:
-    """Named differences between the owned statements and desired, by meaning.
-
-    Each difference is ``Statement[<sid>]`` (missing, changed or extra). Statements
-    we do not own are not looked at. Order, string-vs-list and account-ID-vs-root-ARN
-    principal forms do not count (``controller.aws.policydoc``).
-    """
-    have: dict[str, list[tuple]] = {}
-    for statement in owned_statements(existing, prefix):
-        have.setdefault(statement["Sid"], []).append(policydoc.canonical_statement(statement))
-    want: dict[str, list[tuple]] = {}
-    for statement in desired:
-        want.setdefault(statement["Sid"], []).append(policydoc.canonical_statement(statement))
-    return tuple(
-        f"Statement[{sid}]"
-        for sid in sorted(set(have) | set(want))
-        if sorted(have.get(sid, [])) != sorted(want.get(sid, []))
-    )
+    """The paths of ``statement_differences`` (``Statement[<sid>]``)."""
+    return tuple(d.path for d in statement_differences(existing, prefix, desired))
 
 
 def _without_owned(document: str | dict[str, Any] | None, prefix: str) -> tuple[dict[str, Any], list[Any]]:
@@ -335,21 +366,35 @@ def repository_arn(partition: str, region: str, registry_id: str, repository: st
     return f"arn:{partition}:ecr:{region}:{registry_id}:repository/{repository}"
 
 
-def observe(ecr: Any, repository: str, prefix: str, desired: list[dict[str, Any]],
-            known_arn: str | None = None) -> Observation:
-    """Read the repository's policy: one GetRepositoryPolicy in steady state, no writes.
+class RepositoryMissing(Exception):
+    """The repository does not exist (yet): a missing dependency, retried by the reconciler."""
 
-    A missing repository is ``ABSENT`` (the reconciler treats it as a missing
-    dependency); a repository without a policy has ``observed["policy"] = None``
-    and then, unless ``known_arn`` is given, one DescribeRepositories for its ARN
-    (a write follows anyway: our statements are missing). ``differences``
-    compares our statements only.
+    def __init__(self, repository: str) -> None:
+        super().__init__(f"repository {repository} does not exist")
+        self.repository = repository
+
+
+class PrincipalRejected(Exception):
+    """ECR refused the policy because it names a principal IAM does not know (yet)."""
+
+    def __init__(self, repository: str, error: ClientError) -> None:
+        super().__init__(f"ECR rejected the policy of repository {repository}")
+        self.repository = repository
+        self.error = error
+
+
+def _read(ecr: Any, repository: str, known_arn: str | None) -> dict[str, Any]:
+    """{arn, registryId, policy}: one GetRepositoryPolicy in steady state, no writes.
+
+    A repository without a policy has ``policy`` None and then, unless
+    ``known_arn`` is given, one DescribeRepositories for its ARN (a write follows
+    anyway: our statements are missing). Raises ``RepositoryMissing``.
     """
     try:
         answer = ecr.get_repository_policy(repositoryName=repository)
     except ClientError as error:
         if is_repository_missing(error):
-            return ABSENT
+            raise RepositoryMissing(repository) from None
         if error_code(error) != ERROR_POLICY_NOT_FOUND:
             raise
         answer = None
@@ -366,20 +411,36 @@ def observe(ecr: Any, repository: str, prefix: str, desired: list[dict[str, Any]
             found = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]
         except ClientError as error:
             if is_repository_missing(error):
-                return ABSENT
+                raise RepositoryMissing(repository) from None
             raise
         arn, registry_id = found.get("repositoryArn"), found.get("registryId")
-    policy = policydoc.parse(text) if text else None
-    return Observation(
-        exists=True,
-        owned=True,
-        differences=compare(policy, prefix, desired),
-        observed={"arn": arn, "registryId": registry_id, "policy": policy},
-    )
+    return {"arn": arn, "registryId": registry_id, "policy": policydoc.parse(text) if text else None}
+
+
+def observe(ecr: Any, repository: str, prefix: str, desired: list[dict[str, Any]],
+            known_arn: str | None = None) -> Observation:
+    """The repository as a whole (``controller.aws.base`` shape), for ``regaccess plan``.
+
+    A missing repository is ``ABSENT``; ``differences`` are the Sid paths.
+    Kept until plan goes through ``STATEMENTS``.
+    """
+    try:
+        found = _read(ecr, repository, known_arn)
+    except RepositoryMissing:
+        return ABSENT
+    return Observation(exists=True, owned=True, differences=compare(found["policy"], prefix, desired), observed=found)
 
 
 def put(ecr: Any, repository: str, document: dict[str, Any]) -> None:
-    ecr.set_repository_policy(repositoryName=repository, policyText=policydoc.dumps(document))
+    """SetRepositoryPolicy; ECR's answers for a missing repository or principal are raised as facts."""
+    try:
+        ecr.set_repository_policy(repositoryName=repository, policyText=policydoc.dumps(document))
+    except ClientError as error:
+        if is_repository_missing(error):
+            raise RepositoryMissing(repository) from None
+        if is_principal_rejection(error):
+            raise PrincipalRejected(repository, error) from None
+        raise
 
 
 def delete_policy(ecr: Any, repository: str) -> None:
@@ -389,3 +450,72 @@ def delete_policy(ecr: Any, repository: str) -> None:
     except ClientError as error:
         if error_code(error) not in (ERROR_POLICY_NOT_FOUND, ERROR_REPOSITORY_NOT_FOUND):
             raise
+
+
+# --------------------------------------------------------------------------- the kind adapter
+
+
+@dataclass(frozen=True)
+class DesiredStatements:
+    """Desired: this resource's statements (``prefix``) in the policy of one repository.
+
+    ``statements`` empty: none wanted (a delete observes with it). ``known_arn``: the
+    repository ARN status already has, which saves a DescribeRepositories.
+    """
+
+    repository: str
+    prefix: str
+    statements: list[dict[str, Any]] = field(default_factory=list)
+    known_arn: str | None = None
+
+
+def observation_of(found: dict[str, Any], desired: DesiredStatements) -> protocol.Observation:
+    """Pure: what one read of a repository ({arn, registryId, policy}) says about our statements."""
+    ours = owned_statements(found.get("policy"), desired.prefix)
+    return protocol.Observation(
+        exists=bool(ours),
+        owner=Owner.OURS if ours else Owner.ABSENT,
+        differences=statement_differences(found.get("policy"), desired.prefix, desired.statements),
+        observed=found,
+    )
+
+
+class RepositoryStatements:
+    """``protocol.Kind`` for one resource's statements in one repository policy."""
+
+    kind = "repositoryPolicy"
+    service = "ecr"
+
+    def label(self, desired: DesiredStatements) -> str:
+        return f"repository {desired.repository}"
+
+    def observe(self, ecr: Any, desired: DesiredStatements) -> protocol.Observation:
+        return observation_of(_read(ecr, desired.repository, desired.known_arn), desired)
+
+    def merged(self, desired: DesiredStatements, observation: protocol.Observation) -> dict[str, Any]:
+        """The whole document a create/update writes: foreign statements as they are, ours after."""
+        return merge((observation.observed or {}).get("policy"), desired.prefix, desired.statements)
+
+    def create(self, ecr: Any, desired: DesiredStatements, observation: protocol.Observation) -> Written:
+        put(ecr, desired.repository, self.merged(desired, observation))
+        return Written(1, {"arn": (observation.observed or {}).get("arn")})
+
+    # The same merge-and-put: ours are replaced, every other statement kept.
+    update = create
+    adopt = create  # never asked for: statements without our Sid are not ours
+
+    def delete(self, ecr: Any, desired: DesiredStatements, observation: protocol.Observation) -> Written:
+        rest = removal((observation.observed or {}).get("policy"), desired.prefix)
+        if rest is None:
+            # Ours were the only statements: delete the policy rather than write an empty one.
+            delete_policy(ecr, desired.repository)
+        else:
+            put(ecr, desired.repository, rest)
+        return Written(1)
+
+    def predict(self, desired: DesiredStatements, observation: protocol.Observation, action: Action) -> Written:
+        facts = {} if action is Action.DELETE else {"arn": (observation.observed or {}).get("arn")}
+        return Written(1, facts)
+
+
+STATEMENTS = RepositoryStatements()

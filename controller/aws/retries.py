@@ -4,17 +4,22 @@ Registered by ``controller.aws.clients.ClientFactory`` on every client it makes
 (botocore ``before-call`` and ``needs-retry`` hooks); the CLI closes the gate
 when the operator is told to stop (SIGTERM).
 
-1. Non-idempotent writes are not retried after an ambiguous failure.
-   botocore's standard and adaptive modes retry a call whose connection closed
-   before the answer (``ConnectionClosedError``) or whose answer timed out
-   (``ReadTimeoutError``). For ``ecs:RegisterTaskDefinition`` and
-   ``batch:RegisterJobDefinition`` the first attempt may well have registered a
-   revision, and each retry registers another (measured against the test server:
-   one aborted call became five revisions). The reconciler is the right place to
-   retry those: it observes the latest ACTIVE revision first and registers only
-   when that revision does not reference the secret yet, so nothing is
-   registered twice. Throttling and 5xx answers (the request was refused) are
-   still retried by botocore.
+1. A non-idempotent write whose outcome is unknown is not retried by botocore.
+   ``ecs:RegisterTaskDefinition`` and ``batch:RegisterJobDefinition`` create a
+   new revision on every call. When an attempt fails in a way that leaves the
+   outcome unknown (``controller.aws.errors.outcome_unknown``: a throttling or
+   5xx answer, a read timeout, a connection closed before the answer), the
+   first attempt may well have registered a revision, and each blind retry
+   registers another (measured against the test server: one call whose answers
+   were all lost 503s made five revisions; with 30 % faults on every call, 3 of
+   12 families got a duplicate). botocore's standard and adaptive modes retry
+   all of those; the hook below ends the call with that failure instead. The
+   reconciler retries in its place: it observes the latest ACTIVE revision
+   first and registers only when that revision does not reference the secret
+   yet, so a revision registered behind a lost answer is found, not repeated.
+   A request that never left (could not connect) is still retried by botocore,
+   and so is every other call: reads, and the writes in ``RETRY_SAFE_WRITES``,
+   each with the reason a repeat cannot duplicate anything.
 
 2. The shutdown gate. Once closed, no new AWS call starts (``before-call``
    raises ``OperatorShuttingDown``), a failed attempt is not retried, and a
@@ -24,7 +29,12 @@ when the operator is told to stop (SIGTERM).
    restart. ``OperatorShuttingDown`` is a ``BotoCoreError``, so steps classify
    it as transient and stop before their next write.
 
-``veto_retry`` is the pure decision; the hooks are thin.
+``veto_retry`` is the pure decision; the hooks are thin. The needs-retry hook
+is registered first on each client's own ``needs-retry.<service>`` event, so it
+runs before botocore's retry handler (which would otherwise spend retry quota
+on an attempt that is then refused). botocore takes the first non-None answer
+of any needs-retry handler as a delay and cannot be told "do not retry" by a
+return value: a veto raises the attempt's failure, which ends the call with it.
 """
 
 from __future__ import annotations
@@ -32,15 +42,39 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ConnectionClosedError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from controller.aws.errors import outcome_unknown
 
 # (boto3 client name, operation) of writes that create something new on every call.
 NON_IDEMPOTENT: frozenset[tuple[str, str]] = frozenset({
     ("ecs", "RegisterTaskDefinition"),
     ("batch", "RegisterJobDefinition"),
 })
-# Failures after which the request may have been processed.
-AMBIGUOUS_FAILURES = (ConnectionClosedError, ReadTimeoutError)
+# Every other write the operator makes, and why botocore may repeat it after a lost
+# answer (tests/aws/test_lost_answers_aws.py loses their answers and checks that every
+# write it sees is in one of the two tables).
+RETRY_SAFE_WRITES: dict[tuple[str, str], str] = {
+    ("secretsmanager", "CreateSecret"):
+        "botocore fills ClientRequestToken once per call and resends it on its retries: a repeat with "
+        "the same token and value is ignored (a different owner's secret still answers ResourceExists)",
+    ("secretsmanager", "PutSecretValue"):
+        "the same ClientRequestToken on every retry: a repeat makes no second version",
+    ("secretsmanager", "UpdateSecret"): "sets the description and KMS key to given values",
+    ("secretsmanager", "TagResource"): "sets tags to given values",
+    ("secretsmanager", "RestoreSecret"): "restoring a secret that is not scheduled for deletion changes nothing",
+    ("secretsmanager", "DeleteSecret"):
+        "a repeat finds the secret gone (NotFound: done) or already scheduled for deletion "
+        "(controller.aws.secrets.delete takes that as done)",
+    ("iam", "PutRolePolicy"): "replaces the named inline policy with the given document",
+    ("iam", "DeleteRolePolicy"): "a repeat answers NoSuchEntity: done",
+    ("ecr", "SetRepositoryPolicy"): "replaces the whole policy text with the given one",
+    ("ecr", "DeleteRepositoryPolicy"): "a repeat answers RepositoryPolicyNotFoundException: done",
+    ("ecr", "CreatePullThroughCacheRule"):
+        "a repeat answers PullThroughCacheRuleAlreadyExistsException: the step observes again",
+    ("ecr", "UpdatePullThroughCacheRule"): "sets the credential ARN to the given one",
+    ("ecr", "DeletePullThroughCacheRule"): "a repeat answers PullThroughCacheRuleNotFoundException: done",
+}
 
 
 class OperatorShuttingDown(BotoCoreError):
@@ -49,13 +83,21 @@ class OperatorShuttingDown(BotoCoreError):
     fmt = "the operator is shutting down; AWS call not made"
 
 
-def veto_retry(service: str, operation: str, caught_exception: BaseException | None, *, closing: bool,
+def retried_by_botocore(service: str, operation: str, failure: BaseException) -> bool:
+    """Pure: may botocore retry this failed attempt (if its own rules say so)?"""
+    return (service, operation) not in NON_IDEMPOTENT or not outcome_unknown(failure, service)
+
+
+def veto_retry(service: str, operation: str, failure: BaseException | None, *, closing: bool,
                failed: bool) -> BaseException | None:
-    """Pure: the exception to raise instead of letting botocore retry, or None to let it decide."""
+    """Pure: the exception to raise instead of letting botocore retry, or None to let it decide.
+
+    ``failure`` is the attempt's exception, or its error answer as a ClientError.
+    """
     if closing and failed:
         return OperatorShuttingDown()
-    if (service, operation) in NON_IDEMPOTENT and isinstance(caught_exception, AMBIGUOUS_FAILURES):
-        return caught_exception
+    if failed and failure is not None and not retried_by_botocore(service, operation, failure):
+        return failure
     return None
 
 
@@ -99,8 +141,14 @@ class Gate:
                     response: Any = None, **_: Any) -> None:
         if operation is None:
             return None
-        veto = veto_retry(operation.service_model.service_name, operation.name, caught_exception,
-                          closing=self._closed.is_set(), failed=_failed(response, caught_exception))
+        service = operation.service_model.service_name
+        failed = _failed(response, caught_exception)
+        failure = caught_exception
+        if failure is None and failed and (service, operation.name) in NON_IDEMPOTENT:
+            # An error answer: the same ClientError the client would raise (a plain one,
+            # not the client's modeled subclass; the operator catches ClientError only).
+            failure = ClientError(response[1], operation.name)
+        veto = veto_retry(service, operation.name, failure, closing=self._closed.is_set(), failed=failed)
         if veto is not None:
             # botocore takes the first non-None answer as a retry delay and cannot be told
             # "do not retry"; raising ends the call with this exception instead.

@@ -2,18 +2,21 @@
 
 Called by ``controller.handlers`` (create / update / resume and the drift timer
 call ``reconcile()``; the delete handler calls ``delete()``). Level-triggered:
-every call observes each repository's policy, compares the statements this
-resource owns (by Sid prefix, by meaning) with the spec, writes only what
-differs, and returns a ``ReconcileResult`` (status, Events, retry). Knows
-nothing about kopf; all AWS calls go through ``controller.aws.repository_policies``.
+every call runs each repository through the one loop
+(``controller.reconcile.loop``) with the adapter
+``controller.aws.repository_policies.STATEMENTS`` ("this resource's statements in
+one repository policy", owned by Sid prefix, compared by meaning, everyone else's
+statements kept as they are), and hands what it found to
+``controller.reconcile.outcome.assemble``, the status assembly both kinds share.
+Knows nothing about kopf.
 
-Decisions that matter to users:
+What is particular to this kind (the rest is the loop's and the assembly's):
 
-- An invalid spec makes no AWS call at all: Ready=False with the problem's reason.
-- A no-op resync (and a drift check) makes zero ECR writes and one read per
-  repository (GetRepositoryPolicy).
-- ``driftPolicy: Report``: when this generation was already synced and the owned
-  statements changed in AWS, the drift is recorded and reported, never written.
+- An invalid spec makes no AWS call at all: Ready=False with the problem's reason;
+  so do grants whose statements alone exceed ECR's policy limit.
+- One lock per repository serialises our own read-merge-write (ECR has no
+  conditional write); the merged policy is checked against the size limit before
+  the write.
 - A repository that does not exist is a missing dependency: retried.
 - ECR's "Invalid repository policy provided" / "Principal not found" right after
   a role was created is IAM eventual consistency: retried with backoff for
@@ -21,6 +24,7 @@ Decisions that matter to users:
   then Ready=False ``PrincipalRejected`` naming the principals.
 - A repository dropped from ``spec.repositories`` loses our statements (the
   resource no longer asks for them there).
+- Deletion works from status rows when the spec became invalid; Retain leaves all.
 """
 
 from __future__ import annotations
@@ -31,41 +35,43 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from controller.api import reasons
 from controller.api.models import ECR_REPOSITORY_PATTERN, DeletionPolicy, DriftPolicy
 from controller.api.validation import Problem
 from controller.api.validation_xrepo import validate_cross_account
 from controller.aws import repository_policies as policies
 from controller.aws.clients import Clients
-from controller.aws.errors import Classified, ErrorClass, classify
-from controller.reconcile.conditions import get_condition, set_condition
-from controller.reconcile.result import MAX_DRIFT_RECORDS, Event, ReconcileResult, normal, warning
+from controller.aws.errors import classify
+from controller.aws.repository_policies import STATEMENTS, DesiredStatements, PrincipalRejected, RepositoryMissing
+from controller.reconcile import loop
+from controller.reconcile.conditions import set_condition
+from controller.reconcile.outcome import (
+    ERROR,
+    PENDING,
+    RETRY_DEPENDENCY,
+    SYNCED,
+    Pass,
+    assemble,
+    bounded,
+    invalid,
+    retry_delay,
+    status_row,
+)
+from controller.reconcile.result import Event, ReconcileResult, normal, warning
+from controller.reconcile.steps import StepError, open_drift
 
 ClientsFor = Callable[[str | None, str | None, str | None], Clients]
 
 DRIFT_OBJECT = "repositoryPolicy/{repository}"
-# A repository row whose message starts so was synced for this generation and then drifted.
-DRIFT_REPORTED_PREFIX = "owned statements changed in AWS"
 PRINCIPAL_PROPAGATION_WINDOW = dt.timedelta(minutes=2)
 PRINCIPAL_RETRY_MIN = 5.0
 PRINCIPAL_RETRY_MAX = 30.0
 # After the window the principal is reported, but still retried slowly: a role created
 # later must be picked up without a spec change (ACK issue 1844, stuck Terminal).
 PRINCIPAL_REJECTED_RETRY = 300.0
-RETRY_AFTER = {
-    ErrorClass.THROTTLED: 10.0,
-    ErrorClass.TRANSIENT: 15.0,
-    ErrorClass.DEPENDENCY: 30.0,
-    ErrorClass.NOT_FOUND: 30.0,
-    # Terminal until IAM changes, but IAM changes are not events we can watch: retry slowly.
-    ErrorClass.ACCESS_DENIED: 300.0,
-}
 # A finalizer must not be dropped while our statements remain, so every delete error is
 # retried; terminal ones slowly (the user can switch to deletionPolicy Retain to let go).
 DELETE_TERMINAL_RETRY = 300.0
-MAX_MESSAGE = 1000
 
 MSG_REPOSITORY_MISSING = "repository {repository} does not exist (yet) in {region}; retrying"
 MSG_PRINCIPAL_PENDING = (
@@ -77,14 +83,10 @@ MSG_PRINCIPAL_REJECTED = (
     "ECR rejected the policy of {repository} naming principal(s) {principals} for more than "
     "{window} seconds since {since}: check that they exist ({aws})"
 )
-MSG_AWS_ERROR = "repository {repository}: {error}"
 MSG_SYNCED = "{count} repository policies carry this resource's {statements} statement(s)"
-MSG_DRIFT_REPORTED = DRIFT_REPORTED_PREFIX + " (driftPolicy Report, not repaired): {fields}"
-MSG_DRIFT_REMEDIATED = "owned statements changed in AWS and were restored: {fields}"
-MSG_NO_DRIFT = "owned statements match the spec"
-DRIFT_DETECTED_EVENT = "DriftDetected"
-MSG_DRIFT_DETECTED = "changed outside regaccess: {fields}"
+MSG_ROW_DRIFT_REPORTED = "owned statements changed in AWS (driftPolicy Report, not repaired): {fields}"
 MSG_UPDATED = "updated the policy of repositories {repositories}"
+MSG_CLEANED = "removed statements from repositories dropped from the spec"
 MSG_REMOVED = "removed this resource's statements from repositories {repositories}"
 MSG_RETAINED = "deletionPolicy Retain: left this resource's statements in repositories {repositories}"
 MSG_DELETING = "removing this resource's statements from repository policies"
@@ -135,41 +137,28 @@ def parse_rfc3339(text: str | None) -> dt.datetime | None:
         return None  # a hand-edited status must not break the reconcile
 
 
-@dataclass(frozen=True)
-class Failure:
-    reason: str
-    message: str
-    retry_after: float | None  # None: terminal until the spec or AWS changes
-
-
 @dataclass
 class RepoOutcome:
-    row: dict[str, Any] | None  # None: the repository leaves status (cleaned up)
+    """What one repository's pass did: its status row (None: it leaves status) and findings."""
+
+    row: dict[str, Any] | None
     writes: int = 0
     observed: bool = False  # the owned statements could be compared
-    drift: list[str] = field(default_factory=list)  # Statement[<sid>] fields
+    drift: list[str] = field(default_factory=list)  # Statement[<sid>] fields changed outside
     remediated: bool = False
-    failure: Failure | None = None
+    error: StepError | None = None
 
 
-def _failure_from(error: BaseException, repository: str) -> Failure:
-    classified: Classified = classify(error, "ecr")
-    return Failure(
-        classified.reason,
-        MSG_AWS_ERROR.format(repository=repository, error=classified.describe()),
-        RETRY_AFTER.get(classified.error_class),
-    )
+def _failed(repository: str, arn: str | None, error: StepError, writes: int = 0, observed: bool = False,
+            rejected_since: str | None = None) -> RepoOutcome:
+    row = status_row(repository, arn, ERROR, error.message, rejectedSince=rejected_since)
+    return RepoOutcome(row, writes=writes, observed=observed, error=error)
 
 
-def _row(repository: str, arn: str | None, synced: bool, message: str = "", rejected_since: str | None = None) -> dict[str, Any]:
-    row: dict[str, Any] = {"name": repository, "arn": arn, "synced": synced, "message": message}
-    if rejected_since:
-        row["rejectedSince"] = rejected_since
-    return row
-
-
-def _bounded(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+def _missing(repository: str, region: str | None) -> StepError:
+    # The repository may be created later (by Terraform, another controller): retry.
+    return StepError(reasons.DEPENDENCY_MISSING, MSG_REPOSITORY_MISSING.format(repository=repository, region=region),
+                     True, RETRY_DEPENDENCY)
 
 
 # --------------------------------------------------------------------------- one repository
@@ -188,7 +177,6 @@ def _repository_lock(region: str | None, role_arn: str | None, repository: str) 
         return _REPOSITORY_LOCKS.setdefault((region, role_arn, repository), threading.Lock())
 
 
-
 @dataclass(frozen=True)
 class _Context:
     ecr: Any
@@ -199,7 +187,17 @@ class _Context:
     same_generation: bool
     report_only: bool
     now: dt.datetime
+    previous_status: dict[str, Any]
     actor: Any = None
+
+    def managed_before(self, repository: str, previous: dict[str, Any]) -> bool:
+        """Were our statements there as declared for this generation (so a difference is drift)?
+
+        A row left unsynced by a reported drift that is still open is that drift, not
+        unfinished work; differences after a spec change are the change being applied.
+        """
+        reported = any(o == DRIFT_OBJECT.format(repository=repository) for o, _ in open_drift(self.previous_status))
+        return self.same_generation and (previous.get("synced") is True or reported)
 
 
 def _sync_repository(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
@@ -208,153 +206,90 @@ def _sync_repository(ctx: _Context, repository: str, previous: dict[str, Any]) -
 
 
 def _sync_repository_locked(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
+    desired = DesiredStatements(repository, ctx.prefix, ctx.desired, known_arn=previous.get("arn"))
     try:
-        observation = policies.observe(ctx.ecr, repository, ctx.prefix, ctx.desired, known_arn=previous.get("arn"))
-    except (ClientError, BotoCoreError, OSError) as error:
-        failure = _failure_from(error, repository)
-        return RepoOutcome(_row(repository, previous.get("arn"), False, failure.message), failure=failure)
-    if not observation.exists:
-        # The repository may be created later (by Terraform, another controller): retry.
-        message = MSG_REPOSITORY_MISSING.format(repository=repository, region=ctx.region)
-        failure = Failure(reasons.DEPENDENCY_MISSING, message, RETRY_AFTER[ErrorClass.DEPENDENCY])
-        return RepoOutcome(_row(repository, None, False, message), failure=failure)
-
-    arn = observation.observed.get("arn")
-    if observation.up_to_date:
-        return RepoOutcome(_row(repository, arn, True), observed=True)
-
-    differences = list(observation.differences)
-    # Drift is a change in AWS to statements we already synced for this generation;
-    # differences after a spec change are just the change being applied.
-    applied = previous.get("synced") is True or str(previous.get("message", "")).startswith(DRIFT_REPORTED_PREFIX)
-    drifted = ctx.same_generation and applied
-    if drifted and ctx.report_only:
-        message = MSG_DRIFT_REPORTED.format(fields=", ".join(differences))
-        return RepoOutcome(_row(repository, arn, False, _bounded(message)), observed=True, drift=differences)
-
-    merged = policies.merge(observation.observed.get("policy"), ctx.prefix, ctx.desired)
-    too_large = policies.oversize_message(repository, merged, ctx.prefix, ctx.desired)
-    if too_large:
-        failure = Failure(reasons.REPOSITORY_POLICY_TOO_LARGE, too_large, None)
-        return RepoOutcome(_row(repository, arn, False, too_large), observed=True, failure=failure)
-
+        observation = STATEMENTS.observe(ctx.ecr, desired)
+    except RepositoryMissing:
+        return _failed(repository, None, _missing(repository, ctx.region))
+    except loop.AWS_ERRORS as error:
+        return _failed(repository, previous.get("arn"), loop.failure(error, STATEMENTS.service, STATEMENTS.label(desired)))
+    arn = observation.observed["arn"]
+    managed_before = ctx.managed_before(repository, previous)
+    decision = loop.decide(observation, adopt_existing=False, report_only=ctx.report_only, managed_before=managed_before)
+    if decision in loop.WRITES:
+        # The whole document must fit ECR's limit together with everyone else's statements.
+        too_large = policies.oversize_message(repository, STATEMENTS.merged(desired, observation), ctx.prefix,
+                                              ctx.desired)
+        if too_large:
+            return _failed(repository, arn, StepError(reasons.REPOSITORY_POLICY_TOO_LARGE, too_large, False),
+                           observed=True)
     try:
-        policies.put(ctx.ecr, repository, merged)
-    except (ClientError, BotoCoreError, OSError) as error:
-        if policies.is_principal_rejection(error):
-            return _principal_rejected(ctx, repository, arn, previous, error)
-        if policies.is_repository_missing(error):
-            message = MSG_REPOSITORY_MISSING.format(repository=repository, region=ctx.region)
-            failure = Failure(reasons.DEPENDENCY_MISSING, message, RETRY_AFTER[ErrorClass.DEPENDENCY])
-            return RepoOutcome(_row(repository, arn, False, message), writes=1, failure=failure)
-        failure = _failure_from(error, repository)
-        return RepoOutcome(_row(repository, arn, False, failure.message), writes=1, failure=failure)
-    return RepoOutcome(
-        _row(repository, arn, True),
-        writes=1,
-        observed=True,
-        drift=differences if drifted else [],
-        remediated=drifted,
-    )
+        done = loop.sync_object(STATEMENTS, ctx.ecr, desired, actor=ctx.actor or loop.AWS_ACTOR,
+                                report_only=ctx.report_only, managed_before=managed_before, observation=observation)
+    except RepositoryMissing:
+        return _failed(repository, arn, _missing(repository, ctx.region), writes=1)
+    except PrincipalRejected as rejected:
+        return _principal_rejected(ctx, repository, arn, previous, rejected)
+    if done.error is not None:
+        return _failed(repository, arn, done.error, writes=1 if decision in loop.WRITES else 0, observed=True)
+    drift = list(done.drifted)
+    if done.decision is loop.Decision.REPORT:
+        message = bounded(MSG_ROW_DRIFT_REPORTED.format(fields=", ".join(drift)))
+        return RepoOutcome(status_row(repository, arn, PENDING, message), observed=True, drift=drift)
+    # A write whose answer was lost and that observing again showed done is still a write.
+    writes = done.calls or (1 if done.recovered else 0)
+    return RepoOutcome(status_row(repository, arn, SYNCED), writes=writes, observed=True,
+                       drift=drift if done.remediated else [], remediated=done.remediated)
 
 
-def _principal_rejected(
-    ctx: _Context, repository: str, arn: str | None, previous: dict[str, Any], error: BaseException
-) -> RepoOutcome:
+def _principal_rejected(ctx: _Context, repository: str, arn: str | None, previous: dict[str, Any],
+                        rejected: PrincipalRejected) -> RepoOutcome:
     # The clock restarts with a new generation: its principals may be newly created too.
     first_seen = parse_rfc3339(previous.get("rejectedSince")) if ctx.same_generation else None
     decision = principal_rejection_decision(first_seen, ctx.now)
     since = rfc3339(decision.first_seen)
     # Account roots and organizations exist; roles are what IAM may not know yet.
-    named = policies.role_principals(ctx.desired) or policies.all_principals(ctx.desired)
-    principals = ", ".join(named)
+    principals = ", ".join(policies.role_principals(ctx.desired) or policies.all_principals(ctx.desired))
     if decision.within_window:
+        reason = reasons.DEPENDENCY_MISSING
         message = MSG_PRINCIPAL_PENDING.format(principals=principals, repository=repository, since=since)
-        failure = Failure(reasons.DEPENDENCY_MISSING, _bounded(message), decision.retry_after)
     else:
+        reason = reasons.PRINCIPAL_REJECTED
         message = MSG_PRINCIPAL_REJECTED.format(
-            repository=repository,
-            principals=principals,
-            window=int(PRINCIPAL_PROPAGATION_WINDOW.total_seconds()),
-            since=since,
-            aws=classify(error, "ecr").describe(),
+            repository=repository, principals=principals, window=int(PRINCIPAL_PROPAGATION_WINDOW.total_seconds()),
+            since=since, aws=classify(rejected.error, STATEMENTS.service).describe(),
         )
-        failure = Failure(reasons.PRINCIPAL_REJECTED, _bounded(message), decision.retry_after)
-    return RepoOutcome(
-        _row(repository, arn, False, failure.message, rejected_since=since), writes=1, observed=True, failure=failure
-    )
+    # Retried either way: after the window slowly, so a role created later is picked up.
+    error = StepError(reason, bounded(message), True, decision.retry_after)
+    return _failed(repository, arn, error, writes=1, observed=True, rejected_since=since)
 
 
-def _remove_from_repository(
-    ecr: Any, repository: str, prefix: str, lock_scope: tuple[str | None, str | None]
-) -> tuple[int, bool]:
-    """Take our statements out of one repository policy: (writes, changed). Raises AWS errors."""
+def _remove_from_repository(ecr: Any, repository: str, prefix: str, lock_scope: tuple[str | None, str | None],
+                            actor: Any) -> loop.ObjectResult | None:
+    """Take our statements out of one repository policy; None when the repository is gone."""
     with _repository_lock(*lock_scope, repository):
-        return _remove_locked(ecr, repository, prefix)
-
-
-def _remove_locked(ecr: Any, repository: str, prefix: str) -> tuple[int, bool]:
-    observation = policies.observe(ecr, repository, prefix, [])
-    if not observation.exists or observation.up_to_date:
-        return 0, False  # no repository, or nothing of ours in its policy
-    rest = policies.removal(observation.observed.get("policy"), prefix)
-    if rest is None:
-        # Ours were the only statements: delete the policy rather than write an empty one.
-        policies.delete_policy(ecr, repository)
-    else:
-        policies.put(ecr, repository, rest)
-    return 1, True
+        try:
+            return loop.delete_object(STATEMENTS, ecr, DesiredStatements(repository, prefix), actor=actor or loop.AWS_ACTOR)
+        except RepositoryMissing:
+            return None  # no repository: nothing of ours is left in it
 
 
 def _cleanup_repository(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
-    try:
-        writes, _ = _remove_from_repository(ctx.ecr, repository, ctx.prefix, (ctx.region, ctx.role_arn))
-    except (ClientError, BotoCoreError, OSError) as error:
-        failure = _failure_from(error, repository)
-        return RepoOutcome(_row(repository, previous.get("arn"), False, failure.message), failure=failure)
-    return RepoOutcome(None, writes=writes, observed=True)
+    done = _remove_from_repository(ctx.ecr, repository, ctx.prefix, (ctx.region, ctx.role_arn), ctx.actor)
+    if done is not None and done.error is not None:
+        return _failed(repository, previous.get("arn"), done.error)
+    return RepoOutcome(None, writes=done.calls if done is not None else 0, observed=True)
 
 
-# --------------------------------------------------------------------------- status assembly
-
-
-def _drift_records(
-    previous: list[dict[str, Any]], found: list[tuple[str, str]], *, remediated: bool, now: str
-) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """Append new drift records, bounded; returns (records, the pairs that are new)."""
-    records = [dict(r) for r in previous]
-    new: list[tuple[str, str]] = []
-    for obj, fld in found:
-        last = next((r for r in reversed(records) if r.get("object") == obj and r.get("field") == fld), None)
-        # Under Report the same drift is seen on every resync: record it once, so the
-        # status (and its patch) does not change on every pass.
-        if not remediated and last is not None and not last.get("remediated"):
-            continue
-        records.append({"object": obj, "field": fld, "time": now, "remediated": remediated})
-        new.append((obj, fld))
-    return records[-MAX_DRIFT_RECORDS:], new
+# --------------------------------------------------------------------------- entry points
 
 
 def _invalid(previous_status: dict[str, Any], generation: int, problems: list, now: str,
              drift_check: bool = False) -> ReconcileResult:
-    message = _bounded("; ".join(str(p) for p in problems))
-    reason = problems[0].reason
-    status = dict(previous_status)
-    conditions = status.get("conditions") or []
-    previous_ready = get_condition(conditions, reasons.READY) or {}
-    # The same problem found again (a drift check of a still-invalid spec) posts no new Event.
-    repeated = previous_ready.get("reason") == reason and previous_ready.get("message") == message
-    conditions = set_condition(conditions, reasons.READY, False, reason, message, generation=generation, now=now)
-    conditions = set_condition(conditions, reasons.SYNCED, False, reason, message, generation=generation, now=now)
-    status.update(observedGeneration=generation, conditions=conditions)
-    status.setdefault("repositories", [])
-    status.setdefault("drift", [])
-    if drift_check:
-        status["lastDriftCheckTime"] = now
-    return ReconcileResult(status=status, events=[] if repeated else [warning(reason, message)], outcome="invalid")
-
-
-# --------------------------------------------------------------------------- entry points
+    result = invalid(previous_status, generation, problems, now, drift_check=drift_check)
+    result.status.setdefault("repositories", [])
+    result.status.setdefault("drift", [])
+    return result
 
 
 def reconcile(
@@ -401,6 +336,7 @@ def reconcile(
         same_generation=previous_status.get("observedGeneration") == generation,
         report_only=model.driftPolicy == DriftPolicy.Report.value,
         now=moment,
+        previous_status=previous_status,
         actor=actor,
     )
     previous_rows = {row.get("name"): row for row in previous_status.get("repositories") or []}
@@ -408,110 +344,31 @@ def reconcile(
     for repo, row in previous_rows.items():
         if repo not in model.repositories and isinstance(repo, str):
             outcomes.append(_cleanup_repository(ctx, repo, row))
-    return _assemble(previous_status, generation, outcomes, ctx, stamp, drift_check)
 
-
-def _assemble(
-    previous_status: dict[str, Any],
-    generation: int,
-    outcomes: list[RepoOutcome],
-    ctx: _Context,
-    stamp: str,
-    drift_check: bool,
-) -> ReconcileResult:
-    failures = [o.failure for o in outcomes if o.failure is not None]
     rows = [o.row for o in outcomes if o.row is not None]
-    writes = sum(o.writes for o in outcomes)
-    found = [(DRIFT_OBJECT.format(repository=o.row["name"]), f) for o in outcomes if o.row for f in o.drift]
-    remediated = [pair for o in outcomes if o.remediated and o.row for pair in
-                  [(DRIFT_OBJECT.format(repository=o.row["name"]), f) for f in o.drift]]
-    reported = [pair for pair in found if pair not in remediated]
-
-    drift, new_reported = _drift_records(previous_status.get("drift") or [], reported, remediated=False, now=stamp)
-    drift, _ = _drift_records(drift, remediated, remediated=True, now=stamp)
-
     events: list[Event] = []
-    conditions = previous_status.get("conditions") or []
-    if failures:
-        first = failures[0]
-        message = _bounded("; ".join(f.message for f in failures))
-        ready = synced = (False, first.reason, message)
-    elif reported:
-        message = _bounded(MSG_DRIFT_REPORTED.format(fields=", ".join(f"{o} {f}" for o, f in reported)))
-        ready = synced = (False, reasons.DRIFT_REPORTED, message)
-    else:
-        statements = len(ctx.desired)
-        message = MSG_SYNCED.format(count=len(rows), statements=statements)
-        ready = synced = (True, reasons.RECONCILED, message)
-    conditions = set_condition(conditions, reasons.READY, *ready, generation=generation, now=stamp)
-    conditions = set_condition(conditions, reasons.SYNCED, *synced, generation=generation, now=stamp)
-    # Drifted is only judged when every repository's statements could be compared.
-    if all(o.observed for o in outcomes):
-        if reported:
-            drifted = (True, reasons.DRIFT_REPORTED, _bounded(MSG_DRIFT_REPORTED.format(
-                fields=", ".join(f"{o} {f}" for o, f in reported))))
-        elif remediated:
-            drifted = (False, reasons.DRIFT_REMEDIATED, _bounded(MSG_DRIFT_REMEDIATED.format(
-                fields=", ".join(f"{o} {f}" for o, f in remediated))))
-        else:
-            previous = get_condition(conditions, reasons.DRIFTED)
-            # Keep "DriftRemediated" until something changes, so a quiet resync writes nothing.
-            if previous and previous.get("status") == "False" and previous.get("reason") == reasons.DRIFT_REMEDIATED:
-                drifted = (False, reasons.DRIFT_REMEDIATED, previous.get("message", ""))
-            else:
-                drifted = (False, reasons.NO_DRIFT, MSG_NO_DRIFT)
-        conditions = set_condition(conditions, reasons.DRIFTED, *drifted, generation=generation, now=stamp)
-
-    announced = [*remediated, *new_reported]
-    if announced:
-        # The Event every kind posts for drift: object and field, never a value.
-        drift_event = warning if new_reported else normal
-        events.append(drift_event(DRIFT_DETECTED_EVENT, _bounded(MSG_DRIFT_DETECTED.format(
-            fields=", ".join(sorted({f"{o}.{f}" for o, f in announced}))))))
-    if remediated:
-        events.append(warning(reasons.DRIFT_REMEDIATED, _bounded(MSG_DRIFT_REMEDIATED.format(
-            fields=", ".join(f"{o} {f}" for o, f in remediated)))))
-    if new_reported:
-        events.append(warning(reasons.DRIFT_REPORTED, _bounded(MSG_DRIFT_REPORTED.format(
-            fields=", ".join(f"{o} {f}" for o, f in new_reported)))))
-    written = [o.row["name"] for o in outcomes if o.row and o.writes and o.failure is None and not o.remediated]
-    cleaned = [o for o in outcomes if o.row is None and o.writes]
+    written = [o.row["name"] for o in outcomes if o.row and o.writes and o.error is None and not o.remediated]
     if written:
         events.append(normal(reasons.RECONCILED, MSG_UPDATED.format(repositories=", ".join(written))))
-    if cleaned:
-        events.append(normal(reasons.RECONCILED, "removed statements from repositories dropped from the spec"))
-    if failures:
-        events.append(warning(failures[0].reason, _bounded("; ".join(f.message for f in failures))))
-
-    status = dict(previous_status)
-    all_synced = not failures and not reported
-    first_sync = previous_status.get("observedGeneration") != generation or not previous_status.get("lastSyncTime")
-    last_sync = stamp if all_synced and (writes or first_sync) else previous_status.get("lastSyncTime")
-    status.update(
-        observedGeneration=generation,
-        conditions=conditions,
-        repositories=rows,
-        lastSyncTime=last_sync,
-        lastDriftCheckTime=stamp if drift_check else previous_status.get("lastDriftCheckTime"),
-        drift=drift,
-    )
-    retries = [f.retry_after for f in failures if f.retry_after is not None]
-    retry_after = min(retries) if retries else None
-    if failures:
-        outcome = "retry" if retry_after is not None else "error"
-        retry_reason = failures[0].reason if retry_after is not None else ""
-    else:
-        outcome, retry_reason = "success", ""
-    return ReconcileResult(
-        status=status,
+    if any(o.row is None and o.writes for o in outcomes):
+        events.append(normal(reasons.RECONCILED, MSG_CLEANED))
+    status = {**previous_status, "repositories": rows}
+    status.setdefault("drift", [])
+    return assemble(previous_status, status, Pass(
+        generation=generation,
+        now=stamp,
+        failures=[o.error for o in outcomes if o.error is not None],
+        drift=[(DRIFT_OBJECT.format(repository=o.row["name"]), f) for o in outcomes if o.row for f in o.drift],
+        remediated=any(o.remediated for o in outcomes),
+        judged=all(o.observed for o in outcomes),
         events=events,
-        retry_after=retry_after,
-        retry_reason=retry_reason,
-        ready=all_synced,
-        drift_found={"repositoryPolicy": len(found)} if found else {},
-        drift_remediated={"repositoryPolicy": len(remediated)} if remediated else {},
-        outcome=outcome,
-    )
+        wrote=any(o.writes for o in outcomes),
+        first_sync=not ctx.same_generation,
+        drift_check=drift_check,
+        ready_message=MSG_SYNCED.format(count=len(rows), statements=len(desired)),
+        # Rows carry each repository's progress (and rejectedSince): the generation is seen.
+        generation_always=True,
+    ))
 
 
 def _lenient_target(spec: dict[str, Any], previous_status: dict[str, Any]) -> tuple[
@@ -577,36 +434,34 @@ def delete(
     ecr = clients("ecr")
     prefix = policies.sid_prefix(namespace, name)
     rows: list[dict[str, Any]] = []
-    failures: list[Failure] = []
+    failures: list[StepError] = []
     removed: list[str] = []
     previous_rows = {row.get("name"): row for row in previous_status.get("repositories") or []}
     for repo in repos:
-        try:
-            _, changed = _remove_from_repository(ecr, repo, prefix, (region or clients.region, role_arn))
-        except (ClientError, BotoCoreError, OSError) as error:
-            failure = _failure_from(error, repo)
-            failures.append(Failure(failure.reason, failure.message, failure.retry_after or DELETE_TERMINAL_RETRY))
-            rows.append(_row(repo, (previous_rows.get(repo) or {}).get("arn"), False, failure.message))
-            continue
-        if changed:
+        done = _remove_from_repository(ecr, repo, prefix, (region or clients.region, role_arn), actor)
+        if done is not None and done.error is not None:
+            failures.append(done.error)
+            rows.append(status_row(repo, (previous_rows.get(repo) or {}).get("arn"), ERROR, done.error.message))
+        elif done is not None and done.decision is loop.Decision.DELETE:
             removed.append(repo)
 
     events: list[Event] = []
     if removed:
         events.append(normal(reasons.DELETING, MSG_REMOVED.format(repositories=", ".join(removed))))
     status["repositories"] = rows
+    retry_after = None
     if failures:
-        message = _bounded("; ".join(f.message for f in failures))
+        message = bounded("; ".join(f.message for f in failures))
         conditions = set_condition(
             conditions, reasons.READY, False, failures[0].reason, message, generation=generation, now=stamp
         )
         events.append(warning(failures[0].reason, message))
+        retry_after = min(retry_delay(f) or DELETE_TERMINAL_RETRY for f in failures)
     status["conditions"] = conditions
-    retry_after = min(f.retry_after for f in failures if f.retry_after is not None) if failures else None
     return ReconcileResult(
         status=status,
         events=events,
         retry_after=retry_after,
-        retry_reason=failures[0].reason if failures else "",
+        retry_reason=failures[0].message if failures else "",
         outcome="retry" if failures else "success",
     )

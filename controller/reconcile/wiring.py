@@ -5,8 +5,9 @@ Called by the RegistryCredential reconciler, after the secret step has set
 this order:
 
     sync_role_policies(ctx)     / delete_role_policies(ctx)
-    sync_task_definitions(ctx)  / delete_task_definitions(ctx)
-    sync_job_definitions(ctx)   / delete_job_definitions(ctx)
+
+followed by the task and job definition steps of ``controller.reconcile.definitions``,
+which share this module's row helpers and ``execution_role_granted``.
 
 Each follows ``controller.reconcile.steps``: observe every object, compare
 (pure, in ``controller.aws.*``), write only what differs, and return a
@@ -36,11 +37,6 @@ the secret ARN (and, for policies, ``status.kmsKeyArn``) is unchanged since
 that status. With ``ctx.remediate`` False it is only reported; objects never
 synced before, or whose desired state changed, are unfinished work, not drift,
 and are written either way.
-
-A registered revision is handed to ``ctx.record_now({"managed": [row]})``
-(the reconciler upserts the row by kind and name) before anything else can
-fail; a retry that finds the latest revision already referencing the secret
-writes nothing, so a crash in between never registers twice.
 """
 
 from __future__ import annotations
@@ -51,8 +47,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.api import reasons
 from controller.api.models import DeletionPolicy
-from controller.aws import batch_job_definitions as jobdefs
-from controller.aws import ecs_task_definitions as taskdefs
 from controller.aws import iam_policies, kms, policydoc
 from controller.aws.errors import classify, is_not_found
 from controller.reconcile import loop
@@ -60,8 +54,6 @@ from controller.reconcile.result import normal, warning
 from controller.reconcile.steps import StepContext, StepError, StepOutcome
 
 ROLE_POLICY = "rolePolicy"
-TASK_DEFINITION = "taskDefinition"
-JOB_DEFINITION = "jobDefinition"
 
 SYNCED = "Synced"
 PENDING = "Pending"
@@ -73,26 +65,14 @@ RETAINED = "Retained"
 EVENT_ROLE_POLICY_LEFT = "RolePolicyLeft"
 EVENT_ROLE_POLICY_PUT = "RolePolicyPut"
 EVENT_ROLE_POLICY_REMOVED = "RolePolicyRemoved"
-EVENT_TASK_DEFINITION_REGISTERED = "TaskDefinitionRegistered"
-EVENT_JOB_DEFINITION_REGISTERED = "JobDefinitionRegistered"
 
 NO_SECRET_ARN_MESSAGE = "the secret has no ARN yet; {what} waits for it"
 KMS_KEY_MISSING_MESSAGE = "KMS key {key} does not exist"
 DRIFT_REPORTED_MESSAGE = "{fields} changed outside the operator; not repaired because driftPolicy is Report"
 ROLE_POLICY_PUT_MESSAGE = "inline policy {policy} put on role {role}"
 ROLE_POLICY_REMOVED_MESSAGE = "inline policy {policy} removed from role {role}"
-REVISION_REGISTERED_MESSAGE = "registered {arn} referencing the registry credential"
-NOT_GRANTED_MESSAGE = (
-    "{reason}: {what} runs with execution role {role}, which is not in spec.grants.executionRoles; "
-    "its tasks cannot read the registry credential and so cannot pull the image"
-)
 MORE_ERRORS_SUFFIX = " (and {count} more; see status.managed)"
 RETAINED_MESSAGE = "kept: deletionPolicy is Retain"
-
-# A family or job definition that does not exist may be registered by a pipeline
-# soon; look again at a calm pace rather than hammering Describe.
-DEFINITION_RETRY_SECONDS = 120.0
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -186,14 +166,6 @@ def execution_role_granted(execution_role_arn: str, execution_roles: list[str]) 
 
     Public for ``regaccess plan``, which must warn exactly when the operator would."""
     return _is_granted(execution_role_arn, [iam_policies.role_ref(r) for r in execution_roles])
-
-
-def _not_granted(ctx: StepContext, execution_role_arn: str, what: str) -> str:
-    if execution_role_granted(execution_role_arn, list(ctx.resolved.spec.grants.executionRoles)):
-        return ""
-    return NOT_GRANTED_MESSAGE.format(
-        reason=reasons.EXECUTION_ROLE_NOT_GRANTED, what=what, role=execution_role_arn
-    )
 
 
 # --------------------------------------------------------------------------- role policies
@@ -376,203 +348,3 @@ def delete_role_policies(ctx: StepContext) -> StepOutcome:
             _remove_role_policy(ctx, iam, name, arn, secret_arn, key_arn, out, errors)
     out.error = _summary(errors)
     return out
-
-
-# --------------------------------------------------------------------------- task definitions
-
-
-def _sync_family(ctx: StepContext, ecs: Any, family: str, containers: list[str] | None,
-                 out: StepOutcome, errors: list[StepError]) -> None:
-    obj = f"{TASK_DEFINITION}/{family}"
-    previous_arn = (ctx.previous_managed(TASK_DEFINITION).get(family) or {}).get("arn")
-    try:
-        observation = taskdefs.observe(ecs, family)
-    except (ClientError, BotoCoreError) as error:
-        _fail(out, errors, TASK_DEFINITION, family, previous_arn, _aws_error(error, "ecs", f"task definition {family}"))
-        return
-    if not observation.exists:
-        message = taskdefs.FAMILY_MISSING_MESSAGE.format(family=family)
-        _fail(out, errors, TASK_DEFINITION, family, previous_arn,
-              StepError(reasons.TASK_DEFINITION_NOT_FOUND, message, True, DEFINITION_RETRY_SECONDS))
-        return
-    latest: taskdefs.Latest = observation.observed["latest"]
-    definition = latest.task_definition
-    chosen, unknown = taskdefs.chosen_containers(definition, containers)
-    if unknown:
-        message = taskdefs.UNKNOWN_CONTAINERS_MESSAGE.format(
-            revision=latest.label,
-            unknown=", ".join(unknown),
-            known=", ".join(c.get("name", "") for c in definition.get("containerDefinitions", [])),
-        )
-        # Terminal: the spec or the task definition must change first.
-        _fail(out, errors, TASK_DEFINITION, family, latest.arn, StepError(reasons.CONTAINER_NOT_FOUND, message, False))
-        return
-    execution_role = definition.get("executionRoleArn")
-    if not execution_role:
-        message = taskdefs.NO_EXECUTION_ROLE_MESSAGE.format(revision=latest.label)
-        _fail(out, errors, TASK_DEFINITION, family, latest.arn, StepError(reasons.EXECUTION_ROLE_MISSING, message, False))
-        return
-    differences = taskdefs.compare(definition, chosen, ctx.secret_arn or "", ctx.resolved.secret_name)
-    if not differences:
-        _synced_revision(ctx, out, TASK_DEFINITION, family, latest.arn, execution_role, f"task definition {latest.label}")
-        return
-
-    drift = _is_drift(ctx, TASK_DEFINITION, family)
-    if drift:
-        out.drifted.extend((obj, field) for field in differences)
-        if not ctx.remediate:
-            message = DRIFT_REPORTED_MESSAGE.format(fields=", ".join(differences))
-            out.managed.append(_row(TASK_DEFINITION, family, latest.arn, PENDING, message))
-            if not ctx.reported_before(obj):  # once per drift, not at every check
-                out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
-            return
-    request = taskdefs.revision_request(latest, chosen, ctx.secret_arn or "", ctx.resolved.owner)
-    try:
-        out.writes += 1
-        registered = taskdefs.register(ecs, request)
-    except (ClientError, BotoCoreError) as error:
-        _fail(out, errors, TASK_DEFINITION, family, latest.arn, _aws_error(error, "ecs", f"task definition {family}"))
-        return
-    # Named by revision, as later resyncs name it, so the not-granted message stays the same.
-    _registered(ctx, out, TASK_DEFINITION, family, registered["taskDefinitionArn"], execution_role,
-                EVENT_TASK_DEFINITION_REGISTERED, drift, f"task definition {family}:{registered.get('revision')}")
-
-
-def _synced_revision(ctx: StepContext, out: StepOutcome, kind: str, name: str, arn: str,
-                     execution_role: str, what: str) -> None:
-    message = _not_granted(ctx, execution_role, what)
-    out.managed.append(_row(kind, name, arn, SYNCED, message))
-    # Warn when it becomes so, not again on every drift check that finds it still so
-    # (the Ready condition keeps saying it); the previous row carries the message.
-    if message and (ctx.previous_managed(kind).get(name) or {}).get("message") != message:
-        out.events.append(warning(reasons.EXECUTION_ROLE_NOT_GRANTED, message))
-
-
-def _registered(ctx: StepContext, out: StepOutcome, kind: str, name: str, arn: str, execution_role: str,
-                event_reason: str, drift: bool, what: str) -> None:
-    message = _not_granted(ctx, execution_role, what)
-    row = _row(kind, name, arn, SYNCED, message)
-    # First thing after the register call: a crash from here on must not lose the revision.
-    if ctx.record_now is not None:
-        ctx.record_now({"managed": [dict(row)]})
-    out.managed.append(row)
-    out.remediated = out.remediated or drift
-    out.events.append(normal(event_reason, REVISION_REGISTERED_MESSAGE.format(arn=arn)))
-    if message:
-        out.events.append(warning(reasons.EXECUTION_ROLE_NOT_GRANTED, message))
-
-
-def sync_task_definitions(ctx: StepContext) -> StepOutcome:
-    """Make the latest ACTIVE revision of every listed family reference the secret.
-
-    Families removed from the spec are simply no longer managed: their revisions
-    keep working and are left as they are.
-    """
-    out = StepOutcome()
-    if not ctx.secret_arn:
-        out.error = StepError(reasons.DEPENDENCY_MISSING, NO_SECRET_ARN_MESSAGE.format(what="task definitions"), True)
-        return _carry_forward(ctx, TASK_DEFINITION, out)
-    consumers = ctx.resolved.spec.consumers.ecsTaskDefinitions
-    errors: list[StepError] = []
-    if consumers:
-        ecs = ctx.clients("ecs")
-        for consumer in consumers:
-            _sync_family(ctx, ecs, consumer.family, consumer.containers, out, errors)
-    out.error = _summary(errors)
-    return out
-
-
-def delete_task_definitions(ctx: StepContext) -> StepOutcome:
-    """Stop managing the families; never deregister a revision.
-
-    Deregistering the revisions we registered would break every running service
-    and scheduled task that uses them (ECS cannot start new tasks from an
-    INACTIVE revision, so a scale-out or a replaced task would fail), and
-    deregistering cannot be undone. Under deletionPolicy Delete the revisions
-    stay as they are and are simply no longer watched; the role policies are
-    what is revoked. Under Retain the rows say so.
-    """
-    if ctx.resolved.spec.deletionPolicy == DeletionPolicy.Retain.value:
-        families = [c.family for c in ctx.resolved.spec.consumers.ecsTaskDefinitions]
-        return _retained(ctx, TASK_DEFINITION, families)
-    return StepOutcome()
-
-
-# --------------------------------------------------------------------------- job definitions
-
-
-def _sync_job(ctx: StepContext, batch: Any, name: str, out: StepOutcome, errors: list[StepError]) -> None:
-    obj = f"{JOB_DEFINITION}/{name}"
-    previous_arn = (ctx.previous_managed(JOB_DEFINITION).get(name) or {}).get("arn")
-    try:
-        observation = jobdefs.observe(batch, name)
-    except (ClientError, BotoCoreError) as error:
-        _fail(out, errors, JOB_DEFINITION, name, previous_arn, _aws_error(error, "batch", f"job definition {name}"))
-        return
-    if not observation.exists:
-        message = jobdefs.NOT_FOUND_MESSAGE.format(name=name)
-        _fail(out, errors, JOB_DEFINITION, name, previous_arn,
-              StepError(reasons.JOB_DEFINITION_NOT_FOUND, message, True, DEFINITION_RETRY_SECONDS))
-        return
-    latest: jobdefs.Latest = observation.observed["latest"]
-    container = latest.container
-    if container is None:
-        message = jobdefs.UNSUPPORTED_MESSAGE.format(revision=latest.label)
-        _fail(out, errors, JOB_DEFINITION, name, latest.arn, StepError(reasons.UNSUPPORTED_JOB_DEFINITION, message, False))
-        return
-    execution_role = container.get("executionRoleArn")
-    if not execution_role:
-        message = jobdefs.NO_EXECUTION_ROLE_MESSAGE.format(revision=latest.label)
-        _fail(out, errors, JOB_DEFINITION, name, latest.arn, StepError(reasons.EXECUTION_ROLE_MISSING, message, False))
-        return
-    differences = jobdefs.compare(latest.job_definition, ctx.secret_arn or "", ctx.resolved.secret_name)
-    if not differences:
-        _synced_revision(ctx, out, JOB_DEFINITION, name, latest.arn, execution_role, f"job definition {latest.label}")
-        return
-
-    drift = _is_drift(ctx, JOB_DEFINITION, name)
-    if drift:
-        out.drifted.extend((obj, field) for field in differences)
-        if not ctx.remediate:
-            message = DRIFT_REPORTED_MESSAGE.format(fields=", ".join(differences))
-            out.managed.append(_row(JOB_DEFINITION, name, latest.arn, PENDING, message))
-            if not ctx.reported_before(obj):  # once per drift, not at every check
-                out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
-            return
-    request = jobdefs.revision_request(latest, ctx.secret_arn or "", ctx.resolved.owner)
-    try:
-        out.writes += 1
-        registered = jobdefs.register(batch, request)
-    except (ClientError, BotoCoreError) as error:
-        _fail(out, errors, JOB_DEFINITION, name, latest.arn, _aws_error(error, "batch", f"job definition {name}"))
-        return
-    _registered(ctx, out, JOB_DEFINITION, name, registered["jobDefinitionArn"], execution_role,
-                EVENT_JOB_DEFINITION_REGISTERED, drift, f"job definition {name}:{registered.get('revision')}")
-
-
-def sync_job_definitions(ctx: StepContext) -> StepOutcome:
-    """Make the highest ACTIVE revision of every listed job definition reference the secret."""
-    out = StepOutcome()
-    if not ctx.secret_arn:
-        out.error = StepError(reasons.DEPENDENCY_MISSING, NO_SECRET_ARN_MESSAGE.format(what="job definitions"), True)
-        return _carry_forward(ctx, JOB_DEFINITION, out)
-    consumers = ctx.resolved.spec.consumers.batchJobDefinitions
-    errors: list[StepError] = []
-    if consumers:
-        batch = ctx.clients("batch")
-        for consumer in consumers:
-            _sync_job(ctx, batch, consumer.name, out, errors)
-    out.error = _summary(errors)
-    return out
-
-
-def delete_job_definitions(ctx: StepContext) -> StepOutcome:
-    """Stop managing the job definitions; never deregister a revision.
-
-    Deregistering would make queued and future job submissions that name the
-    revision (or the bare name) fail; see ``delete_task_definitions``.
-    """
-    if ctx.resolved.spec.deletionPolicy == DeletionPolicy.Retain.value:
-        names = [c.name for c in ctx.resolved.spec.consumers.batchJobDefinitions]
-        return _retained(ctx, JOB_DEFINITION, names)
-    return StepOutcome()

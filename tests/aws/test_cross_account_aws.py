@@ -416,3 +416,33 @@ def test_delete_with_a_spec_that_became_invalid_uses_status_rows(factory, ecr, c
     result = remove(factory, clock, "pullers", broken, first.status)
     assert result.retry_after is None
     assert policy(ecr, "app")["Statement"] == [FOREIGN]
+
+
+def test_recording_actor_plans_exactly_the_writes_the_operator_then_makes(factory, ecr, calls, clock):
+    from controller.reconcile.loop import RecordingActor
+
+    # given a converged resource on two repositories, then a hand edit and a new spec
+    for repo in ("app", "old", "new"):
+        ecr.create_repository(repositoryName=repo)
+    ecr.set_repository_policy(repositoryName="app", policyText=json.dumps({"Version": "2012-10-17", "Statement": [FOREIGN]}))
+    first = run(factory, clock, "pullers", spec(["app", "old"]))
+    doc = policy(ecr, "app")
+    doc["Statement"][1]["Action"] = ["ecr:BatchGetImage"]
+    ecr.set_repository_policy(repositoryName="app", policyText=json.dumps(doc))
+    body = spec(["app", "new"])
+    # when the same reconcile runs with a recording actor
+    actor = RecordingActor()
+    calls.clear()
+    run(factory, clock, "pullers", body, status=first.status, generation=2, actor=actor)
+    # then nothing is written, and the plan names each repository's write
+    assert writes(calls) == 0, dict(calls)
+    assert [(p.kind, p.name, p.action) for p in actor.planned] == [
+        ("repositoryPolicy", "repository app", "update"),
+        ("repositoryPolicy", "repository new", "create"),
+        ("repositoryPolicy", "repository old", "delete"),
+    ]
+    # and the operator makes exactly those writes
+    result = run(factory, clock, "pullers", body, status=first.status, generation=2)
+    assert result.ready
+    assert (calls["SetRepositoryPolicy"], calls["DeleteRepositoryPolicy"]) == (2, 1)
+    assert policy(ecr, "app")["Statement"][0] == FOREIGN

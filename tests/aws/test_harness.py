@@ -237,6 +237,59 @@ def test_an_aborted_answer_is_seen_as_a_closed_connection_but_the_write_happened
     assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["app"]
 
 
+@pytest.mark.parametrize("answer, status, caught", [
+    ("throttle", 400, "ThrottlingException"),
+    ("500", 500, "InternalFailure"),
+    ("503", 503, "ServiceUnavailable"),
+    ("drop", None, None),
+], ids=["throttle", "500", "503", "dropped"])
+def test_a_lost_answer_hides_a_write_that_happened(aws_server, answer, status, caught):
+    aws_server.faults.configure(seed=5, lost_answers=[answer],
+                                scoped=[{"operation": "CreateRepository", "rates": {"lost": 1.0}}])
+    ecr = _client("ecr")
+    if caught is None:
+        with pytest.raises(ConnectionClosedError):
+            ecr.create_repository(repositoryName="app")
+    else:
+        with pytest.raises(ClientError) as error:
+            ecr.create_repository(repositoryName="app")
+        assert _error_code(error) == caught
+    # AWS did the work; the record says so beside what the client got.
+    assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["app"]
+    create = aws_server.calls.list()[0]
+    assert (create.fault, create.status, create.aws_status) == ("lost", status, 200)
+    assert create.done and create.lost and not create.answered
+    assert [c.operation for c in aws_server.calls.lost()] == ["CreateRepository"]
+    assert aws_server.faults.injected("lost", "ecr", "CreateRepository") == 1
+
+
+def test_lost_answers_are_bounded_per_operation_and_can_spare_reads(aws_server):
+    aws_server.faults.configure(seed=1, max_lost_per_operation=2,
+                                scoped=[{"calls": "writes", "rates": {"lost": 1.0}}])
+    ecr = _client("ecr")
+    outcomes = []
+    for index in range(4):
+        try:
+            ecr.create_repository(repositoryName=f"r{index}")
+            outcomes.append("answered")
+        except (ClientError, ConnectionClosedError):
+            outcomes.append("lost")
+    assert outcomes == ["lost", "lost", "answered", "answered"]
+    assert len(ecr.describe_repositories()["repositories"]) == 4  # reads are not in the scope
+    assert len(aws_server.calls.done("ecr", "CreateRepository")) == 4
+    assert len(aws_server.calls.lost("ecr", "CreateRepository")) == 2
+
+
+def test_faults_before_aws_are_recorded_as_not_done(aws_server):
+    aws_server.faults.configure(scoped=[{"operation": "CreateRepository", "rates": {"error5xx": 1.0}}])
+    with pytest.raises(ClientError):
+        _client("ecr").create_repository(repositoryName="app")
+    aws_server.faults.clear()
+    _client("ecr").create_repository(repositoryName="app")
+    refused, created = aws_server.calls.list()
+    assert (refused.aws_status, refused.done, created.aws_status, created.done) == (None, False, 200, True)
+
+
 def test_fail_first_n_calls_of_one_operation(aws_server):
     # ECR's answer while IAM has not yet propagated a new role (eventual consistency).
     message = "Invalid repository policy provided"
@@ -290,8 +343,15 @@ def test_standard_retries_recover_from_30_percent_throttling(aws_server):
         {"latency_max_seconds": MAX_LATENCY_SECONDS + 1},
         {"fail_first": [{"operation": "X", "count": 0, "code": "C"}]},
         {"surprise": True},
+        {"rates": {"lost": 0.5, "abort": 0.6}},
+        {"lost_answers": []},
+        {"lost_answers": ["teapot"]},
+        {"max_lost_per_operation": -1},
+        {"scoped": [{"calls": "some", "rates": {}}]},
     ],
-    ids=["rate-above-1", "negative-rate", "failures-above-1", "latency-over-cap", "zero-count", "unknown-field"],
+    ids=["rate-above-1", "negative-rate", "failures-above-1", "latency-over-cap", "zero-count", "unknown-field",
+         "lost-plus-abort-above-1", "no-lost-answer", "unknown-lost-answer", "negative-lost-bound",
+         "unknown-call-kind"],
 )
 def test_fault_settings_are_bounded(aws_server, config):
     with pytest.raises(pydantic.ValidationError):

@@ -1,4 +1,4 @@
-"""controller.reconcile.wiring against the moto HTTP server.
+"""controller.reconcile.wiring and controller.reconcile.definitions against the moto HTTP server.
 
 Given roles with the ECS task-execution trust policy and managed policy, task
 definitions with several containers and Batch job definitions, when the wiring
@@ -20,7 +20,7 @@ from controller.api.validation import validate_registry_credential
 from controller.aws import iam_policies, policydoc
 from controller.aws.clients import ClientFactory, Clients
 from controller.aws.protocol import Owner
-from controller.reconcile import loop, wiring
+from controller.reconcile import definitions, loop, wiring
 from controller.reconcile.steps import StepContext, StepOutcome
 from tests.conftest import ACCOUNT, REGION
 from tests.harness import world
@@ -468,7 +468,7 @@ def test_task_definition_revision_registered_recorded_once_and_not_twice(factory
     }
     recorder.reset()
 
-    outcome = wiring.sync_task_definitions(context(factory, secret_arn, spec, record_now=recorded.append))
+    outcome = definitions.sync_task_definitions(context(factory, secret_arn, spec, record_now=recorded.append))
 
     assert outcome.error is None and outcome.writes == 1
     assert recorder.writes() == ["ecs.RegisterTaskDefinition"]
@@ -491,7 +491,7 @@ def test_task_definition_revision_registered_recorded_once_and_not_twice(factory
         **{t["key"]: t["value"] for t in old_tags}, "regaccess.io/owner": f"{CLUSTER}/{NAMESPACE}/{NAME}"}
 
     recorder.reset()
-    again = wiring.sync_task_definitions(context(factory, secret_arn, spec, previous=outcome, record_now=recorded.append))
+    again = definitions.sync_task_definitions(context(factory, secret_arn, spec, previous=outcome, record_now=recorded.append))
 
     assert again.error is None and again.writes == 0 and recorder.writes() == []
     assert len(revisions(raw, "web")) == 2 and len(recorded) == 1
@@ -507,9 +507,9 @@ def test_crash_after_register_does_not_register_twice(factory, raw, secret_arn):
         raise RuntimeError("operator killed")
 
     with pytest.raises(RuntimeError):
-        wiring.sync_task_definitions(context(factory, secret_arn, spec, record_now=crash))
+        definitions.sync_task_definitions(context(factory, secret_arn, spec, record_now=crash))
     # The status write never happened: the retry starts from an empty previous status.
-    retry = wiring.sync_task_definitions(context(factory, secret_arn, spec))
+    retry = definitions.sync_task_definitions(context(factory, secret_arn, spec))
 
     assert retry.error is None and retry.writes == 0
     assert len(revisions(raw, "web")) == 2
@@ -524,7 +524,7 @@ def test_revision_registered_by_ci_is_recognised(factory, raw, recorder, secret_
     register_family(raw, containerDefinitions=containers)
     recorder.reset()
 
-    outcome = wiring.sync_task_definitions(context(
+    outcome = definitions.sync_task_definitions(context(
         factory, secret_arn,
         {"grants": {"executionRoles": ["exec-a"]}, "consumers": {"ecsTaskDefinitions": [{"family": "web"}]}},
     ))
@@ -539,10 +539,10 @@ def test_ci_revision_without_credentials_is_drift(factory, raw, secret_arn, reme
     register_family(raw)
     spec = {"grants": {"executionRoles": ["exec-a"]},
             "consumers": {"ecsTaskDefinitions": [{"family": "web", "containers": ["app"]}]}}
-    synced = wiring.sync_task_definitions(context(factory, secret_arn, spec))
+    synced = definitions.sync_task_definitions(context(factory, secret_arn, spec))
     register_family(raw)  # a pipeline deploys revision 3 from its own template, without credentials
 
-    outcome = wiring.sync_task_definitions(context(factory, secret_arn, spec, previous=synced, remediate=remediate))
+    outcome = definitions.sync_task_definitions(context(factory, secret_arn, spec, previous=synced, remediate=remediate))
 
     assert outcome.drifted == [("taskDefinition/web", "containerDefinitions[app].repositoryCredentials")]
     assert outcome.error is None
@@ -563,7 +563,7 @@ def test_execution_role_not_granted_warns_but_succeeds(factory, raw, secret_arn)
     make_role(raw, "other-exec")
     register_family(raw, execution_role=f"arn:aws:iam::{ACCOUNT}:role/other-exec")
 
-    outcome = wiring.sync_task_definitions(context(
+    outcome = definitions.sync_task_definitions(context(
         factory, secret_arn,
         {"grants": {"executionRoles": ["exec-a"]}, "consumers": {"ecsTaskDefinitions": [{"family": "web"}]}},
     ))
@@ -591,7 +591,7 @@ def test_bad_task_definition_inputs_each_get_their_reason_and_others_proceed(fac
     }
     recorder.reset()
 
-    outcome = wiring.sync_task_definitions(context(factory, secret_arn, spec))
+    outcome = definitions.sync_task_definitions(context(factory, secret_arn, spec))
 
     by_name = rows(outcome)
     assert by_name["web"]["state"] == "Error" and "sidecar" in by_name["web"]["message"]
@@ -612,11 +612,11 @@ def test_delete_task_definitions_never_deregisters(factory, raw, recorder, secre
     make_role(raw, "exec-a")
     register_family(raw)
     spec = {"grants": {"executionRoles": ["exec-a"]}, "consumers": {"ecsTaskDefinitions": [{"family": "web"}]}}
-    synced = wiring.sync_task_definitions(context(factory, secret_arn, spec))
+    synced = definitions.sync_task_definitions(context(factory, secret_arn, spec))
     recorder.reset()
 
-    deleted = wiring.delete_task_definitions(context(factory, secret_arn, spec, previous=synced))
-    retained = wiring.delete_task_definitions(
+    deleted = definitions.delete_task_definitions(context(factory, secret_arn, spec, previous=synced))
+    retained = definitions.delete_task_definitions(
         context(factory, secret_arn, {**spec, "deletionPolicy": "Retain"}, previous=synced)
     )
 
@@ -629,7 +629,7 @@ def test_delete_task_definitions_never_deregisters(factory, raw, recorder, secre
 
 
 def register_job(raw, name: str = "nightly", execution_role: str | None = EXEC_ROLE_ARN,
-                 credentials: str | None = None) -> str:
+                 credentials: str | None = None, tags: dict[str, str] | None = None) -> str:
     container: dict[str, Any] = {
         "image": "registry.example.com/team/nightly:1",
         "command": ["run"],
@@ -642,7 +642,7 @@ def register_job(raw, name: str = "nightly", execution_role: str | None = EXEC_R
         container["repositoryCredentials"] = {"credentialsParameter": credentials}
     return raw("batch").register_job_definition(
         jobDefinitionName=name, type="container", containerProperties=container,
-        platformCapabilities=["FARGATE"], retryStrategy={"attempts": 2}, tags={"team": "data"},
+        platformCapabilities=["FARGATE"], retryStrategy={"attempts": 2}, tags=tags or {"team": "data"},
         propagateTags=True,
     )["jobDefinitionArn"]
 
@@ -658,7 +658,7 @@ def test_job_definition_revision_registered_recorded_and_noop(factory, raw, reco
     spec = {"grants": {"executionRoles": ["exec-a"]}, "consumers": {"batchJobDefinitions": [{"name": "nightly"}]}}
     recorder.reset()
 
-    outcome = wiring.sync_job_definitions(context(factory, secret_arn, spec, record_now=recorded.append))
+    outcome = definitions.sync_job_definitions(context(factory, secret_arn, spec, record_now=recorded.append))
 
     assert outcome.error is None and recorder.writes() == ["batch.RegisterJobDefinition"]
     new_arn = rows(outcome)["nightly"]["arn"]
@@ -673,7 +673,7 @@ def test_job_definition_revision_registered_recorded_and_noop(factory, raw, reco
     assert new["tags"] == {"team": "data", "regaccess.io/owner": f"{CLUSTER}/{NAMESPACE}/{NAME}"}
 
     recorder.reset()
-    again = wiring.sync_job_definitions(context(factory, secret_arn, spec, previous=outcome, record_now=recorded.append))
+    again = definitions.sync_job_definitions(context(factory, secret_arn, spec, previous=outcome, record_now=recorded.append))
 
     assert again.error is None and again.writes == 0 and recorder.writes() == []
     assert len(job_revisions(raw, "nightly")) == 2 and len(recorded) == 1
@@ -684,10 +684,10 @@ def test_job_definition_drift(factory, raw, secret_arn, remediate):
     make_role(raw, "exec-a")
     register_job(raw)
     spec = {"grants": {"executionRoles": ["exec-a"]}, "consumers": {"batchJobDefinitions": [{"name": "nightly"}]}}
-    synced = wiring.sync_job_definitions(context(factory, secret_arn, spec))
+    synced = definitions.sync_job_definitions(context(factory, secret_arn, spec))
     register_job(raw)  # revision 3 without credentials
 
-    outcome = wiring.sync_job_definitions(context(factory, secret_arn, spec, previous=synced, remediate=remediate))
+    outcome = definitions.sync_job_definitions(context(factory, secret_arn, spec, previous=synced, remediate=remediate))
 
     assert outcome.drifted == [("jobDefinition/nightly", "containerProperties.repositoryCredentials")]
     assert outcome.remediated is remediate
@@ -706,7 +706,7 @@ def test_bad_job_definitions(factory, raw, recorder, secret_arn, setup, reason, 
     setup(raw)
     recorder.reset()
 
-    outcome = wiring.sync_job_definitions(context(
+    outcome = definitions.sync_job_definitions(context(
         factory, secret_arn,
         {"grants": {"executionRoles": ["exec-a"]}, "consumers": {"batchJobDefinitions": [{"name": "nightly"}]}},
     ))
@@ -720,7 +720,7 @@ def test_job_definition_registered_by_ci_is_recognised(factory, raw, recorder, s
     register_job(raw, credentials=secret_arn)
     recorder.reset()
 
-    outcome = wiring.sync_job_definitions(context(
+    outcome = definitions.sync_job_definitions(context(
         factory, secret_arn,
         {"grants": {"executionRoles": ["exec-a"]}, "consumers": {"batchJobDefinitions": [{"name": "nightly"}]}},
     ))
@@ -754,3 +754,111 @@ def test_a_lost_answer_is_observed_again_not_repeated(aws_server, raw, secret_ar
         assert iam_policies.sid_marks(policy_on(raw, "exec-a")) == {iam_policies.sid_prefix(OWNER)}
     else:
         assert policy_on(raw, "exec-a") is None
+
+
+# =========================================================================== both kinds: ownership, lost answers
+
+OTHER_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:regaccess/other-team/cred-QwErTy"
+
+
+def _task_wired_by(raw, owner: str | None, credentials: str | None) -> None:
+    params = world.three_container_task_definition("web", EXEC_ROLE_ARN)
+    if credentials:
+        params["containerDefinitions"] = [{**c, "repositoryCredentials": {"credentialsParameter": credentials}}
+                                          for c in params["containerDefinitions"]]
+    params["tags"] = [{"key": "regaccess.io/owner", "value": owner}] if owner else []
+    raw("ecs").register_task_definition(**{k: v for k, v in params.items() if v})
+
+
+def _job_wired_by(raw, owner: str | None, credentials: str | None) -> None:
+    register_job(raw, credentials=credentials, tags={"regaccess.io/owner": owner} if owner else None)
+
+
+# (sync step, kind, consumers spec, register in AWS, the register operation, count revisions)
+DEFINITION_KINDS = [
+    (definitions.sync_task_definitions, "taskDefinition", {"ecsTaskDefinitions": [{"family": "web"}]},
+     _task_wired_by, "ecs.RegisterTaskDefinition", lambda raw: len(revisions(raw, "web"))),
+    (definitions.sync_job_definitions, "jobDefinition", {"batchJobDefinitions": [{"name": "nightly"}]},
+     _job_wired_by, "batch.RegisterJobDefinition", lambda raw: len(job_revisions(raw, "nightly"))),
+]
+KIND_IDS = ["task-definition", "job-definition"]
+
+
+@pytest.mark.parametrize("sync, kind, consumers, wired_by, register_call, count", DEFINITION_KINDS, ids=KIND_IDS)
+def test_another_owners_wiring_is_a_conflict_and_never_overwritten(
+        factory, raw, recorder, secret_arn, sync, kind, consumers, wired_by, register_call, count):
+    make_role(raw, "exec-a")
+    wired_by(raw, OTHER_OWNER, OTHER_SECRET)
+    recorder.reset()
+
+    outcome = sync(context(factory, secret_arn, {"grants": {"executionRoles": ["exec-a"]}, "consumers": consumers}))
+
+    assert recorder.writes() == [] and outcome.writes == 0 and count(raw) == 1
+    assert outcome.error is not None and outcome.error.reason == reasons.OWNERSHIP_CONFLICT
+    assert not outcome.error.retryable
+    (row,) = outcome.managed
+    assert row["kind"] == kind and row["state"] == "Error"
+    assert OTHER_OWNER in row["message"] and ("task definition web" in row["message"]
+                                              or "job definition nightly" in row["message"])
+    assert [e.reason for e in outcome.events if e.type == "Warning"] == [reasons.OWNERSHIP_CONFLICT]
+
+
+@pytest.mark.parametrize("sync, kind, consumers, wired_by, register_call, count", DEFINITION_KINDS, ids=KIND_IDS)
+@pytest.mark.parametrize("owner, credentials", [(None, None), (None, OTHER_SECRET), (OTHER_OWNER, None)],
+                         ids=["unmarked", "unmarked-other-secret", "other-owner-unwired"])
+def test_listed_consumer_without_another_owners_wiring_is_ours(
+        factory, raw, recorder, secret_arn, sync, kind, consumers, wired_by, register_call, count, owner, credentials):
+    # Without adoptExisting: listing the definition is the consent (controller.reconcile.definitions).
+    make_role(raw, "exec-a")
+    wired_by(raw, owner, credentials)
+    recorder.reset()
+
+    outcome = sync(context(factory, secret_arn, {"grants": {"executionRoles": ["exec-a"]}, "consumers": consumers}))
+
+    assert outcome.error is None and recorder.writes() == [register_call] and count(raw) == 2
+    assert [r["state"] for r in outcome.managed] == ["Synced"]
+
+
+@pytest.mark.parametrize("sync, kind, consumers, wired_by, register_call, count", DEFINITION_KINDS, ids=KIND_IDS)
+def test_register_whose_answer_is_lost_is_observed_not_repeated(
+        factory, raw, recorder, aws_server, secret_arn, sync, kind, consumers, wired_by, register_call, count):
+    make_role(raw, "exec-a")
+    wired_by(raw, None, None)
+    service, operation = register_call.split(".")
+    # AWS registers the revision, then the connection closes before the answer arrives.
+    aws_server.faults.configure(seed=7, scoped=[{"service": service, "operation": operation, "rates": {"abort": 1.0}}])
+    mark = aws_server.calls.mark()
+    recorded: list[dict] = []
+    spec = {"grants": {"executionRoles": ["exec-a"]}, "consumers": consumers}
+
+    outcome = sync(context(factory, secret_arn, spec, record_now=recorded.append))
+    aws_server.faults.clear()
+
+    assert aws_server.calls.count(service, operation, since=mark) == 1 and count(raw) == 2
+    assert outcome.error is None
+    (row,) = outcome.managed
+    assert row["state"] == "Synced" and row["arn"].endswith(":2")
+    assert recorded == [{"managed": [row]}]  # recorded at once, like an answered register
+    recorder.reset()
+    again = sync(context(factory, secret_arn, spec, previous=outcome))
+    assert recorder.writes() == [] and again.error is None and count(raw) == 2
+
+
+@pytest.mark.parametrize("sync, kind, consumers, wired_by, register_call, count", DEFINITION_KINDS, ids=KIND_IDS)
+def test_recording_actor_plans_the_register_and_writes_nothing(
+        factory, raw, recorder, secret_arn, sync, kind, consumers, wired_by, register_call, count):
+    # regaccess plan runs the same step with a recording actor (controller.reconcile.loop).
+    make_role(raw, "exec-a")
+    wired_by(raw, None, None)
+    actor = loop.RecordingActor()
+    recorder.reset()
+
+    outcome = sync(context(factory, secret_arn, {"grants": {"executionRoles": ["exec-a"]}, "consumers": consumers},
+                           actor=actor))
+
+    assert recorder.writes() == [] and count(raw) == 1 and outcome.error is None
+    ((planned_kind, label, action, fields),) = [(p.kind, p.name, p.action, p.fields) for p in actor.planned]
+    assert (planned_kind, action) == (kind, "update") and label.endswith(("web", "nightly"))
+    assert fields and all(f.endswith(".repositoryCredentials") for f in fields)
+    (row,) = outcome.managed
+    assert row["state"] == "Synced" and row["arn"].startswith("<ARN of ") and ":2, assigned" in row["arn"]

@@ -23,17 +23,22 @@ REPO = Path(__file__).resolve().parents[2]
 AWS_DIR = REPO / "controller" / "aws"
 POLICY = REPO / "deploy" / "iam-policy.json"
 
-# Each module under controller/aws talks to one service (the shape STYLE.md asks for);
-# modules without client calls (errors, base, policydoc, clients) are not listed.
-MODULE_SERVICE = {
+# Each module under controller/aws talks to one service (the shape STYLE.md asks for), except
+# the one adapter of revisioned definitions, whose table has a row per service; modules
+# without client calls (errors, base, policydoc, clients) are not listed.
+MODULE_SERVICE: dict[str, str | tuple[str, ...]] = {
     "secrets": "secretsmanager",
     "iam_policies": "iam",
     "kms": "kms",
     "pull_through_cache": "ecr",
     "repository_policies": "ecr",
-    "ecs_task_definitions": "ecs",
-    "batch_job_definitions": "batch",
+    "revisioned_definitions": ("ecs", "batch"),
 }
+
+
+def _services(module: str) -> tuple[str, ...]:
+    service = MODULE_SERVICE.get(module, ())
+    return service if isinstance(service, tuple) else (service,)
 
 # IAM authorization that AWS performs besides the operation's own action, per called action.
 # Every entry is AWS-documented behaviour; an entry whose trigger is no longer called drops out.
@@ -70,18 +75,16 @@ def called_actions() -> dict[str, set[str]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id in IMPLICIT_CALLS:
                 found.setdefault(IMPLICIT_CALLS[node.id], set()).add(path.stem)
-        service = MODULE_SERVICE.get(path.stem)
-        if service is None:
-            continue
-        prefix, ops = _service_ops(service)
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-                continue
-            method = node.func.attr
-            if method == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
-                method = node.args[0].value
-            if method in ops:
-                found.setdefault(f"{prefix}:{ops[method]}", set()).add(path.stem)
+        for service in _services(path.stem):
+            prefix, ops = _service_ops(service)
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                    continue
+                method = node.func.attr
+                if method == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
+                    method = node.args[0].value
+                if method in ops:
+                    found.setdefault(f"{prefix}:{ops[method]}", set()).add(path.stem)
     return found
 
 
@@ -97,7 +100,7 @@ def policy_actions() -> set[str]:
 def test_every_aws_module_with_client_calls_is_mapped():
     # A new module with boto3 calls must be mapped, or its calls would escape the check.
     all_ops = {}
-    for service in set(MODULE_SERVICE.values()):
+    for service in {s for module in MODULE_SERVICE for s in _services(module)}:
         all_ops.update(_service_ops(service)[1])
     for path in AWS_DIR.glob("*.py"):
         if path.stem in MODULE_SERVICE:

@@ -1,14 +1,13 @@
-"""The e2e tier's control plane: re-exported from ``controller.devcluster``.
+"""The e2e tier's control plane: re-exported from ``controller.demo.controlplane``.
 
 The logic lives in the package so that ``regaccess demo`` starts the very same
 throwaway control plane the tests use; this module keeps the tests' import path.
+It needs the ``demo`` extra (cryptography), which the ``test`` extra pulls in.
 """
 
 from __future__ import annotations
 
-import urllib3
-
-from controller.devcluster import (  # noqa: F401 - re-exports
+from controller.demo.controlplane import (  # noqa: F401 - re-exports
     ADMIN_TOKEN,
     SA_TOKEN,
     SA_USER,
@@ -17,6 +16,3 @@ from controller.devcluster import (  # noqa: F401 - re-exports
     kubeconfig_text,
     start,
 )
-
-# The tests' own client (tests/e2e/kube.py) talks to the self-signed API server unverified.
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)

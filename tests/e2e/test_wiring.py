@@ -339,6 +339,49 @@ def test_bad_input_reason_event_nothing_half_written(kube, operator, namespace, 
     assert "InvalidGrant" not in warnings(kube, namespace, "fine")
 
 
+def test_another_namespaces_wiring_is_a_conflict_and_left_alone(kube, operator, namespace, aws_e2e, aws_server_session,
+                                                                 cleanup):
+    """Two namespaces list the same family with different secrets: the second never takes it over."""
+    calls = aws_server_session.calls
+    other = f"{namespace}-b"
+    kube.create_namespace(other)
+    try:
+        role = f"{namespace}-exec"
+        family = f"{namespace}-shared"
+        register_family(aws_e2e, family, make_role(aws_e2e, role))
+        spec = {"source": {"secretRef": {"name": "src"}}, "secret": {"forceDeleteWithoutRecovery": True},
+                "grants": {"executionRoles": [role]}, "consumers": {"ecsTaskDefinitions": [{"family": family}]}}
+        for ns in (other, namespace):
+            kube.create(kube.secret_path(ns), basic_auth_secret(ns, "src"))
+        kube.create(rc_path(other), custom_resource("RegistryCredential", other, "b", spec))
+        theirs = wait_ready(kube, rc_path(other, "b"))
+        their_revision = managed(theirs)[("taskDefinition", family)]["arn"]
+        mark = calls.mark()
+
+        kube.create(rc_path(namespace), custom_resource("RegistryCredential", namespace, "a", spec))
+
+        obj = wait_condition(kube, rc_path(namespace, "a"), status="False", reason="OwnershipConflict")
+        message = condition(obj, "Ready")["message"]
+        assert f"task definition {family}" in message and f"e2e/{other}/b" in message
+        assert managed(obj)[("taskDefinition", family)]["state"] == "Error"
+        wait_warning(kube, namespace, "a", "OwnershipConflict")
+        assert calls.count("ecs", "RegisterTaskDefinition", since=mark) == 0
+
+        # Deleting the refused resource leaves the other namespace's revision as it was.
+        kube.delete(rc_path(namespace, "a"))
+        wait_for(lambda: kube.get_or_none(rc_path(namespace, "a")) is None, SETTLE, "the refused resource deleted")
+        assert calls.count("ecs", "RegisterTaskDefinition", since=mark) == 0
+        revisions = family_revisions(aws_e2e, family)
+        assert len(revisions) == 2 and their_revision in revisions
+        latest = aws_e2e.client("ecs").describe_task_definition(taskDefinition=family)["taskDefinition"]
+        assert latest["taskDefinitionArn"] == their_revision
+        assert {(c.get("repositoryCredentials") or {}).get("credentialsParameter")
+                for c in latest["containerDefinitions"]} == {theirs["status"]["secretArn"]}
+        assert condition(kube.get(rc_path(other, "b")), "Ready")["status"] == "True"
+    finally:
+        delete_all(kube, other)
+
+
 @pytest.mark.parametrize("roles", [["has space"], ["arn:aws:iam::12345:role/short-account"], ["arn:aws:iam::123456789012:user/bob"]],
                          ids=["role-name-charset", "arn-account-digits", "arn-not-a-role"])
 def test_malformed_role_rejected_at_admission(kube, namespace, roles):

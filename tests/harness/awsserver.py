@@ -55,12 +55,15 @@ from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
 from tests.harness.faults import (
+    ENV_AWS_STATUS,
+    ENV_CUT,
     ENV_FAULT,
     ENV_OPERATION,
     ENV_PROTOCOL,
     ENV_SERVICE,
     FaultConfig,
     FaultLayer,
+    is_read,
 )
 from tests.harness.ptc_standin import PullThroughCacheStandIn
 
@@ -70,11 +73,6 @@ DEFAULT_MAX_CALLS = 20_000
 STOP_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_SECONDS = 6 * 3600.0  # a forgotten server process still ends
 UNKNOWN = "unknown"
-# Operations that change nothing in AWS; everything else counts as a write.
-READ_PREFIXES = (
-    "Describe", "Get", "List", "BatchGet", "BatchCheck", "Validate", "Head", "Lookup", "Search",
-    "AssumeRole",
-)
 
 ERR_NOT_FOUND = "no such harness endpoint"
 ERR_BAD_JSON = "the body must be a JSON object"
@@ -169,12 +167,30 @@ class Call:
     service: str             # SigV4 signing name: ecr, iam, secretsmanager, ecs, batch, sts
     operation: str           # AWS operation name, e.g. CreatePullThroughCacheRule
     fault: str | None        # the fault kind injected, or None
-    status: int | None       # HTTP status sent (None: connection dropped before a status)
+    status: int | None       # HTTP status the client got (None: dropped or aborted, no full answer)
     time: float = 0.0        # wall clock (time.time()) when the answer was recorded
+    # What AWS (moto or a stand-in) answered before any fault replaced it; None: the
+    # request never reached AWS (dropped, throttled, failed by the fault layer).
+    aws_status: int | None = None
 
     @property
     def is_read(self) -> bool:
-        return self.operation.startswith(READ_PREFIXES)
+        return is_read(self.operation)
+
+    @property
+    def done(self) -> bool:
+        """AWS performed the call (it answered success), whatever the client was told."""
+        return self.aws_status is not None and self.aws_status < 400
+
+    @property
+    def answered(self) -> bool:
+        """The client was told it succeeded."""
+        return self.status is not None and self.status < 400
+
+    @property
+    def lost(self) -> bool:
+        """Done by AWS, but the client was told it failed, or told nothing."""
+        return self.done and not self.answered
 
 
 class _CallQueries:
@@ -197,8 +213,17 @@ class _CallQueries:
         return dict(Counter(f"{call.service}:{call.operation}" for call in self.list(since)))
 
     def writes(self, since: int = 0, service: str | None = None) -> list[Call]:
-        """Calls after ``since`` that are not reads (see READ_PREFIXES)."""
+        """Calls after ``since`` that are not reads (see tests.harness.faults.READ_PREFIXES)."""
         return [call for call in self.list(since) if not call.is_read and service in (None, call.service)]
+
+    def done(self, service: str | None = None, operation: str | None = None, *, since: int = 0) -> list[Call]:
+        """Calls AWS performed (its own answer was a success), whatever the client got."""
+        return [call for call in self.list(since) if call.done
+                and service in (None, call.service) and operation in (None, call.operation)]
+
+    def lost(self, service: str | None = None, operation: str | None = None, *, since: int = 0) -> list[Call]:
+        """Calls AWS performed whose success answer the client never got."""
+        return [call for call in self.done(service, operation, since=since) if call.lost]
 
 
 class CallLog(_CallQueries):
@@ -209,10 +234,11 @@ class CallLog(_CallQueries):
         self._calls: deque[Call] = deque(maxlen=max_calls)
         self._seq = 0
 
-    def record(self, service: str, operation: str, fault: str | None, status: int | None) -> Call:
+    def record(self, service: str, operation: str, fault: str | None, status: int | None,
+               aws_status: int | None = None) -> Call:
         with self._lock:
             self._seq += 1
-            call = Call(self._seq, service, operation, fault, status, time.time())
+            call = Call(self._seq, service, operation, fault, status, time.time(), aws_status)
             self._calls.append(call)
             return call
 
@@ -261,8 +287,8 @@ class _Recorder:
             return self._app(environ, recording_start_response)
         finally:
             fault = environ.get(ENV_FAULT)
-            status = None if fault == "drop" else seen.get("status")
-            self._calls.record(service, operation, fault, status)
+            status = None if environ.get(ENV_CUT) else seen.get("status")
+            self._calls.record(service, operation, fault, status, environ.get(ENV_AWS_STATUS))
 
 
 class _Router:

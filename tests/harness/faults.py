@@ -18,14 +18,21 @@ how many times that operation was seen before, whether to:
 - ``abort``: let AWS process the request, then send the status line, headers and
   half of the body and close the connection (the write happened; the client
   does not know);
+- ``lost``: let AWS process the request, then throw its answer away and send
+  instead a throttle, a 500, a 503 or nothing (a dropped connection), picked by
+  the call's seeded draw among ``FaultConfig.lost_answers``: the write happened
+  and the client was told it failed, or told nothing. At most
+  ``FaultConfig.max_lost_per_operation`` per (service, operation);
 - ``latency``: sleep a bounded, seeded time before going on (independent of the
   failure kinds above).
 
-The failure kinds share one draw: ``drop + throttle + error5xx + abort`` must be
-at most 1 and each gets exactly its share. Rates are in [0, 1]; latency is
-capped at ``MAX_LATENCY_SECONDS``. Rates can be scoped to a service and/or an
-operation (the first matching scope wins, else the default rates apply). Every
-injected fault is counted by (kind, service, operation).
+The failure kinds share one draw: ``drop + throttle + error5xx + abort + lost``
+must be at most 1 and each gets exactly its share. Rates are in [0, 1]; latency
+is capped at ``MAX_LATENCY_SECONDS``. Rates can be scoped to a service, an
+operation and/or reads or writes (the first matching scope wins, else the
+default rates apply). Every injected fault is counted by (kind, service,
+operation), and the layer tells the call recorder what AWS itself answered
+(``ENV_AWS_STATUS``), so the record says what was done beside what was answered.
 """
 
 from __future__ import annotations
@@ -38,18 +45,28 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_LATENCY_SECONDS = 5.0
 MAX_FAIL_FIRST = 10_000
-FAILURE_KINDS = ("drop", "throttle", "error5xx", "abort")  # the order the shared draw is cut in
+MAX_LOST = 10_000
+FAILURE_KINDS = ("drop", "throttle", "error5xx", "abort", "lost")  # the order the shared draw is cut in
 KIND_LATENCY = "latency"
 KIND_FAIL_FIRST = "failFirst"
+KIND_LOST = "lost"
 ALL_KINDS = (*FAILURE_KINDS, KIND_LATENCY, KIND_FAIL_FIRST)
+# What a lost answer is replaced by.
+LostAnswer = Literal["throttle", "500", "503", "drop"]
+LOST_ANSWERS: tuple[LostAnswer, ...] = ("throttle", "500", "503", "drop")
+# Operations that change nothing in AWS; everything else counts as a write.
+READ_PREFIXES = (
+    "Describe", "Get", "List", "BatchGet", "BatchCheck", "Validate", "Head", "Lookup", "Search",
+    "AssumeRole",
+)
 
-ERR_RATE_SUM = "drop + throttle + error5xx + abort must be at most 1 (got {total})"
+ERR_RATE_SUM = "drop + throttle + error5xx + abort + lost must be at most 1 (got {total})"
 MSG_THROTTLED = "Rate exceeded"
 MSG_INTERNAL = "An internal error occurred (injected by the test harness)"
 MSG_UNAVAILABLE = "Service unavailable (injected by the test harness)"
@@ -59,6 +76,12 @@ ENV_SERVICE = "harness.service"
 ENV_OPERATION = "harness.operation"
 ENV_PROTOCOL = "harness.protocol"
 ENV_FAULT = "harness.fault"
+ENV_AWS_STATUS = "harness.aws_status"   # the status AWS (moto / a stand-in) answered; unset: never reached
+ENV_CUT = "harness.cut"                 # the client got no complete answer (dropped or aborted)
+
+
+def is_read(operation: str) -> bool:
+    return operation.startswith(READ_PREFIXES)
 
 _THROTTLE_BY_PROTOCOL = {
     "json": (400, "ThrottlingException"),
@@ -80,6 +103,7 @@ class Rates(_Strict):
     throttle: float = Field(default=0.0, ge=0.0, le=1.0)
     error5xx: float = Field(default=0.0, ge=0.0, le=1.0)
     abort: float = Field(default=0.0, ge=0.0, le=1.0)
+    lost: float = Field(default=0.0, ge=0.0, le=1.0)
     latency: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
@@ -91,13 +115,16 @@ class Rates(_Strict):
 
 
 class Scope(_Strict):
-    """Rates for one service and/or operation (None matches any)."""
+    """Rates for one service and/or operation (None matches any), optionally reads or writes only."""
 
     service: str | None = None
     operation: str | None = None
+    calls: Literal["any", "reads", "writes"] = "any"
     rates: Rates
 
     def matches(self, service: str, operation: str) -> bool:
+        if self.calls != "any" and (self.calls == "reads") != is_read(operation):
+            return False
         return self.service in (None, service) and self.operation in (None, operation)
 
 
@@ -120,6 +147,10 @@ class FaultConfig(_Strict):
     scoped: list[Scope] = Field(default_factory=list, max_length=100)
     fail_first: list[FailFirst] = Field(default_factory=list, max_length=100)
     latency_max_seconds: float = Field(default=0.2, ge=0.0, le=MAX_LATENCY_SECONDS)
+    # What replaces a lost answer (the call's seeded draw picks one, evenly).
+    lost_answers: list[LostAnswer] = Field(default_factory=lambda: list(LOST_ANSWERS), min_length=1, max_length=4)
+    # The bound: after this many lost answers of one (service, operation), its answers get through.
+    max_lost_per_operation: int = Field(default=MAX_LOST, ge=0, le=MAX_LOST)
 
     def rates_for(self, service: str, operation: str) -> Rates:
         for scope in self.scoped:
@@ -168,6 +199,7 @@ class Decision:
     latency: float              # seconds to sleep first
     rule: FailFirst | None = None
     variant: float = 0.0        # a seeded draw that picks between shapes of one kind
+    lost_answer: LostAnswer | None = None  # for kind "lost": what the client gets instead
 
 
 class FaultLayer:
@@ -181,6 +213,7 @@ class FaultLayer:
         self._seen: Counter[tuple[str, str]] = Counter()      # calls per (service, operation)
         self._fail_first_used: Counter[int] = Counter()       # index in config.fail_first -> used
         self._injected: Counter[tuple[str, str, str]] = Counter()
+        self._lost: Counter[tuple[str, str]] = Counter()      # lost answers per (service, operation)
 
     # ------------------------------------------------------------------ configuration
 
@@ -200,6 +233,7 @@ class FaultLayer:
             self._config = config
             self._seen.clear()
             self._fail_first_used.clear()
+            self._lost.clear()
         return config
 
     def clear(self) -> None:
@@ -212,6 +246,7 @@ class FaultLayer:
             self._config = FaultConfig()
             self._seen.clear()
             self._fail_first_used.clear()
+            self._lost.clear()
             self._injected.clear()
 
     @property
@@ -274,12 +309,20 @@ class FaultLayer:
         latency = 0.0
         if latency_draw < rates.latency:
             latency = min(config.latency_max_seconds, MAX_LATENCY_SECONDS) * latency_fraction
+        lost_answer: LostAnswer | None = None
         with self._lock:
+            if kind == KIND_LOST:
+                if self._lost[(service, operation)] >= config.max_lost_per_operation:
+                    kind = None  # the bound is reached: this answer gets through
+                else:
+                    self._lost[(service, operation)] += 1
+                    answers = config.lost_answers
+                    lost_answer = answers[min(int(variant * len(answers)), len(answers) - 1)]
             if kind:
                 self._injected[(kind, service, operation)] += 1
             if latency:
                 self._injected[(KIND_LATENCY, service, operation)] += 1
-        return Decision(kind, latency, None, variant)
+        return Decision(kind, latency, None, variant, lost_answer)
 
     # ------------------------------------------------------------------ WSGI
 
@@ -292,7 +335,7 @@ class FaultLayer:
         if decision.latency:
             self._sleep(decision.latency)
         if kind is None:
-            return self._app(environ, start_response)
+            return _forward(self._app, environ, start_response)
         environ[ENV_FAULT] = kind
         if kind == KIND_FAIL_FIRST:
             assert rule is not None
@@ -309,7 +352,58 @@ class FaultLayer:
             return _answer(start_response, *error_response(protocol, status, code, message))
         if kind == "drop":
             return _drop(environ, start_response)
+        if kind == KIND_LOST:
+            assert decision.lost_answer is not None
+            return _lose_answer(self._app, environ, start_response, protocol, decision.lost_answer)
         return _abort_mid_response(self._app, environ, start_response)
+
+
+def _status_code(status: str) -> int:
+    return int(status.split(None, 1)[0])
+
+
+def _forward(app: Callable[..., Iterable[bytes]], environ: dict[str, Any],
+             start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Pass the request to AWS, noting AWS's own status for the call record."""
+
+    def noting_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        environ[ENV_AWS_STATUS] = _status_code(status)
+        return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+    return app(environ, noting_start_response)
+
+
+def _performed(app: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Let AWS process the request completely; its (status, headers, body), none of it sent yet."""
+    captured: dict[str, Any] = {}
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        captured["status"], captured["headers"] = status, headers
+        return lambda data: None
+
+    iterable = app(environ, capture)
+    try:
+        body = b"".join(iterable)
+    finally:
+        if hasattr(iterable, "close"):
+            iterable.close()
+    status = captured.get("status", "200 OK")
+    environ[ENV_AWS_STATUS] = _status_code(status)
+    return status, captured.get("headers", []), body
+
+
+def _lose_answer(app: Callable[..., Iterable[bytes]], environ: dict[str, Any], start_response: Callable[..., Any],
+                 protocol: str, answer: LostAnswer) -> list[bytes]:
+    """AWS does the work; the client gets a throttle, a 500, a 503 or a dropped connection instead."""
+    _performed(app, environ)
+    if answer == "drop":
+        return _drop(environ, start_response)
+    if answer == "throttle":
+        status, code = _THROTTLE_BY_PROTOCOL.get(protocol, _THROTTLE_BY_PROTOCOL["json"])
+        return _answer(start_response, *error_response(protocol, status, code, MSG_THROTTLED))
+    if answer == "500":
+        return _answer(start_response, *error_response(protocol, 500, "InternalFailure", MSG_INTERNAL))
+    return _answer(start_response, *error_response(protocol, 503, "ServiceUnavailable", MSG_UNAVAILABLE))
 
 
 def _answer(start_response: Callable[..., Any], status: str, headers: list[tuple[str, str]],
@@ -330,6 +424,7 @@ def _close(environ: dict[str, Any]) -> None:
 
 def _drop(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
     """Close the connection with no answer; werkzeug's write then fails as a dropped connection."""
+    environ[ENV_CUT] = True
     _close(environ)
     start_response("500 Dropped", [("Content-Length", "0")])
     return [b""]
@@ -338,23 +433,19 @@ def _drop(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[b
 def _abort_mid_response(app: Callable[..., Iterable[bytes]], environ: dict[str, Any],
                         start_response: Callable[..., Any]) -> Iterator[bytes]:
     """Process the request, then send headers and half the body and close the connection."""
-    captured: dict[str, Any] = {}
-
-    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
-        captured["status"], captured["headers"] = status, headers
-        return lambda data: None
-
-    iterable = app(environ, capture)
-    try:
-        body = b"".join(iterable)
-    finally:
-        if hasattr(iterable, "close"):
-            iterable.close()
+    # AWS's part happens now, not when the body is iterated: the call record is written
+    # when this returns and must see what AWS answered.
+    status, headers, body = _performed(app, environ)
+    environ[ENV_CUT] = True
     # Without Content-Length werkzeug sends the body chunked; cutting it before the last chunk
     # is a framing error every HTTP client detects. (A body shorter than its Content-Length
     # is not: botocore reads with urllib3's enforce_content_length=False and would parse the
     # truncated JSON as an empty answer.)
-    headers = [(k, v) for k, v in captured.get("headers", []) if k.lower() not in ("content-length", "transfer-encoding")]
-    start_response(captured.get("status", "200 OK"), headers)
+    headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "transfer-encoding")]
+    start_response(status, headers)
+    return _half_then_close(environ, body)
+
+
+def _half_then_close(environ: dict[str, Any], body: bytes) -> Iterator[bytes]:
     yield body[: max(len(body) // 2, 1)] if body else b" "
     _close(environ)

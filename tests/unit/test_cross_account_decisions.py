@@ -8,7 +8,6 @@ import pytest
 
 from controller.api import reasons
 from controller.reconcile import cross_account as xa
-from controller.reconcile.result import MAX_DRIFT_RECORDS
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -57,20 +56,8 @@ def test_rfc3339_round_trip_and_bad_input():
     assert xa.parse_rfc3339("yesterday") is None and xa.parse_rfc3339(None) is None
 
 
-def test_reported_drift_is_recorded_once():
-    found = [("repositoryPolicy/app", "Statement[X]")]
-    records, new = xa._drift_records([], found, remediated=False, now="t1")
-    assert new == found and len(records) == 1
-    again, new_again = xa._drift_records(records, found, remediated=False, now="t2")
-    assert again == records and new_again == []
-
-
-def test_remediated_drift_is_recorded_each_time_and_bounded():
-    records: list = []
-    for i in range(MAX_DRIFT_RECORDS + 5):
-        records, _ = xa._drift_records(records, [("repositoryPolicy/app", "Statement[X]")], remediated=True, now=f"t{i}")
-    assert len(records) == MAX_DRIFT_RECORDS
-    assert records[-1]["time"] == f"t{MAX_DRIFT_RECORDS + 4}"
+# Drift records (once per open drift, bounded) are the shared assembly's: tests/unit/test_drift_decisions.py
+# and tests/unit/test_outcome.py.
 
 
 def test_invalid_spec_result_has_no_retry_and_keeps_transition_time():

@@ -2,7 +2,7 @@
 
 ``controller.handlers.drift_due`` (interval and per-resource jitter),
 ``controller.reconcile.steps.open_drift`` and
-``controller.reconcile.registry_credential._merge_drift`` (record and announce
+``controller.reconcile.outcome.merge_drift`` (record and announce
 a drift once while it stays open under driftPolicy Report).
 """
 
@@ -13,7 +13,7 @@ import datetime as dt
 import pytest
 
 from controller import handlers
-from controller.reconcile.registry_credential import _merge_drift
+from controller.reconcile.outcome import merge_drift
 from controller.reconcile.result import MAX_DRIFT_RECORDS
 from controller.reconcile.steps import open_drift
 
@@ -61,10 +61,10 @@ def test_open_drift_needs_drifted_true():
 
 def test_merge_drift_records_an_open_drift_once():
     pair = ("rolePolicy/a", "PolicyDocument")
-    first, new = _merge_drift({}, [pair, pair], False, stamp(0))
+    first, new = merge_drift({}, [pair, pair], False, stamp(0))
     assert new == [pair] and len(first) == 1
     status = {"drift": first, "conditions": [drifted("True")]}
-    again, new = _merge_drift(status, [pair, ("secret", "SecretString")], False, stamp(10))
+    again, new = merge_drift(status, [pair, ("secret", "SecretString")], False, stamp(10))
     assert new == [("secret", "SecretString")] and len(again) == 2
 
 
@@ -72,7 +72,7 @@ def test_merge_drift_remediated_is_always_recorded_and_bounded():
     pair = ("taskDefinition/web", "containerDefinitions[app].repositoryCredentials")
     status: dict = {"drift": [], "conditions": [drifted("True")]}
     for i in range(MAX_DRIFT_RECORDS + 5):
-        status["drift"], new = _merge_drift(status, [pair], True, stamp(i))
+        status["drift"], new = merge_drift(status, [pair], True, stamp(i))
         assert new == [pair]
     assert len(status["drift"]) == MAX_DRIFT_RECORDS
     assert status["drift"][-1]["time"] == stamp(MAX_DRIFT_RECORDS + 4)

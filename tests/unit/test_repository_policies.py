@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from controller.api.validation_xrepo import validate_cross_account
 from controller.aws import policydoc
 from controller.aws import repository_policies as rp
+from controller.aws.protocol import Action, Difference, Owner, Written
 
 PREFIX = rp.sid_prefix("team-a", "pullers")
 OTHER = rp.sid_prefix("team-b", "pushers")
@@ -296,3 +297,56 @@ def test_grants_too_large_on_their_own(count, too_large):
     assert (message is not None) is too_large
     if message:
         assert "spec.grants[1]" in message and "10240" in message
+
+
+# ----------------------------------------------------------------------------- the kind adapter (STATEMENTS)
+
+ARN = "arn:aws:ecr:us-east-1:123456789012:repository/app"
+CHANGED = {**ours(), "Action": ["ecr:BatchGetImage"]}
+OBSERVE_CASES = {
+    # given the repository's policy statements (None: no policy), desired -> exists, owner, differences
+    "no-policy": (None, [ours()], False, Owner.ABSENT, (Difference(f"Statement[{PREFIX}G0]", None, ours()),)),
+    "only-foreign": ([HUMAN, NO_SID, LOOKALIKE], [ours()], False, Owner.ABSENT,
+                     (Difference(f"Statement[{PREFIX}G0]", None, ours()),)),
+    "another-resource-only": ([ours(prefix=OTHER)], [ours()], False, Owner.ABSENT,
+                              (Difference(f"Statement[{PREFIX}G0]", None, ours()),)),
+    "ours-as-declared": ([HUMAN, ours()], [ours()], True, Owner.OURS, ()),
+    "ours-changed": ([HUMAN, CHANGED], [ours()], True, Owner.OURS,
+                     (Difference(f"Statement[{PREFIX}G0]", CHANGED, ours()),)),
+    "ours-extra": ([ours(), ours("G7")], [ours()], True, Owner.OURS,
+                   (Difference(f"Statement[{PREFIX}G7]", ours("G7"), None),)),
+    "delete-view-ours-present": ([HUMAN, ours()], [], True, Owner.OURS,
+                                 (Difference(f"Statement[{PREFIX}G0]", ours(), None),)),
+    "delete-view-nothing-of-ours": ([HUMAN], [], False, Owner.ABSENT, ()),
+}
+
+
+@pytest.mark.parametrize("statements, desired, exists, owner, differences", OBSERVE_CASES.values(),
+                         ids=OBSERVE_CASES.keys())
+def test_observation_of_our_statements(statements, desired, exists, owner, differences):
+    policy = None if statements is None else {"Version": "2012-10-17", "Statement": statements}
+    found = {"arn": ARN, "registryId": "123456789012", "policy": policy}
+    observation = rp.observation_of(found, rp.DesiredStatements("app", PREFIX, desired))
+    assert (observation.exists, observation.owner, observation.differences) == (exists, owner, differences)
+    assert observation.observed["arn"] == ARN
+    # never anyone else's mark: foreign statements are not objects of this kind
+    assert observation.mark is None
+
+
+def test_adapter_merges_into_foreign_statements_as_the_same_dicts():
+    human = copy.deepcopy(HUMAN)
+    policy = {"Version": "2008-10-17", "Statement": [human, CHANGED]}
+    desired = rp.DesiredStatements("app", PREFIX, [ours()])
+    observation = rp.observation_of({"arn": ARN, "policy": policy}, desired)
+    merged = rp.STATEMENTS.merged(desired, observation)
+    assert merged["Statement"][0] is human and merged["Statement"][1:] == [ours()]
+    assert merged["Version"] == "2008-10-17"
+
+
+@pytest.mark.parametrize("action, facts", [(Action.CREATE, {"arn": ARN}), (Action.UPDATE, {"arn": ARN}),
+                                           (Action.DELETE, {})], ids=["create", "update", "delete"])
+def test_predict_is_one_write_with_the_known_arn(action, facts):
+    desired = rp.DesiredStatements("app", PREFIX, [ours()])
+    observation = rp.observation_of({"arn": ARN, "policy": None}, desired)
+    assert rp.STATEMENTS.predict(desired, observation, action) == Written(1, facts)
+    assert rp.STATEMENTS.label(desired) == "repository app" and rp.STATEMENTS.kind == "repositoryPolicy"

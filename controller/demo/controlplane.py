@@ -1,30 +1,33 @@
 """A throwaway Kubernetes control plane (etcd + kube-apiserver) on 127.0.0.1.
 
-Used by ``regaccess demo`` (``controller.demo``) when KUBEBUILDER_ASSETS is set
-or ``--control-plane local`` is given, and by the end-to-end test tier
+Used by ``regaccess demo`` (``controller.demo.story``) when KUBEBUILDER_ASSETS
+is set or ``--control-plane local`` is given, and by the end-to-end test tier
 (``tests/e2e/controlplane.py`` re-exports it). Started from the binaries in a
 KUBEBUILDER_ASSETS directory with the flags ../shared/envtest/control-plane
 uses (a working set for v1.20), bound to 127.0.0.1 only, with static tokens:
 ``admin-token`` (cluster-admin) and ``sa-token``
 (system:serviceaccount:regaccess-system:regaccess-operator).
 
-Standard library only for HTTP (the readiness probe), so the package needs no
-extra client library for it.
+The service-account signing key is made with cryptography (the ``demo`` extra);
+the readiness probe uses the demo's and the tests' client (``controller.kubeclient``).
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from controller.kubeclient import ApiError, Client
 
 ADMIN_TOKEN = "admin-token"
 SA_TOKEN = "sa-token"
@@ -40,9 +43,6 @@ def free_port() -> int:
 
 
 def _write_keys(directory: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (directory / "sa.key").write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
@@ -138,28 +138,26 @@ def _start_apiserver(assets: Path, directory: Path, api_port: int, etcd_port: in
     )
 
 
-def _get_status(url: str) -> int | None:
-    # The API server's serving certificate is self-signed, made a moment ago.
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+def _get_status(client: Client, path: str) -> int | None:
+    """The answer's HTTP status, or None while the server does not answer at all."""
     try:
-        with urllib.request.urlopen(request, context=context, timeout=2) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (urllib.error.URLError, OSError):
+        client.get(path)
+    except ApiError as error:
+        return error.status
+    except (OSError, http.client.HTTPException):  # refused, reset, or cut short while it starts
         return None
+    return 200
 
 
 def _wait_ready(server: str, directory: Path, proc: subprocess.Popen, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+    # The API server's serving certificate is self-signed, made a moment ago.
+    client = Client.unverified(server, ADMIN_TOKEN, timeout=2)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"kube-apiserver exited; see {directory / 'apiserver.log'}")
         # The default namespace is created by the apiserver's bootstrap controller after /readyz.
-        if _get_status(f"{server}/readyz") == 200 and _get_status(f"{server}/api/v1/namespaces/default") == 200:
+        if _get_status(client, "/readyz") == 200 and _get_status(client, "/api/v1/namespaces/default") == 200:
             return
         time.sleep(0.3)
     raise RuntimeError(f"kube-apiserver not ready after {timeout}s; see {directory / 'apiserver.log'}")
