@@ -504,7 +504,7 @@ class Demo:
         return policydoc.parse(document)
 
     def check_policy(self, secret_arn: str) -> None:
-        from controller.aws import iam_policies, policydoc
+        from controller.aws import iam_policies
 
         have = self.current_policy()
         want = iam_policies.desired(secret_arn)
