@@ -11,8 +11,8 @@
   sigs.k8s.io/cli-utils ``pkg/kstatus/status`` ``Compute`` for a custom resource
   (generic.go ``checkGenericProperties`` and ``checkGeneration``; a kind without
   built-in rules ends "Current"); there is no Go toolchain in CI to run the original.
-- ``kubectl_wait_met(obj, type_)``: what ``kubectl wait --for=condition=TYPE`` waits
-  for, for a machine without kubectl (status.conditions[type=TYPE].status == "True").
+
+``kubectl wait`` is not imitated: tests/e2e/test_gitops_status.py runs the real kubectl.
 """
 
 from __future__ import annotations
@@ -42,10 +42,6 @@ def argocd_health(obj: dict[str, Any], lua: str = "lua51") -> dict[str, str]:
     return result
 
 
-def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    return next((c for c in ((obj.get("status") or {}).get("conditions") or []) if c.get("type") == type_), None)
-
-
 def kstatus(obj: dict[str, Any]) -> tuple[str, str]:
     """(status, message) as kstatus' Compute gives them for a custom resource."""
     meta, status = obj.get("metadata") or {}, obj.get("status") or {}
@@ -62,6 +58,3 @@ def kstatus(obj: dict[str, Any]) -> tuple[str, str]:
             return "Failed", c.get("message", "")
     return "Current", "Resource is current"
 
-
-def kubectl_wait_met(obj: dict[str, Any], type_: str) -> bool:
-    return (_condition(obj, type_) or {}).get("status") == "True"

@@ -8,12 +8,15 @@ live objects from the API server (tests/e2e/test_gitops_status.py).
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import yaml
 
 from controller.api import reasons
 from controller.reconcile.conditions import set_condition
 from controller.reconcile.result import ReconcileResult, settle
-from tests.harness.gitops import argocd_health, kstatus
+from tests.harness.gitops import HEALTH_LUA, ROOT, argocd_health, kstatus
 
 LUAS = ["lua51", "lua54"]  # Argo CD's gopher-lua is 5.1; 5.4 guards against 5.1-only idioms
 
@@ -40,6 +43,8 @@ def reconciled(ready: bool, reason: str, message: str, *, outcome: str, retry_af
 # (id, object, Argo CD status, message contains, kstatus)
 CASES = [
     ("no-status-yet", resource(1, None), "Progressing", "Waiting for the regaccess operator", "Current"),
+    # The CRD's status default, until the operator writes status.
+    ("defaulted-status", resource(1, {"observedGeneration": 0}), "Progressing", "observe generation 1", "InProgress"),
     ("generation-not-observed", resource(3, reconciled(True, reasons.RECONCILED, "all in order", outcome="success")),
      "Progressing", "observe generation 3", "InProgress"),
     ("ready", resource(2, reconciled(True, reasons.RECONCILED, "all AWS objects in the declared state",
@@ -82,3 +87,30 @@ def test_kstatus(obj, _health, _message, expected):
     # without them kstatus calls a failing custom resource Current.
     assert kstatus(obj)[0] == expected
 
+
+
+# ------------------------------------------------------------------ one source for the Lua
+
+KEYS = ["resource.customizations.health.regaccess.io_RegistryCredential",
+        "resource.customizations.health.regaccess.io_CrossAccountRepoAccess"]
+CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")  # the API server's rule for ConfigMap keys
+
+
+def test_the_docs_argocd_cm_carries_the_charts_script_for_both_kinds():
+    text = (ROOT / "docs" / "gitops.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL) if "argocd-cm" in b]
+    assert len(blocks) == 1
+    config_map = blocks[0]
+    assert config_map["kind"] == "ConfigMap" and config_map["metadata"]["name"] == "argocd-cm"
+    assert sorted(config_map["data"]) == sorted(KEYS) and all(CONFIG_KEY.match(k) for k in KEYS)
+    assert all(config_map["data"][k] == HEALTH_LUA.read_text() for k in KEYS)
+
+
+def test_the_chart_values_carry_the_charts_script_as_argo_cd_chart_values():
+    lines = (ROOT / "charts" / "regaccess" / "values.yaml").read_text().splitlines()
+    start = lines.index("# configs:")
+    end = next(i for i, line in enumerate(lines) if "*regaccess-health" in line)
+    snippet = "\n".join(line[2:] if line.startswith("# ") else line[1:] for line in lines[start:end + 1])
+    values = yaml.safe_load(snippet)
+    assert sorted(values["configs"]["cm"]) == sorted(KEYS)
+    assert all(values["configs"]["cm"][k] == HEALTH_LUA.read_text() for k in KEYS)
