@@ -126,6 +126,9 @@ def test_ready_stalled_and_converging_as_kubectl_argocd_and_kstatus_read_them(
     assert kstatus(obj)[0] == "Failed"
     not_ready = wait(kubectl, namespace, "regcred/bad", "Ready", timeout=3)
     assert not_ready.returncode != 0 and "timed out" in not_ready.stderr
+    # docs/gitops.md's "stuck, not slow" check: --timeout=0s looks once.
+    assert wait(kubectl, namespace, "regcred/bad", "Stalled", timeout=0).returncode == 0
+    assert wait(kubectl, namespace, "regcred/good", "Stalled", timeout=0).returncode != 0
 
     # Still converging: the role does not exist yet, so a retry is scheduled.
     obj = wait_for(lambda: (o := kube.get(rc_path(namespace, "waits")))
