@@ -39,7 +39,7 @@ from controller.kubeapi import StatusWriter, patchable
 from controller.logging import REDACTOR, get_logger
 from controller.reconcile import cross_account as xrepo
 from controller.reconcile import registry_credential as rc
-from controller.reconcile.result import ReconcileResult
+from controller.reconcile.result import ReconcileResult, settle, synced_generation
 from controller.settings import Settings
 from controller.sources import BASIC_AUTH, DOCKER_CONFIG_JSON
 
@@ -122,8 +122,8 @@ def drift_due(status: dict[str, Any], uid: str, interval: float, now: float) -> 
 
 def source_changed(status: dict[str, Any], secret: dict[str, Any] | None) -> bool:
     """Pure: did the source Secret change (or appear, or vanish) since the last sync?"""
-    if status.get("observedGeneration") is None:
-        return False
+    if not synced_generation(status):
+        return False  # never synced: the create/resume handler and its retries own it
     current = ((secret or {}).get("metadata") or {}).get("resourceVersion")
     return current != status.get("sourceResourceVersion")
 
@@ -221,6 +221,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             started = time.monotonic()
             result: ReconcileResult = await runtime.blocking(call)
             if patch is not None:
+                # Observed generation, Reconciling / Stalled: one decision for both kinds.
+                result = settle(result, meta.get("generation"))
                 # Compared after leaving out empty strings: the stored status never has them.
                 _apply_status(patch, dict(body.get("status") or {}), result.status)
             _post_events(body, result)

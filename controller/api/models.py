@@ -341,7 +341,7 @@ class CrossAccountRepoAccessSpec(_Model):
 
 
 class Condition(_Model):
-    type: str = Field(description="Ready, Synced or Drifted.")
+    type: str = Field(description="Ready, Synced or Drifted; Reconciling or Stalled while not Ready.")
     status: str = Field(description="True, False or Unknown.")
     reason: str = Field(description="Stable CamelCase reason (see docs/conditions.md).")
     message: str = Field(default="", description="Human-readable detail; never secret material.")
@@ -373,7 +373,13 @@ class PullThroughCacheStatus(_Model):
 
 
 class RegistryCredentialStatus(_Model):
-    observedGeneration: int | None = None
+    observedGeneration: int | None = Field(
+        default=None, description="Generation the conditions describe (set by every reconcile)."
+    )
+    syncedGeneration: int | None = Field(
+        default=None,
+        description="Generation last applied to AWS in full, or found invalid; 0: none yet.",
+    )
     conditions: list[Condition] = Field(default_factory=list)
     secretName: str | None = None
     secretArn: str | None = None
@@ -410,7 +416,9 @@ class RepositoryStatus(_Model):
 
 
 class CrossAccountRepoAccessStatus(_Model):
-    observedGeneration: int | None = None
+    observedGeneration: int | None = Field(
+        default=None, description="Generation the conditions describe (set by every reconcile)."
+    )
     conditions: list[Condition] = Field(default_factory=list)
     repositories: list[RepositoryStatus] = Field(default_factory=list)
     lastSyncTime: str | None = None
