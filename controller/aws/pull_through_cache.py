@@ -24,16 +24,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from controller.api.validation import ResolvedRegistryCredential
+from controller.aws.clients import Clients
 from controller.aws import base
 from controller.aws.errors import is_not_found
+from controller.aws.secrets import mark_of
 from controller.aws.protocol import (
     ABSENT,
-    OWNER_TAG,
     Action,
     Difference,
     Observation,
@@ -57,8 +58,6 @@ STATUS_FIELDS = ("ecrRepositoryPrefix", FIELD_UPSTREAM_URL, FIELD_CREDENTIAL)
 
 
 SECRETS_SERVICE = "secretsmanager"
-
-Clients = Callable[[str], Any]  # service name -> boto3 client (controller.aws.clients.Clients)
 
 
 class Ownership(str, Enum):
@@ -207,7 +206,7 @@ def credential_mark(clients: Clients, credential_arn: str | None) -> str | None:
         if is_not_found(error, SECRETS_SERVICE):
             return None
         raise
-    return {t["Key"]: t.get("Value", "") for t in described.get("Tags") or []}.get(OWNER_TAG) or None
+    return mark_of(described)
 
 
 class RuleKind:

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from controller.api.validation import ResolvedRegistryCredential
+from controller.aws.clients import Clients
 from controller.aws import base, errors, kms
 from controller.aws.protocol import (
     ABSENT,
@@ -59,8 +60,6 @@ FIELD_KMS = "KmsKeyId"
 FIELD_TAGS = "Tags"
 FIELD_VALUE = "SecretString"
 METADATA_FIELDS = (FIELD_DESCRIPTION, FIELD_KMS)
-
-Clients = Callable[[str], Any]  # service name -> boto3 client (controller.aws.clients.Clients)
 
 
 @dataclass(frozen=True)

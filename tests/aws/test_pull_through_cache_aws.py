@@ -68,6 +68,12 @@ def _ecr():
     return boto3.client("ecr", region_name=REGION)
 
 
+def _rule_using(credential_arn: str) -> None:
+    """A Docker Hub rule for PREFIX made outside the operator."""
+    _ecr().create_pull_through_cache_rule(ecrRepositoryPrefix=PREFIX, upstreamRegistryUrl="registry-1.docker.io",
+                                          credentialArn=credential_arn)
+
+
 def _writes(aws_server, mark: int) -> list[str]:
     return [call.operation for call in aws_server.calls.writes(since=mark)]
 
@@ -126,8 +132,7 @@ def test_a_new_upstream_recreates_the_rule(aws_server, factory):
 
 def test_a_foreign_rule_is_a_conflict_and_is_not_touched(aws_server, factory):
     theirs = _secret("ecr-pullthroughcache/someone/else")
-    _ecr().create_pull_through_cache_rule(ecrRepositoryPrefix=PREFIX, upstreamRegistryUrl="registry-1.docker.io",
-                                          credentialArn=theirs)
+    _rule_using(theirs)
     arn = _secret()
     mark = aws_server.calls.mark()
     out = step.sync(_ctx(factory, arn))
@@ -141,8 +146,7 @@ def test_a_foreign_rule_is_a_conflict_and_is_not_touched(aws_server, factory):
 
 def test_a_foreign_rule_is_adopted_when_asked(aws_server, factory):
     theirs = _secret("ecr-pullthroughcache/someone/else")
-    _ecr().create_pull_through_cache_rule(ecrRepositoryPrefix=PREFIX, upstreamRegistryUrl="registry-1.docker.io",
-                                          credentialArn=theirs)
+    _rule_using(theirs)
     arn = _secret()
     mark = aws_server.calls.mark()
     out = step.sync(_ctx(factory, arn, adoptExisting=True))
@@ -212,8 +216,7 @@ def test_delete_with_retain_keeps_the_rule(aws_server, factory):
 
 def test_delete_never_removes_a_foreign_rule(aws_server, factory):
     theirs = _secret("ecr-pullthroughcache/someone/else")
-    _ecr().create_pull_through_cache_rule(ecrRepositoryPrefix=PREFIX, upstreamRegistryUrl="registry-1.docker.io",
-                                          credentialArn=theirs)
+    _rule_using(theirs)
     arn = _secret()
     mark = aws_server.calls.mark()
     out = step.delete(_ctx(factory, arn))
@@ -287,8 +290,7 @@ def _owned_secret(name: str, owner: str) -> str:
 def test_another_owners_rule_is_a_conflict_even_when_adopting(aws_server, factory):
     """Issue 17: a rule whose credential is another owner's secret is never adopted, updated or deleted."""
     theirs = _owned_secret("ecr-pullthroughcache/team-b/hub", "c1/team-b/hub")
-    _ecr().create_pull_through_cache_rule(ecrRepositoryPrefix=PREFIX, upstreamRegistryUrl="registry-1.docker.io",
-                                          credentialArn=theirs)
+    _rule_using(theirs)
     arn = _secret()
     mark = aws_server.calls.mark()
     for check in (step.precheck, step.sync):
@@ -309,8 +311,7 @@ def test_another_owners_rule_is_a_conflict_even_when_adopting(aws_server, factor
 def test_a_rule_whose_credential_carries_our_mark_is_ours(aws_server, factory):
     """Our secret under another ARN (re-created): its tag says the rule is ours, so it is updated."""
     old = _owned_secret("ecr-pullthroughcache/ns/old", "c1/ns/cred")
-    _ecr().create_pull_through_cache_rule(ecrRepositoryPrefix=PREFIX, upstreamRegistryUrl="registry-1.docker.io",
-                                          credentialArn=old)
+    _rule_using(old)
     arn = _secret()
     mark = aws_server.calls.mark()
     out = step.sync(_ctx(factory, arn))
