@@ -266,7 +266,9 @@ class RegistryCredentialSpec(_Model):
     adoptExisting: bool = Field(
         default=False,
         description="Take over AWS objects that already exist without the regaccess.io/owner "
-        "tag (a secret, a pull-through cache rule) instead of reporting a conflict.",
+        "tag (a secret, a pull-through cache rule) or, for an inline role policy, without "
+        "this resource's Sid prefix, instead of reporting a conflict. Objects marked by "
+        "another owner are never taken over.",
     )
     deletionPolicy: DeletionPolicy = Field(
         default=DeletionPolicy.Delete,

@@ -1,13 +1,27 @@
 """IAM inline policies on task execution roles that let them read the secret.
 
-Called by ``controller.reconcile.wiring`` (``sync_role_policies`` /
-``delete_role_policies``). Follows ``controller.aws.base``: ``desired()`` and
-``compare()`` are pure; ``observe``/``put``/``delete`` are one boto3 call each;
-the budget check reads the role's other inline policies and is called only
-when a write is actually needed, so a no-op resync costs one read per role.
+The role-policy adapter of ``controller.aws.protocol`` (``ROLE_POLICIES``),
+driven by ``controller.reconcile.wiring`` through ``controller.reconcile.loop``.
+Pure parts: ``desired()`` (the document), ``sid_prefix()`` / ``owner_of()``
+(ownership), ``compare()`` (by meaning), ``budget_problem()`` and the role-ARN
+helpers. AWS parts: the adapter's ``observe`` (one GetRolePolicy) and writes (one
+PutRolePolicy / DeleteRolePolicy each), ``other_policy_sizes`` (the budget
+reads, made only when a put is due) and ``role_exists``.
 
-Inline policies carry no tags; the policy *name* (``grants.policyName``,
-default ``regaccess-<namespace>-<name>``) is what marks a policy as ours.
+Ownership: inline policies carry no tags, so the mark is inside the document.
+Every statement's Sid starts with the owner's Sid prefix, derived from the owner
+mark ``<cluster-id>/<namespace>/<name>`` by the same rule as ECR statements
+(``repository_policies.sid_prefix``: readable part + hash + ``X``, so no prefix
+is a prefix of another's). A same-named policy is OURS when its statements carry
+our prefix, FOREIGN when any carries another regaccess prefix, UNMARKED without
+a mark. Migration: a policy written before marks existed has the Sids
+``ReadRegistryCredential`` / ``DecryptRegistryCredential``; exactly that document
+for this resource's secret ARN (and KMS key ARN) is recognised as ours and
+reported as different, so the next write gives it the marked Sids
+(docs/adopting.md).
+
+This module reports facts; adoption, conflicts and drift are decided in
+``controller.reconcile.loop``.
 """
 
 from __future__ import annotations
@@ -18,13 +32,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from controller.aws import policydoc
-from controller.aws.base import ABSENT, Observation
+from controller.aws import base, policydoc
 from controller.aws.errors import is_not_found
+from controller.aws.protocol import ABSENT, Action, Difference, Observation, Owner, Written, owner_of_mark
+from controller.aws.repository_policies import SID_HEAD, SID_TAIL
+from controller.aws.repository_policies import sid_prefix as _statement_sid_prefix
 
 POLICY_VERSION = "2012-10-17"
 SECRET_ACTION = "secretsmanager:GetSecretValue"
 KMS_ACTION = "kms:Decrypt"
+# The statements' names. Alone they are the Sids written before ownership marks
+# (the migration rule recognises them); marked Sids are <owner's Sid prefix> + these.
 SECRET_SID = "ReadRegistryCredential"
 KMS_SID = "DecryptRegistryCredential"
 # IAM: all inline policies of one role share 10,240 characters, whitespace not counted.
@@ -45,6 +63,10 @@ ACCOUNT_MISMATCH_MESSAGE = (
 
 _ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::(?P<account>[0-9]{12}):role/(?:.*/)?(?P<name>[^/]+)$")
 _ARN_ACCOUNT = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:(?P<account>[0-9]{12}):")
+# The shape of any owner's Sid prefix (see repository_policies.sid_prefix): the head,
+# the readable part [a-z0-9], the upper-case hex hash, the tail. A Sid that merely
+# starts with the head ("RegaccessNotes") is no mark.
+_SID_MARK = re.compile(rf"^{SID_HEAD}[a-z0-9]*[0-9A-F]+{SID_TAIL}")
 
 
 class RoleMissing(Exception):
@@ -90,14 +112,30 @@ def account_problem(ref: RoleRef, secret_arn: str) -> str | None:
     return None
 
 
-def desired(secret_arn: str, kms_key_arn: str | None = None) -> dict[str, Any]:
-    """The policy document: read exactly this secret (and decrypt with exactly its CMK)."""
+def sid_prefix(owner: str) -> str:
+    """The Sid prefix that marks our statements, from the owner mark cluster/namespace/name.
+
+    The one rule of ``repository_policies.sid_prefix`` (readable part, hash, tail), with
+    the cluster id kept in front of the namespace: the hash covers the whole owner mark,
+    so two clusters sharing an account never take each other's policy for their own.
+    """
+    scope, _, name = owner.rpartition("/")
+    return _statement_sid_prefix(scope, name)
+
+
+def desired(secret_arn: str, kms_key_arn: str | None = None, owner: str | None = None) -> dict[str, Any]:
+    """The policy document: read exactly this secret (and decrypt with exactly its CMK).
+
+    With ``owner`` every Sid carries its Sid prefix (what the operator writes). Without,
+    the document as versions before ownership marks wrote it: the migration rule
+    recognises exactly that one as ours."""
+    prefix = sid_prefix(owner) if owner else ""
     statements: list[dict[str, Any]] = [
-        {"Sid": SECRET_SID, "Effect": "Allow", "Action": SECRET_ACTION, "Resource": secret_arn}
+        {"Sid": prefix + SECRET_SID, "Effect": "Allow", "Action": SECRET_ACTION, "Resource": secret_arn}
     ]
     if kms_key_arn:
         statements.append(
-            {"Sid": KMS_SID, "Effect": "Allow", "Action": KMS_ACTION, "Resource": kms_key_arn}
+            {"Sid": prefix + KMS_SID, "Effect": "Allow", "Action": KMS_ACTION, "Resource": kms_key_arn}
         )
     return {"Version": POLICY_VERSION, "Statement": statements}
 
@@ -105,6 +143,47 @@ def desired(secret_arn: str, kms_key_arn: str | None = None) -> dict[str, Any]:
 def compare(want: dict[str, Any], observed: str | dict[str, Any] | None) -> tuple[str, ...]:
     """Named differences; documents are compared by meaning (order, string-vs-list, case)."""
     return () if policydoc.equivalent(want, observed) else (DOCUMENT_FIELD,)
+
+
+def without_sids(document: str | dict[str, Any] | None) -> dict[str, Any]:
+    """The document with every statement's Sid dropped: what it grants, not whose it is."""
+    doc = dict(policydoc.parse(document))
+    doc["Statement"] = [{k: v for k, v in s.items() if k != "Sid"} for s in policydoc.statements(doc)]
+    return doc
+
+
+def same_grants(a: str | dict[str, Any] | None, b: str | dict[str, Any] | None) -> bool:
+    """Do two documents grant the same, whatever their Sids say about ownership?"""
+    return policydoc.equivalent(without_sids(a), without_sids(b))
+
+
+def sid_marks(document: str | dict[str, Any] | None) -> set[str]:
+    """The owners' Sid prefixes found on the document's statements (our own included)."""
+    found = set()
+    for statement in policydoc.statements(document):
+        sid = statement.get("Sid") if isinstance(statement, dict) else None
+        match = _SID_MARK.match(sid) if isinstance(sid, str) else None
+        if match:
+            found.add(match.group(0))
+    return found
+
+
+def owner_of(document: str | dict[str, Any] | None, owner: str,
+             legacy: dict[str, Any] | None = None) -> tuple[Owner, str | None]:
+    """Pure: whose an existing same-named policy is, and the mark that says so.
+
+    Another owner's Sid prefix on any statement makes it FOREIGN (never ours to
+    write, even beside our own statements); our prefix makes it OURS; so does the
+    pre-mark document ``legacy`` exactly (the migration rule); anything else is
+    UNMARKED (a person's or another tool's policy)."""
+    ours = sid_prefix(owner)
+    marks = sid_marks(document)
+    others = sorted(marks - {ours})
+    # Another owner's mark wins over ours: one of its statements would be overwritten.
+    mark = others[0] if others else (ours if ours in marks else None)
+    if mark is None and legacy is not None and policydoc.equivalent(legacy, document):
+        return Owner.OURS, None
+    return owner_of_mark(mark, ours), mark
 
 
 def budget_problem(role: str, other_sizes: list[int], ours: int, limit: int = INLINE_BUDGET) -> str | None:
@@ -115,7 +194,105 @@ def budget_problem(role: str, other_sizes: list[int], ours: int, limit: int = IN
     return None
 
 
-# --------------------------------------------------------------------------- AWS calls
+# --------------------------------------------------------------------------- the adapter
+
+
+@dataclass(frozen=True)
+class RolePolicy:
+    """The desired state of one inline policy on one role."""
+
+    role: str                  # RoleName
+    policy: str                # PolicyName (grants.policyName)
+    owner: str                 # <cluster-id>/<namespace>/<name>
+    document: dict[str, Any]   # desired(..., owner=owner): what a put writes
+    # The pre-mark document for the same secret and key (migration), None when unknown.
+    legacy: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Facts of an existing policy the writes and the step need."""
+
+    document: dict[str, Any]
+    legacy: bool = False   # recognised as ours by the migration rule (not yet marked)
+
+
+def role_policy(role: str, policy: str, owner: str, secret_arn: str | None,
+                kms_key_arn: str | None = None) -> RolePolicy:
+    """Pure: the desired value for one role. The legacy document is for the same secret
+    and key (unknown, None, when the secret ARN is)."""
+    return RolePolicy(role=role, policy=policy, owner=owner,
+                      document=desired(secret_arn or "", kms_key_arn, owner),
+                      legacy=desired(secret_arn, kms_key_arn) if secret_arn else None)
+
+
+class RolePolicies:
+    """Adapter of ``controller.aws.protocol.Kind`` for IAM inline role policies."""
+
+    kind = "rolePolicy"
+    service = "iam"
+
+    def label(self, desired: RolePolicy) -> str:
+        return f"inline policy {desired.policy} on role {desired.role}"
+
+    def observe(self, client: Any, desired: RolePolicy) -> Observation:
+        """One GetRolePolicy. NoSuchEntity is absent: the policy, or the role itself (IAM
+        says the same for both; the budget check's ListRolePolicies, made before any put,
+        tells a missing role apart, so no GetRole here)."""
+        try:
+            response = client.get_role_policy(RoleName=desired.role, PolicyName=desired.policy)
+        except ClientError as error:
+            if is_not_found(error, "iam"):
+                return ABSENT
+            raise
+        document = policydoc.parse(response.get("PolicyDocument"))
+        owner, mark = owner_of(document, desired.owner, desired.legacy)
+        legacy = owner is Owner.OURS and mark is None
+        differences: tuple[Difference, ...] = ()
+        if compare(desired.document, document):
+            differences = (Difference(DOCUMENT_FIELD, document, desired.document),)
+        return Observation(exists=True, owner=owner, differences=differences,
+                           observed=Observed(document, legacy), mark=mark)
+
+    def _put(self, client: Any, desired: RolePolicy) -> Written:
+        try:
+            client.put_role_policy(RoleName=desired.role, PolicyName=desired.policy,
+                                   PolicyDocument=policydoc.dumps(desired.document))
+        except ClientError as error:
+            # Deleted between the budget check and the put: the same as missing from the start.
+            if is_not_found(error, "iam"):
+                raise RoleMissing(desired.role) from None
+            raise
+        return Written(1)
+
+    def create(self, client: Any, desired: RolePolicy, observation: Observation) -> Written:
+        return self._put(client, desired)
+
+    def update(self, client: Any, desired: RolePolicy, observation: Observation) -> Written:
+        return self._put(client, desired)
+
+    def adopt(self, client: Any, desired: RolePolicy, observation: Observation) -> Written:
+        # Taking a policy over is writing our marked document over it.
+        return self._put(client, desired)
+
+    def delete(self, client: Any, desired: RolePolicy, observation: Observation) -> Written:
+        """Remove the policy; NotFound (policy or role gone) means done."""
+        try:
+            client.delete_role_policy(RoleName=desired.role, PolicyName=desired.policy)
+        except ClientError as error:
+            if is_not_found(error, "iam"):
+                return Written(1, {"removed": False})
+            raise
+        return Written(1, {"removed": True})
+
+    def predict(self, desired: RolePolicy, observation: Observation, action: Action) -> Written:
+        return Written(1, {"removed": True} if action is Action.DELETE else {})
+
+
+ROLE_POLICIES = RolePolicies()
+
+
+# --------------------------------------------------------------------------- other AWS reads
 
 
 def role_exists(client: Any, role_name: str) -> bool:
@@ -126,29 +303,6 @@ def role_exists(client: Any, role_name: str) -> bool:
             return False
         raise
     return True
-
-
-def observe(client: Any, role_name: str, policy_name: str, want: dict[str, Any], *,
-            check_role: bool = True) -> Observation:
-    """Read our inline policy on one role; raises RoleMissing when the role is gone.
-
-    IAM answers NoSuchEntity both for a missing policy and a missing role, and
-    its message text is not a stable API, so only then one get_role tells them
-    apart; a present policy costs exactly one read. ``check_role=False`` skips
-    that get_role (ABSENT then means "policy or role missing") for callers that
-    read the role's policy list next anyway: ``other_policy_sizes`` raises
-    RoleMissing itself.
-    """
-    try:
-        response = client.get_role_policy(RoleName=role_name, PolicyName=policy_name)
-    except ClientError as error:
-        if not is_not_found(error, "iam"):
-            raise
-        if check_role and not role_exists(client, role_name):
-            raise RoleMissing(role_name) from None
-        return ABSENT
-    document = policydoc.parse(response.get("PolicyDocument"))
-    return Observation(exists=True, owned=True, differences=compare(want, document), observed=document)
 
 
 def other_policy_sizes(client: Any, role_name: str, policy_name: str) -> list[int]:
@@ -178,16 +332,19 @@ def other_policy_sizes(client: Any, role_name: str, policy_name: str) -> list[in
     return sizes
 
 
-def put(client: Any, role_name: str, policy_name: str, document: dict[str, Any]) -> None:
-    client.put_role_policy(RoleName=role_name, PolicyName=policy_name, PolicyDocument=policydoc.dumps(document))
-
-
-def delete(client: Any, role_name: str, policy_name: str) -> bool:
-    """Remove our policy; False when it (or the role) was already gone (NotFound means done)."""
+def observe(client: Any, role_name: str, policy_name: str, want: dict[str, Any], *,
+            check_role: bool = True) -> base.Observation:
+    """Compatibility for ``controller.plan`` until it runs on the loop: read one policy and
+    compare what it grants with ``want`` (Sids ignored: plan builds ``want`` without an
+    owner). Raises RoleMissing when the role is gone (one GetRole after a miss)."""
     try:
-        client.delete_role_policy(RoleName=role_name, PolicyName=policy_name)
+        response = client.get_role_policy(RoleName=role_name, PolicyName=policy_name)
     except ClientError as error:
-        if is_not_found(error, "iam"):
-            return False
-        raise
-    return True
+        if not is_not_found(error, "iam"):
+            raise
+        if check_role and not role_exists(client, role_name):
+            raise RoleMissing(role_name) from None
+        return base.ABSENT
+    document = policydoc.parse(response.get("PolicyDocument"))
+    differences = () if same_grants(want, document) else (DOCUMENT_FIELD,)
+    return base.Observation(exists=True, owned=True, differences=differences, observed=document)

@@ -508,7 +508,8 @@ class Demo:
 
         have = self.current_policy()
         want = iam_policies.desired(secret_arn)
-        if have is None or not policydoc.equivalent(want, have):
+        # What it grants, not its Sids: those carry the owner's mark.
+        if have is None or not iam_policies.same_grants(want, have):
             raise DemoFailure(f"inline policy {self.policy_name()} on {self.prepared.role_name} is "  # type: ignore[union-attr]
                               f"{json.dumps(have)}; expected read access to exactly {secret_arn}")
 
@@ -554,8 +555,13 @@ class Demo:
         with self.step("Change AWS behind the operator's back") as s:
             rc = self.rc_object()
             arn = rc["status"]["secretArn"]
+            # Edited as a person would in the console: the read statement widened, its Sid
+            # (the operator's ownership mark) kept, so the operator repairs it as drift.
+            from controller.aws import policydoc
+
+            read = dict(policydoc.statements(self.current_policy())[0])
             widened = {"Version": "2012-10-17", "Statement": [
-                {"Sid": "ReadRegistryCredential", "Effect": "Allow", "Action": DRIFT_WIDENED_ACTION, "Resource": "*"}]}
+                {**read, "Action": DRIFT_WIDENED_ACTION, "Resource": "*"}]}
             self.boto("iam").put_role_policy(RoleName=self.prepared.role_name, PolicyName=self.policy_name(),
                                              PolicyDocument=json.dumps(widened))
             self.boto("secretsmanager").put_secret_value(SecretId=arn, SecretString=DRIFT_VALUE)

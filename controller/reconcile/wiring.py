@@ -16,6 +16,15 @@ Each follows ``controller.reconcile.steps``: observe every object, compare
     {"kind": "rolePolicy"|"taskDefinition"|"jobDefinition", "name": ..., "arn": ...,
      "state": "Synced"|"Pending"|"Error"|"Retained", "message": ...}
 
+Role policies go through ``controller.reconcile.loop`` (adapter
+``iam_policies.ROLE_POLICIES``, writes through ``ctx.actor``): the loop decides
+create / update / adopt / conflict / drift from the owner the document's Sid
+prefix says; this step adds only what is particular to IAM: the role's other
+inline policies are read (size budget) just before a put, a missing role is a
+dependency, and a rewrite of a pre-mark policy is never drift. Removing a
+role's policy (role dropped from the list, or the resource deleted) observes
+first and deletes only ours.
+
 Per-object failures do not stop the other objects of the step (one missing
 role must not keep the others from being granted); each gets an ``Error`` or
 ``Pending`` row and a Warning Event, and ``outcome.error`` summarises them
@@ -40,6 +49,7 @@ from controller.api import reasons
 from controller.api.models import DeletionPolicy
 from controller.aws import iam_policies, kms, policydoc
 from controller.aws.errors import classify, is_not_found
+from controller.reconcile import loop
 from controller.reconcile.result import normal, warning
 from controller.reconcile.steps import StepContext, StepError, StepOutcome
 
@@ -51,6 +61,8 @@ ERROR = "Error"
 RETAINED = "Retained"
 
 # Event reasons for writes (Normal Events).
+# A same-named policy that is not ours, left in place when ours would be removed.
+EVENT_ROLE_POLICY_LEFT = "RolePolicyLeft"
 EVENT_ROLE_POLICY_PUT = "RolePolicyPut"
 EVENT_ROLE_POLICY_REMOVED = "RolePolicyRemoved"
 
@@ -131,10 +143,13 @@ def _retained(ctx: StepContext, kind: str, names: list[str]) -> StepOutcome:
 
 
 def _foreign(ctx: StepContext, role_arn: str | None) -> bool:
-    """A role ARN of another account never got our policy; a same-named role here is not ours."""
-    if not role_arn or not ctx.secret_arn:
+    """A role ARN of another account never got our policy; a same-named role here is not ours.
+
+    On delete the secret step has not run yet: the secret's account comes from status."""
+    secret_arn = ctx.secret_arn or ctx.previous_status.get("secretArn")
+    if not role_arn or not secret_arn:
         return False
-    return iam_policies.account_problem(iam_policies.role_ref(role_arn), ctx.secret_arn) is not None
+    return iam_policies.account_problem(iam_policies.role_ref(role_arn), secret_arn) is not None
 
 
 def _is_granted(execution_role_arn: str, granted: list[iam_policies.RoleRef]) -> bool:
@@ -178,91 +193,106 @@ def _kms_key_arn(ctx: StepContext) -> tuple[str | None, StepError | None]:
     return (info.arn if info.customer_managed else None), None
 
 
-def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, want: dict[str, Any],
+def _policy(ctx: StepContext, role: str, secret_arn: str | None, key_arn: str | None) -> iam_policies.RolePolicy:
+    return iam_policies.role_policy(role, ctx.resolved.policy_name, ctx.resolved.owner, secret_arn, key_arn)
+
+
+def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, key_arn: str | None,
                out: StepOutcome, errors: list[StepError]) -> None:
-    policy = ctx.resolved.policy_name
+    kind = iam_policies.ROLE_POLICIES
     arn = ref.given if ref.account else None
     obj = f"{ROLE_POLICY}/{ref.name}"
-    problem = iam_policies.account_problem(ref, ctx.secret_arn or "")
-    if problem:
-        _fail(out, errors, ROLE_POLICY, ref.name, arn, StepError(reasons.INVALID_GRANT, problem, False))
-        return
+
+    def fail(error: StepError, state: str = ERROR) -> None:
+        _fail(out, errors, ROLE_POLICY, ref.name, arn, error, state)
+
     def role_missing(missing: iam_policies.RoleMissing) -> None:
         # Roles are often created by another pipeline, and IAM is eventually consistent
         # right after a create: a missing role is a dependency to wait for.
-        _fail(out, errors, ROLE_POLICY, ref.name, arn,
-              StepError(reasons.DEPENDENCY_MISSING, str(missing), True), state=PENDING)
+        fail(StepError(reasons.DEPENDENCY_MISSING, str(missing), True), state=PENDING)
 
+    problem = iam_policies.account_problem(ref, ctx.secret_arn or "")
+    if problem:
+        fail(StepError(reasons.INVALID_GRANT, problem, False))
+        return
+    desired = _policy(ctx, ref.name, ctx.secret_arn, key_arn)
     try:
-        # No get_role on a miss: the budget check below lists the role's policies before
-        # any write and tells a missing role apart then (one IAM read less per create).
-        observation = iam_policies.observe(iam, ref.name, policy, want, check_role=False)
-    except (ClientError, BotoCoreError) as error:
-        _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
+        observation = kind.observe(iam, desired)
+    except loop.AWS_ERRORS as error:
+        fail(loop.failure(error, kind.service, kind.label(desired)))
         return
-    if observation.up_to_date:
-        out.managed.append(_row(ROLE_POLICY, ref.name, arn, SYNCED))
-        return
-
-    drift = _is_drift(ctx, ROLE_POLICY, ref.name, uses_kms=True)
-    if drift and not ctx.remediate and not observation.exists:
-        # Nothing will be written, so nothing later would notice a deleted role: ask now.
-        try:
+    # Rewriting a pre-mark policy with the marked Sids is our own change, never drift.
+    legacy = observation.exists and observation.observed.legacy
+    options: dict[str, Any] = dict(
+        adopt_existing=ctx.resolved.spec.adoptExisting, report_only=not ctx.remediate,
+        managed_before=_is_drift(ctx, ROLE_POLICY, ref.name, uses_kms=True) and not legacy,
+    )
+    # The loop decides; this step only needs to know whether a put is coming, for the
+    # reads that must precede one.
+    decision = loop.decide(observation, **options)
+    try:
+        if decision is loop.Decision.REPORT and not observation.exists:
+            # Nothing will be written, so nothing later would notice a deleted role: ask now.
             if not iam_policies.role_exists(iam, ref.name):
                 role_missing(iam_policies.RoleMissing(ref.name))
                 return
-        except (ClientError, BotoCoreError) as error:
-            _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
-            return
-    if drift:
-        out.drifted.append((obj, iam_policies.DOCUMENT_FIELD))
-        if not ctx.remediate:
-            message = DRIFT_REPORTED_MESSAGE.format(fields=iam_policies.DOCUMENT_FIELD)
-            out.managed.append(_row(ROLE_POLICY, ref.name, arn, PENDING, message))
-            if not ctx.reported_before(obj):  # once per drift, not at every check
-                out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
-            return
-    try:
-        # Only now, when a write is due, read the role's other inline policies.
-        sizes = iam_policies.other_policy_sizes(iam, ref.name, policy)
+        if decision in (loop.Decision.CREATE, loop.Decision.UPDATE, loop.Decision.ADOPT):
+            # Only now, when a put is due, read the role's other inline policies.
+            sizes = iam_policies.other_policy_sizes(iam, ref.name, desired.policy)
+            problem = iam_policies.budget_problem(ref.name, sizes, policydoc.size(desired.document))
+            if problem:
+                # Terminal: nothing changes until someone frees budget or the spec changes.
+                fail(StepError(reasons.POLICY_BUDGET_EXCEEDED, problem, False))
+                return
     except iam_policies.RoleMissing as missing:
         role_missing(missing)
         return
-    except (ClientError, BotoCoreError) as error:
-        _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
-        return
-    problem = iam_policies.budget_problem(ref.name, sizes, policydoc.size(want))
-    if problem:
-        # Terminal: nothing changes until someone frees budget or the spec changes.
-        _fail(out, errors, ROLE_POLICY, ref.name, arn, StepError(reasons.POLICY_BUDGET_EXCEEDED, problem, False))
+    except loop.AWS_ERRORS as error:
+        fail(loop.failure(error, kind.service, f"role {ref.name}"))
         return
     try:
-        out.writes += 1
-        iam_policies.put(iam, ref.name, policy, want)
-    except (ClientError, BotoCoreError) as error:
-        if is_not_found(error, "iam"):
-            # Deleted between observe and put: same as missing from the start.
-            role_missing(iam_policies.RoleMissing(ref.name))
-        else:
-            _fail(out, errors, ROLE_POLICY, ref.name, arn, _aws_error(error, "iam", f"role {ref.name}"))
+        result = loop.sync_object(kind, iam, desired, actor=ctx.actor or loop.AWS_ACTOR, ours=ctx.resolved.owner,
+                                  observation=observation, **options)
+    except iam_policies.RoleMissing as missing:
+        role_missing(missing)
         return
-    out.remediated = out.remediated or drift
+    out.writes += result.calls
+    if result.drifted:
+        out.drifted.append((obj, iam_policies.DOCUMENT_FIELD))
+    if result.error is not None:
+        fail(result.error)
+        return
+    if result.decision is loop.Decision.REPORT:
+        message = DRIFT_REPORTED_MESSAGE.format(fields=iam_policies.DOCUMENT_FIELD)
+        out.managed.append(_row(ROLE_POLICY, ref.name, arn, PENDING, message))
+        if not ctx.reported_before(obj):  # once per drift, not at every check
+            out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
+        return
+    if result.decision in loop.WRITES:
+        out.remediated = out.remediated or result.remediated
+        out.events.append(normal(EVENT_ROLE_POLICY_PUT,
+                                 ROLE_POLICY_PUT_MESSAGE.format(policy=desired.policy, role=ref.name)))
     out.managed.append(_row(ROLE_POLICY, ref.name, arn, SYNCED))
-    out.events.append(normal(EVENT_ROLE_POLICY_PUT, ROLE_POLICY_PUT_MESSAGE.format(policy=policy, role=ref.name)))
 
 
-def _remove_role_policy(ctx: StepContext, iam: Any, name: str, arn: str | None,
-                        out: StepOutcome, errors: list[StepError]) -> None:
-    policy = ctx.resolved.policy_name
-    try:
-        out.writes += 1
-        removed = iam_policies.delete(iam, name, policy)
-    except (ClientError, BotoCoreError) as error:
+def _remove_role_policy(ctx: StepContext, iam: Any, name: str, arn: str | None, secret_arn: str | None,
+                        key_arn: str | None, out: StepOutcome, errors: list[StepError]) -> None:
+    """Delete our policy from one role, only if the observed document is ours."""
+    kind = iam_policies.ROLE_POLICIES
+    desired = _policy(ctx, name, secret_arn, key_arn)
+    result = loop.delete_object(kind, iam, desired, actor=ctx.actor or loop.AWS_ACTOR)
+    out.writes += result.calls
+    if result.error is not None:
         # Keep the row so the next reconcile tries the removal again.
-        _fail(out, errors, ROLE_POLICY, name, arn, _aws_error(error, "iam", f"role {name}"))
+        _fail(out, errors, ROLE_POLICY, name, arn, result.error)
         return
-    if removed:
-        out.events.append(normal(EVENT_ROLE_POLICY_REMOVED, ROLE_POLICY_REMOVED_MESSAGE.format(policy=policy, role=name)))
+    if result.decision is loop.Decision.LEAVE:
+        # A person's or another resource's policy of that name: not ours to delete.
+        out.events.append(normal(EVENT_ROLE_POLICY_LEFT, loop.left_message(kind, desired)))
+    elif result.decision is loop.Decision.DELETE and (
+            result.recovered or (result.written is not None and result.written.facts.get("removed"))):
+        out.events.append(normal(EVENT_ROLE_POLICY_REMOVED,
+                                 ROLE_POLICY_REMOVED_MESSAGE.format(policy=desired.policy, role=name)))
 
 
 def sync_role_policies(ctx: StepContext) -> StepOutcome:
@@ -270,6 +300,7 @@ def sync_role_policies(ctx: StepContext) -> StepOutcome:
 
     Removing a role from ``grants.executionRoles`` revokes its access whatever the
     deletionPolicy: that policy governs deleting the resource, not editing the list.
+    Either way only a policy whose document is ours is removed.
     """
     out = StepOutcome()
     if not ctx.secret_arn:
@@ -279,28 +310,33 @@ def sync_role_policies(ctx: StepContext) -> StepOutcome:
     if error:
         out.error = error
         return _carry_forward(ctx, ROLE_POLICY, out)
-    want = iam_policies.desired(ctx.secret_arn, key_arn)
     iam = ctx.clients("iam")
     errors: list[StepError] = []
     refs = [iam_policies.role_ref(r) for r in ctx.resolved.spec.grants.executionRoles]
     for ref in refs:
-        _sync_role(ctx, iam, ref, want, out, errors)
+        _sync_role(ctx, iam, ref, key_arn, out, errors)
     listed = {ref.name for ref in refs}
     for name, row in ctx.previous_managed(ROLE_POLICY).items():
         if name not in listed and not _foreign(ctx, row.get("arn")):
-            _remove_role_policy(ctx, iam, name, row.get("arn"), out, errors)
+            _remove_role_policy(ctx, iam, name, row.get("arn"), ctx.secret_arn, key_arn, out, errors)
     out.error = _summary(errors)
     return out
 
 
 def delete_role_policies(ctx: StepContext) -> StepOutcome:
-    """Remove our policy from every role we may have put it on, unless deletionPolicy is Retain."""
+    """Remove our policy from every role we may have put it on, unless deletionPolicy is Retain.
+
+    The secret step runs after this one on delete, so the secret and key ARNs that the
+    migration rule needs come from the last status."""
     if ctx.resolved.spec.deletionPolicy == DeletionPolicy.Retain.value:
         names = [iam_policies.role_ref(r).name for r in ctx.resolved.spec.grants.executionRoles]
         return _retained(ctx, ROLE_POLICY, names)
     out = StepOutcome()
     errors: list[StepError] = []
     iam = ctx.clients("iam")
+    previous = ctx.previous_status
+    secret_arn = ctx.secret_arn or previous.get("secretArn")
+    key_arn = ctx.kms_key_arn or previous.get("kmsKeyArn")
     candidates: dict[str, str | None] = {
         name: row.get("arn") for name, row in ctx.previous_managed(ROLE_POLICY).items()
     }
@@ -309,6 +345,6 @@ def delete_role_policies(ctx: StepContext) -> StepOutcome:
         candidates.setdefault(ref.name, role if ref.account else None)
     for name, arn in candidates.items():
         if not _foreign(ctx, arn):
-            _remove_role_policy(ctx, iam, name, arn, out, errors)
+            _remove_role_policy(ctx, iam, name, arn, secret_arn, key_arn, out, errors)
     out.error = _summary(errors)
     return out

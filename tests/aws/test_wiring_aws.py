@@ -18,7 +18,8 @@ import pytest
 from controller.api import reasons
 from controller.api.validation import validate_registry_credential
 from controller.aws import iam_policies, policydoc
-from controller.aws.clients import Clients
+from controller.aws.clients import ClientFactory, Clients
+from controller.aws.protocol import Owner
 from controller.reconcile import definitions, loop, wiring
 from controller.reconcile.steps import StepContext, StepOutcome
 from tests.conftest import ACCOUNT, REGION
@@ -214,12 +215,14 @@ def test_role_in_other_account_is_rejected_without_touching_same_named_local_rol
     dropped = wiring.sync_role_policies(
         context(factory, secret_arn, {"grants": {"executionRoles": []}}, previous=outcome)
     )
-    deleted = wiring.delete_role_policies(context(
+    deleting = context(
         factory, secret_arn, {"grants": {"executionRoles": ["arn:aws:iam::999999999999:role/exec-a"]}},
-        previous=outcome,
-    ))
+        previous={"managed": outcome.managed, "secretArn": secret_arn},
+    )
+    deleting.secret_arn = None  # on delete the secret step runs last: the account comes from status
+    deleted = wiring.delete_role_policies(deleting)
     assert dropped.error is None and deleted.error is None
-    assert recorder.writes() == [] and policy_on(raw, "exec-a") is not None
+    assert recorder.calls == [] and policy_on(raw, "exec-a") is not None
 
 
 @pytest.mark.parametrize("remediate", [True, False], ids=["remediate-repairs", "report-only"])
@@ -227,9 +230,8 @@ def test_edited_policy_is_drift(factory, raw, recorder, secret_arn, remediate):
     make_role(raw, "exec-a")
     spec = {"grants": {"executionRoles": ["exec-a"]}}
     synced = wiring.sync_role_policies(context(factory, secret_arn, spec))
-    widened = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}
-    raw("iam").put_role_policy(RoleName="exec-a", PolicyName=POLICY, PolicyDocument=json.dumps(widened))
+    # A hand edit of our document (its Sids, our mark, kept): widened to every secret.
+    world.edit_role_policy(raw, "exec-a", POLICY)
     recorder.reset()
 
     outcome = wiring.sync_role_policies(context(factory, secret_arn, spec, previous=synced, remediate=remediate))
@@ -298,6 +300,143 @@ def test_delete_when_role_already_gone_is_done(factory, raw, secret_arn):
         context(factory, secret_arn, {"grants": {"executionRoles": ["never-existed"]}})
     )
     assert outcome.error is None and outcome.managed == []
+
+
+# --------------------------------------------------------------------------- ownership of role policies
+
+OWNER = f"{CLUSTER}/{NAMESPACE}/{NAME}"
+OTHER_OWNER = f"{CLUSTER}/other-team/{NAME}"
+# A person's inline policy that happens to have the name this resource asks for.
+PERSONS = {"Version": "2012-10-17", "Statement": [
+    {"Sid": "TeamReadsEverything", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}
+
+
+def iam_client(factory):
+    return Clients(factory, region=REGION, role_arn=None, external_id=None)("iam")
+
+
+@pytest.mark.parametrize(
+    "given, exists, owner, mark, differs",
+    [
+        (None, False, Owner.ABSENT, None, False),
+        ("ours", True, Owner.OURS, "ours", False),
+        ("foreign", True, Owner.FOREIGN, "foreign", True),
+        ("unmarked", True, Owner.UNMARKED, None, True),
+        ("legacy", True, Owner.OURS, None, True),
+    ],
+    ids=["absent", "ours", "foreign", "unmarked", "legacy"],
+)
+def test_observe_tells_whose_a_same_named_policy_is(factory, raw, secret_arn, given, exists, owner, mark, differs):
+    make_role(raw, "exec-a")
+    documents = {"ours": iam_policies.desired(secret_arn, None, OWNER),
+                 "foreign": iam_policies.desired(secret_arn, None, OTHER_OWNER),
+                 "unmarked": PERSONS, "legacy": iam_policies.desired(secret_arn)}
+    if given:
+        raw("iam").put_role_policy(RoleName="exec-a", PolicyName=POLICY, PolicyDocument=json.dumps(documents[given]))
+    marks = {"ours": iam_policies.sid_prefix(OWNER), "foreign": iam_policies.sid_prefix(OTHER_OWNER), None: None}
+
+    observation = iam_policies.ROLE_POLICIES.observe(
+        iam_client(factory), iam_policies.role_policy("exec-a", POLICY, OWNER, secret_arn))
+
+    assert (observation.exists, observation.owner, observation.mark) == (exists, owner, marks[mark])
+    assert observation.fields == (("PolicyDocument",) if differs else ())
+    assert (exists and observation.observed.legacy) is (given == "legacy")
+
+
+def test_a_persons_policy_of_that_name_is_a_conflict_until_adopted(factory, raw, recorder, secret_arn):
+    make_role(raw, "exec-a")
+    raw("iam").put_role_policy(RoleName="exec-a", PolicyName=POLICY, PolicyDocument=json.dumps(PERSONS))
+    spec = {"grants": {"executionRoles": ["exec-a"]}}
+
+    refused = wiring.sync_role_policies(context(factory, secret_arn, spec))
+
+    assert refused.error is not None and refused.error.reason == reasons.OWNERSHIP_CONFLICT
+    assert refused.error.retryable is False
+    assert f"inline policy {POLICY} on role exec-a" in refused.error.message and "adoptExisting" in refused.error.message
+    assert any(e.type == "Warning" and e.reason == reasons.OWNERSHIP_CONFLICT for e in refused.events)
+    assert recorder.writes() == [] and refused.writes == 0
+    assert recorder.calls == ["iam.GetRolePolicy"]  # no budget reads for a write that will not happen
+    assert policydoc.equivalent(policy_on(raw, "exec-a"), PERSONS)
+
+    # Dropping the role from the list, or deleting the resource, leaves the person's policy.
+    dropped = wiring.sync_role_policies(context(factory, secret_arn, {"grants": {"executionRoles": []}}, previous=refused))
+    deleted = wiring.delete_role_policies(context(factory, secret_arn, spec, previous=refused))
+    assert dropped.error is None and deleted.error is None
+    assert {e.reason for e in dropped.events + deleted.events} == {wiring.EVENT_ROLE_POLICY_LEFT}
+    assert recorder.writes() == [] and policydoc.equivalent(policy_on(raw, "exec-a"), PERSONS)
+
+    # adoptExisting: the marked document replaces it, and from then on it is ours.
+    adopted = wiring.sync_role_policies(context(factory, secret_arn, {**spec, "adoptExisting": True}, previous=refused))
+    assert adopted.error is None and rows(adopted)["exec-a"]["state"] == "Synced"
+    assert recorder.writes() == ["iam.PutRolePolicy"]
+    assert policydoc.equivalent(policy_on(raw, "exec-a"), iam_policies.desired(secret_arn, None, OWNER))
+
+
+def test_another_owners_policy_is_never_adopted_written_or_deleted(factory, raw, recorder, secret_arn):
+    make_role(raw, "exec-a")
+    theirs = iam_policies.desired(secret_arn, None, OTHER_OWNER)
+    raw("iam").put_role_policy(RoleName="exec-a", PolicyName=POLICY, PolicyDocument=json.dumps(theirs))
+    spec = {"grants": {"executionRoles": ["exec-a"]}, "adoptExisting": True}
+
+    refused = wiring.sync_role_policies(context(factory, secret_arn, spec))
+    deleted = wiring.delete_role_policies(context(factory, secret_arn, spec, previous=refused))
+
+    assert refused.error is not None and refused.error.reason == reasons.OWNERSHIP_CONFLICT
+    assert iam_policies.sid_prefix(OTHER_OWNER) in refused.error.message
+    assert f"inline policy {POLICY} on role exec-a" in refused.error.message
+    assert deleted.error is None
+    assert recorder.writes() == [] and policydoc.equivalent(policy_on(raw, "exec-a"), theirs)
+
+
+def test_pre_mark_policy_is_ours_and_rewritten_once_with_marked_sids(factory, raw, recorder, secret_arn):
+    make_role(raw, "exec-a")
+    # What the operator wrote before ownership marks, with a Synced row in status.
+    raw("iam").put_role_policy(RoleName="exec-a", PolicyName=POLICY,
+                               PolicyDocument=json.dumps(iam_policies.desired(secret_arn)))
+    spec = {"grants": {"executionRoles": ["exec-a"]}}
+    previous = {"managed": [{"kind": "rolePolicy", "name": "exec-a", "arn": None, "state": "Synced", "message": ""}],
+                "secretArn": secret_arn}
+
+    # Even under driftPolicy Report: the new Sids are our own change, not drift.
+    migrated = wiring.sync_role_policies(context(factory, secret_arn, spec, previous=previous, remediate=False))
+
+    assert migrated.error is None and migrated.drifted == [] and migrated.remediated is False
+    assert recorder.writes() == ["iam.PutRolePolicy"]
+    assert iam_policies.sid_marks(policy_on(raw, "exec-a")) == {iam_policies.sid_prefix(OWNER)}
+    assert iam_policies.same_grants(policy_on(raw, "exec-a"), iam_policies.desired(secret_arn))
+
+    recorder.reset()
+    again = wiring.sync_role_policies(context(factory, secret_arn, spec, previous=migrated, remediate=False))
+    assert again.error is None and again.writes == 0 and recorder.calls == ["iam.GetRolePolicy"]
+
+
+def test_a_pre_mark_policy_is_deleted_with_the_resource(factory, raw, recorder, secret_arn):
+    make_role(raw, "exec-a")
+    raw("iam").put_role_policy(RoleName="exec-a", PolicyName=POLICY,
+                               PolicyDocument=json.dumps(iam_policies.desired(secret_arn)))
+    previous = {"managed": [{"kind": "rolePolicy", "name": "exec-a", "arn": None, "state": "Synced", "message": ""}],
+                "secretArn": secret_arn}
+    # On delete the secret step has not run: the secret ARN comes from status.
+    ctx = context(factory, secret_arn, {"grants": {"executionRoles": ["exec-a"]}}, previous=previous)
+    ctx.secret_arn = None
+
+    outcome = wiring.delete_role_policies(ctx)
+
+    assert outcome.error is None and policy_on(raw, "exec-a") is None
+    assert recorder.calls == ["iam.GetRolePolicy", "iam.DeleteRolePolicy"]  # a delete observes first
+
+
+def test_the_recording_actor_plans_the_put_and_writes_nothing(factory, raw, recorder, secret_arn):
+    make_role(raw, "exec-a")
+    actor = loop.RecordingActor()
+
+    outcome = wiring.sync_role_policies(
+        context(factory, secret_arn, {"grants": {"executionRoles": ["exec-a"]}}, actor=actor))
+
+    assert outcome.error is None and recorder.writes() == [] and policy_on(raw, "exec-a") is None
+    assert actor.planned == [loop.PlannedWrite("rolePolicy", f"inline policy {POLICY} on role exec-a", "create")]
+    # The budget reads still happen: plan sees a full role as the operator would.
+    assert recorder.calls == ["iam.GetRolePolicy", "iam.ListRolePolicies"]
 
 
 # =========================================================================== task definitions
@@ -590,9 +729,35 @@ def test_job_definition_registered_by_ci_is_recognised(factory, raw, recorder, s
     assert rows(outcome)["nightly"]["state"] == "Synced"
 
 
+@pytest.mark.parametrize("operation", ["PutRolePolicy", "DeleteRolePolicy"], ids=["put", "delete"])
+def test_a_lost_answer_is_observed_again_not_repeated(aws_server, raw, secret_arn, operation):
+    # One attempt per call, so the loop (not botocore) meets the lost answer.
+    single = ClientFactory(session=boto3.session.Session(region_name=REGION), max_attempts=1)
+    make_role(raw, "exec-a")
+    spec = {"grants": {"executionRoles": ["exec-a"]}}
+    synced = wiring.sync_role_policies(context(single, secret_arn, spec)) if operation == "DeleteRolePolicy" else None
+    aws_server.faults.configure(seed=5, scoped=[{"service": "iam", "operation": operation, "rates": {"abort": 1.0}}])
+    mark = aws_server.calls.mark()
+
+    if operation == "PutRolePolicy":
+        outcome = wiring.sync_role_policies(context(single, secret_arn, spec))
+    else:
+        outcome = wiring.delete_role_policies(context(single, secret_arn, spec, previous=synced))
+    aws_server.faults.clear()
+
+    # AWS did the work; the loop looked again (GetRolePolicy) and took it as done.
+    assert outcome.error is None, outcome.error
+    assert aws_server.calls.count("iam", operation, since=mark) == 1
+    assert aws_server.faults.injected("abort") >= 1
+    if operation == "PutRolePolicy":
+        assert rows(outcome)["exec-a"]["state"] == "Synced"
+        assert iam_policies.sid_marks(policy_on(raw, "exec-a")) == {iam_policies.sid_prefix(OWNER)}
+    else:
+        assert policy_on(raw, "exec-a") is None
+
+
 # =========================================================================== both kinds: ownership, lost answers
 
-OTHER_OWNER = f"{CLUSTER}/other-team/cred"
 OTHER_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:regaccess/other-team/cred-QwErTy"
 
 

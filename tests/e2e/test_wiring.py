@@ -83,14 +83,17 @@ def role_policy(session, role: str, policy: str) -> dict | None:
 
 
 def statements(document: dict) -> dict[str, tuple[str, str]]:
-    """Sid -> (action, resource), normalising IAM's string-or-list forms."""
+    """Statement name (the Sid after its owner's prefix) -> (action, resource), normalising
+    IAM's string-or-list forms. Every Sid must carry one and the same owner's mark."""
+    [mark] = iam_policies.sid_marks(document)
     out = {}
     for statement in document["Statement"]:
+        assert statement["Sid"].startswith(mark), statement
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         assert len(actions) == 1 and len(resources) == 1, statement  # exactly one thing, no wildcard
         assert statement["Effect"] == "Allow"
-        out[statement["Sid"]] = (actions[0], resources[0])
+        out[statement["Sid"][len(mark):]] = (actions[0], resources[0])
     return out
 
 
@@ -130,6 +133,8 @@ def test_apply_change_roles_change_kms_and_delete(kube, operator, namespace, aws
     for role in (role_a, role_b):
         assert statements(role_policy(aws_e2e, role, policy)) == {
             iam_policies.SECRET_SID: ("secretsmanager:GetSecretValue", secret_arn)}
+        assert iam_policies.sid_marks(role_policy(aws_e2e, role, policy)) == {
+            iam_policies.sid_prefix(f"e2e/{namespace}/hub")}
 
     # ECS: a second revision, a faithful copy with only the chosen containers changed.
     revisions = family_revisions(aws_e2e, family)

@@ -127,10 +127,12 @@ def put_secret_value(client: ClientOf, secret_id: str, value: dict[str, str]) ->
 
 
 def edit_role_policy(client: ClientOf, role: str, policy: str) -> None:
-    """Widen our inline policy to every secret (a classic hand edit)."""
-    document = {"Version": "2012-10-17", "Statement": [
-        {"Sid": "ReadRegistryCredential", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-         "Resource": "*"}]}
+    """Widen our inline policy to every secret (a classic hand edit in the console's JSON
+    editor: the first statement's Resource becomes "*", its Sid, the owner's mark, stays)."""
+    document = role_policy(client, role, policy)
+    statements = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+    statements[0]["Resource"] = "*"
+    document["Statement"] = statements[:1]
     client("iam").put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(document))
 
 

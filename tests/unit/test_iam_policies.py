@@ -1,4 +1,4 @@
-"""Pure parts of controller.aws.iam_policies and controller.aws.kms: documents, compare, budget."""
+"""Pure parts of controller.aws.iam_policies and controller.aws.kms: documents, ownership marks, compare, budget."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import pytest
 
 from controller.aws import iam_policies, kms, policydoc
+from controller.aws.protocol import Owner
 
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:regaccess/ns/cred-AbCdEf"
 KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -161,3 +162,91 @@ def test_budget_counts_without_whitespace():
 )
 def test_is_key_arn(value, is_arn):
     assert kms.is_key_arn(value) is is_arn
+
+
+# --------------------------------------------------------------------------- ownership marks
+
+OWNER = "c1/team-a/hub"
+OTHER = "c1/team-b/hub"
+PREFIX = iam_policies.sid_prefix(OWNER)
+LEGACY = iam_policies.desired(SECRET, KEY)  # what versions before marks wrote
+MARKED = iam_policies.desired(SECRET, KEY, OWNER)
+PERSON = {"Sid": "ReadRegistryCredential", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
+NOTES = {"Sid": "RegaccessNotes", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
+
+
+def test_marked_document_grants_exactly_what_the_pre_mark_one_did():
+    assert [s["Sid"] for s in MARKED["Statement"]] == [PREFIX + "ReadRegistryCredential", PREFIX + "DecryptRegistryCredential"]
+    assert iam_policies.same_grants(MARKED, LEGACY) and not policydoc.equivalent(MARKED, LEGACY)
+    assert "*" not in json.dumps(MARKED)
+
+
+@pytest.mark.parametrize(
+    "owner",
+    ["c1/team-a/hub", "default/ns/name", "a-very-long-cluster-identifier-0123456789/namespace-x/resource.with.dots"],
+    ids=["short", "default-cluster", "long-and-dotted"],
+)
+def test_sid_prefix_is_deterministic_and_iam_legal(owner):
+    prefix = iam_policies.sid_prefix(owner)
+    assert prefix == iam_policies.sid_prefix(owner)
+    assert prefix.isalnum() and prefix.isascii()  # IAM Sids allow [A-Za-z0-9] only
+    assert iam_policies.sid_marks(iam_policies.desired(SECRET, None, owner)) == {prefix}
+
+
+@pytest.mark.parametrize(
+    "one, other",
+    [("c1/a/bc", "c1/ab/c"), ("c1/ns/app", "c1/ns/app2"), ("c1/ns/app", "c2/ns/app"), ("c/1ns/app", "c1/ns/app")],
+    ids=["namespace-name-boundary", "name-is-a-prefix", "other-cluster", "cluster-namespace-boundary"],
+)
+def test_no_owner_prefix_starts_another_owners(one, other):
+    a, b = iam_policies.sid_prefix(one), iam_policies.sid_prefix(other)
+    assert a != b and not a.startswith(b) and not b.startswith(a)
+
+
+def _statements(*statements):
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+OURS_READ, OURS_DECRYPT = MARKED["Statement"]
+THEIRS_READ = iam_policies.desired(SECRET, None, OTHER)["Statement"][0]
+
+
+@pytest.mark.parametrize(
+    "document, legacy, owner, mark",
+    [
+        (MARKED, LEGACY, Owner.OURS, PREFIX),
+        (_statements({**OURS_READ, "Resource": "*"}), LEGACY, Owner.OURS, PREFIX),
+        (_statements(OURS_READ, OURS_DECRYPT, PERSON), LEGACY, Owner.OURS, PREFIX),
+        (iam_policies.desired(SECRET, KEY, OTHER), LEGACY, Owner.FOREIGN, iam_policies.sid_prefix(OTHER)),
+        (iam_policies.desired(SECRET, KEY, "c2/team-a/hub"), LEGACY, Owner.FOREIGN, iam_policies.sid_prefix("c2/team-a/hub")),
+        (_statements(OURS_READ, THEIRS_READ), LEGACY, Owner.FOREIGN, iam_policies.sid_prefix(OTHER)),
+        (_statements(PERSON), LEGACY, Owner.UNMARKED, None),
+        (_statements({k: v for k, v in PERSON.items() if k != "Sid"}), LEGACY, Owner.UNMARKED, None),
+        (_statements(NOTES), LEGACY, Owner.UNMARKED, None),
+        (LEGACY, LEGACY, Owner.OURS, None),
+        (json.dumps(LEGACY, indent=2), LEGACY, Owner.OURS, None),
+        (iam_policies.desired(SECRET.replace("AbCdEf", "XyZ123"), KEY), LEGACY, Owner.UNMARKED, None),
+        (iam_policies.desired(SECRET), LEGACY, Owner.UNMARKED, None),
+        (_statements({**LEGACY["Statement"][0], "Resource": "*"}, LEGACY["Statement"][1]), LEGACY, Owner.UNMARKED, None),
+        (LEGACY, None, Owner.UNMARKED, None),
+    ],
+    ids=[
+        "ours",
+        "ours-edited-by-hand",
+        "ours-with-a-person's-statement-added",
+        "another-namespace",
+        "same-name-another-cluster",
+        "another-owner's-statement-beside-ours",
+        "person-legacy-sid-widened",
+        "person-no-sid",
+        "head-without-prefix-shape-is-no-mark",
+        "legacy-exact",
+        "legacy-pretty-printed",
+        "legacy-for-another-secret",
+        "legacy-without-the-kms-statement",
+        "legacy-widened",
+        "legacy-with-unknown-secret-arn",
+    ],
+)
+def test_owner_of(document, legacy, owner, mark):
+    assert iam_policies.owner_of(document, OWNER, legacy) == (owner, mark)
