@@ -514,8 +514,13 @@ class RepositoryStatements:
         return Written(1)
 
     def predict(self, desired: DesiredStatements, observation: protocol.Observation, action: Action) -> Written:
-        facts = {} if action is Action.DELETE else {"arn": (observation.observed or {}).get("arn")}
-        return Written(1, facts)
+        policy = (observation.observed or {}).get("policy")
+        # What plan shows: how many statements of others the write keeps, and whether a
+        # delete removes the whole policy (DeleteRepositoryPolicy) or rewrites it.
+        others = len(policydoc.statements(policy)) - len(owned_statements(policy, desired.prefix))
+        if action is Action.DELETE:
+            return Written(1, {"policyDeleted": others == 0, "othersKept": others})
+        return Written(1, {"arn": (observation.observed or {}).get("arn"), "othersKept": others})
 
 
 STATEMENTS = RepositoryStatements()

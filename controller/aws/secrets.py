@@ -386,11 +386,16 @@ class SecretKind:
             return Written(1)
         facts: SecretFacts = observation.observed
         fields = set(observation.fields)
+        paths = tuple(d.path for d in observation.differences)
+        if want.value is not None and facts.value_differs is None and (
+                FIELD_DELETED in fields or observation.owner is not Owner.OURS):
+            # update() compares the value only then (restored, or adopted): it may be written.
+            fields.add(FIELD_VALUE)
+            paths += (FIELD_VALUE,)
         calls = sum((FIELD_DELETED in fields, bool(fields.intersection(METADATA_FIELDS)), FIELD_TAGS in fields,
                      FIELD_VALUE in fields))
         version = PENDING_VERSION if FIELD_VALUE in fields else facts.version
-        return Written(calls, {"arn": facts.arn, "versionId": version,
-                               "fields": tuple(d.path for d in observation.differences)})
+        return Written(calls, {"arn": facts.arn, "versionId": version, "fields": paths})
 
 
 SECRET = SecretKind()
