@@ -50,7 +50,6 @@ from controller.api.models import Access
 from controller.api.validation_xrepo import ResolvedCrossAccountRepoAccess
 from controller.aws import policydoc
 from controller.aws import protocol
-from controller.aws.base import ABSENT, Observation
 from controller.aws.protocol import Action, Difference, Owner, Written
 
 MAX_POLICY_CHARS = 10_240
@@ -415,20 +414,6 @@ def _read(ecr: Any, repository: str, known_arn: str | None) -> dict[str, Any]:
             raise
         arn, registry_id = found.get("repositoryArn"), found.get("registryId")
     return {"arn": arn, "registryId": registry_id, "policy": policydoc.parse(text) if text else None}
-
-
-def observe(ecr: Any, repository: str, prefix: str, desired: list[dict[str, Any]],
-            known_arn: str | None = None) -> Observation:
-    """The repository as a whole (``controller.aws.base`` shape), for ``regaccess plan``.
-
-    A missing repository is ``ABSENT``; ``differences`` are the Sid paths.
-    Kept until plan goes through ``STATEMENTS``.
-    """
-    try:
-        found = _read(ecr, repository, known_arn)
-    except RepositoryMissing:
-        return ABSENT
-    return Observation(exists=True, owned=True, differences=compare(found["policy"], prefix, desired), observed=found)
 
 
 def put(ecr: Any, repository: str, document: dict[str, Any]) -> None:

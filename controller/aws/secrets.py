@@ -31,7 +31,7 @@ from typing import Any
 
 from controller.api.validation import ResolvedRegistryCredential
 from controller.aws.clients import Clients
-from controller.aws import base, errors, kms
+from controller.aws import errors, kms
 from controller.aws.protocol import (
     ABSENT,
     OWNER_TAG,
@@ -399,18 +399,3 @@ class SecretKind:
 
 
 SECRET = SecretKind()
-
-
-# --------------------------------------------------------------------------- for controller.plan
-# plan.py still calls these (its helper moves it onto the loop); thin and compatible.
-
-
-def observe(client: Any, name: str, owner: str) -> base.Observation:
-    """One DescribeSecret as the pre-protocol Observation (``owned``: our tag)."""
-    try:
-        observed = client.describe_secret(SecretId=name)
-    except Exception as error:  # noqa: BLE001 - classified below
-        if errors.is_not_found(error, SERVICE):
-            return base.ABSENT
-        raise
-    return base.Observation(exists=True, owned=mark_of(observed) == owner, observed=observed)
