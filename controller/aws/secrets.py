@@ -236,43 +236,6 @@ def _read_value(client: Any, arn: str) -> str | None:
         raise
 
 
-def delete(client: Any, arn: str, *, recovery_window_days: int | None, force: bool) -> None:
-    """DeleteSecret; a secret already gone, or already scheduled for deletion, is done.
-
-    The second case is botocore's retry of our own DeleteSecret whose first answer
-    was lost (a 5xx, a throttle, a closed connection): Secrets Manager refuses a
-    second deletion with InvalidRequestException. One DescribeSecret tells that
-    apart from a real refusal.
-    """
-    request: dict[str, Any] = {"SecretId": arn}
-    if force:
-        request["ForceDeleteWithoutRecovery"] = True
-    elif recovery_window_days is not None:
-        request["RecoveryWindowInDays"] = recovery_window_days
-    try:
-        client.delete_secret(**request)
-    except Exception as error:  # noqa: BLE001
-        if errors.is_not_found(error):
-            return
-        if _code(error) == "InvalidRequestException" and _scheduled_for_deletion(client, arn):
-            return
-        raise
-
-
-def _code(error: BaseException) -> str | None:
-    response = getattr(error, "response", None)
-    return (response.get("Error") or {}).get("Code") if isinstance(response, dict) else None
-
-
-def _scheduled_for_deletion(client: Any, arn: str) -> bool:
-    try:
-        return bool(client.describe_secret(SecretId=arn).get("DeletedDate"))
-    except Exception as error:  # noqa: BLE001
-        if errors.is_not_found(error):
-            return True  # gone meanwhile (the recovery window ended): deleted either way
-        raise
-
-
 class SecretKind:
     """The adapter of one Secrets Manager secret. ``client`` is a ``Clients`` (service -> client):
     observe may need KMS to settle a key spelled differently."""
@@ -399,3 +362,40 @@ class SecretKind:
 
 
 SECRET = SecretKind()
+
+
+def delete(client: Any, arn: str, *, recovery_window_days: int | None, force: bool) -> None:
+    """DeleteSecret; a secret already gone, or already scheduled for deletion, is done.
+
+    The second case is botocore's retry of our own DeleteSecret whose first answer
+    was lost (a 5xx, a throttle, a closed connection): Secrets Manager refuses a
+    second deletion with InvalidRequestException. One DescribeSecret tells that
+    apart from a real refusal.
+    """
+    request: dict[str, Any] = {"SecretId": arn}
+    if force:
+        request["ForceDeleteWithoutRecovery"] = True
+    elif recovery_window_days is not None:
+        request["RecoveryWindowInDays"] = recovery_window_days
+    try:
+        client.delete_secret(**request)
+    except Exception as error:  # noqa: BLE001
+        if errors.is_not_found(error, SERVICE):
+            return
+        if _code(error) == "InvalidRequestException" and _scheduled_for_deletion(client, arn):
+            return
+        raise
+
+
+def _code(error: BaseException) -> str | None:
+    response = getattr(error, "response", None)
+    return (response.get("Error") or {}).get("Code") if isinstance(response, dict) else None
+
+
+def _scheduled_for_deletion(client: Any, arn: str) -> bool:
+    try:
+        return bool(client.describe_secret(SecretId=arn).get("DeletedDate"))
+    except Exception as error:  # noqa: BLE001
+        if errors.is_not_found(error, SERVICE):
+            return True  # gone meanwhile (the recovery window ended): deleted either way
+        raise
