@@ -45,11 +45,11 @@ from controller.api import reasons
 from controller.api.models import API_VERSION, CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL, VERSION
 from controller.api.validation import Problem, ResolvedRegistryCredential, validate_registry_credential
 from controller.api.validation_xrepo import validate_cross_account
-from controller.kubeclient import METADATA_ONLY, ApiError, Client, KubeconfigError
-from controller.aws.clients import ClientFactory, Clients
 from controller.aws import secrets as sm
+from controller.aws.clients import ClientFactory, Clients
 from controller.aws.protocol import Action, Difference, Observation, Written
 from controller.aws.repository_policies import STATEMENTS
+from controller.kubeclient import METADATA_ONLY, ApiError, Client, KubeconfigError
 from controller.reconcile import cross_account
 from controller.reconcile import registry_credential as rc
 from controller.reconcile.loop import RecordingActor
@@ -117,6 +117,8 @@ def read_only_guard(model: Any = None, **_: Any) -> tuple[Any, dict[str, Any]] |
     if not name.startswith(READ_PREFIXES):
         raise ReadOnlyViolation(f"regaccess plan never writes to AWS; refused {name}")
     return None
+
+
 # --------------------------------------------------------------------------- data
 
 
