@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -119,6 +120,11 @@ def rule_credential_changed_by_hand() -> None:
     raw("ecr").update_pull_through_cache_rule(ecrRepositoryPrefix="hub", credentialArn=other)
 
 
+def scheduled_for_deletion() -> None:
+    """The resource was deleted (its secret scheduled for deletion) and applied again."""
+    raw("secretsmanager").delete_secret(SecretId=SECRET, RecoveryWindowInDays=7)
+
+
 def nothing() -> None:
     return None
 
@@ -147,6 +153,9 @@ class Scenario:
     then: Callable[[], None] = nothing        # changes in AWS after converging (behind the operator's back)
     source: dict[str, Any] = field(default_factory=source)  # the source Secret when plan and operator run
     expect_writes: bool = True                # the scenario is about a write (guards against an empty agreement)
+    # Writes plan lists "if different" that the operator skips here: plan never reads a
+    # secret value, so where the operator compares it, plan lists the value write.
+    maybe: tuple[str, ...] = ()
 
 
 SCENARIOS = [
@@ -170,6 +179,13 @@ SCENARIOS = [
     Scenario("pull-through-cache-create", RC, rc_spec(**PTC)),
     Scenario("pull-through-cache-credential-update", RC, rc_spec(**PTC), before=rc_spec(**PTC),
              then=rule_credential_changed_by_hand),
+    Scenario("pull-through-cache-upstream-change", RC,
+             rc_spec(pullThroughCache={"upstreamRegistry": "github-container-registry", "ecrRepositoryPrefix": "hub"}),
+             before=rc_spec(**PTC)),
+    Scenario("secret-scheduled-for-deletion-is-restored", RC, rc_spec(), before=rc_spec(),
+             then=scheduled_for_deletion, maybe=("secretsmanager:PutSecretValue",)),
+    Scenario("restored-with-a-new-source-value", RC, rc_spec(), before=rc_spec(), then=scheduled_for_deletion,
+             source=source("8", "AGREE-LEAKCHECK-2")),
     Scenario("ownership-conflict", RC, rc_spec(), given=unmarked_secret, expect_writes=False),
     Scenario("adopt-existing", RC, rc_spec(adoptExisting=True), given=unmarked_secret),
     Scenario("invalid-spec", RC, rc_spec(secret={"recoveryWindowInDays": 7, "forceDeleteWithoutRecovery": True}),
@@ -245,7 +261,8 @@ def test_planned_writes_are_the_writes_the_operator_makes(scenario, factory, aws
     operator(factory, scenario, scenario.spec, applied, status, scenario.source)
     made = sorted(f"{c.service}:{c.operation}" for c in aws_server.calls.writes(since=since))
 
-    assert planned == made, plan.render_text(plan.Plan([obj], aws=True))
+    assert Counter(made) <= Counter(planned), plan.render_text(plan.Plan([obj], aws=True))
+    assert Counter(planned) - Counter(made) == Counter(scenario.maybe), plan.render_text(plan.Plan([obj], aws=True))
     assert bool(made) is scenario.expect_writes, made
     if scenario.id == "invalid-spec":
         assert obj.problems and obj.changes == []
