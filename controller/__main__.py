@@ -144,7 +144,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from controller import plan
 
     return plan.run(args.files, output=args.output, aws=args.aws, namespace=args.namespace,
-                    cluster_id=args.cluster_id)
+                    cluster_id=args.cluster_id, kube=args.kube)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -183,6 +183,10 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
                       help="Namespace for manifests that name none (default: default).")
     plan.add_argument("--cluster-id", default=os.environ.get("REGACCESS_CLUSTER_ID", "default"),
                       help="The operator's --cluster-id (for the regaccess.io/owner tag). Env REGACCESS_CLUSTER_ID.")
+    plan.add_argument("--kube", action="store_true",
+                      help="Read the live resources (GET only) from the cluster of the current kubeconfig context, "
+                      "so the plan starts from their status: it also lists what the operator would stop managing "
+                      "and clean up, and drift as drift. The source Secret is read as metadata only.")
     plan.set_defaults(func=_cmd_plan)
 
     demo = sub.add_parser(

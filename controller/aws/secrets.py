@@ -31,7 +31,7 @@ from typing import Any
 
 from controller.api.validation import ResolvedRegistryCredential
 from controller.aws.clients import Clients
-from controller.aws import base, errors, kms
+from controller.aws import errors, kms
 from controller.aws.protocol import (
     ABSENT,
     OWNER_TAG,
@@ -349,11 +349,16 @@ class SecretKind:
             return Written(1)
         facts: SecretFacts = observation.observed
         fields = set(observation.fields)
+        paths = tuple(d.path for d in observation.differences)
+        if want.value is not None and facts.value_differs is None and (
+                FIELD_DELETED in fields or observation.owner is not Owner.OURS):
+            # update() compares the value only then (restored, or adopted): it may be written.
+            fields.add(FIELD_VALUE)
+            paths += (FIELD_VALUE,)
         calls = sum((FIELD_DELETED in fields, bool(fields.intersection(METADATA_FIELDS)), FIELD_TAGS in fields,
                      FIELD_VALUE in fields))
         version = PENDING_VERSION if FIELD_VALUE in fields else facts.version
-        return Written(calls, {"arn": facts.arn, "versionId": version,
-                               "fields": tuple(d.path for d in observation.differences)})
+        return Written(calls, {"arn": facts.arn, "versionId": version, "fields": paths})
 
 
 SECRET = SecretKind()
@@ -394,18 +399,3 @@ def _scheduled_for_deletion(client: Any, arn: str) -> bool:
         if errors.is_not_found(error, SERVICE):
             return True  # gone meanwhile (the recovery window ended): deleted either way
         raise
-
-
-# --------------------------------------------------------------------------- for controller.plan
-# plan.py still calls these (its helper moves it onto the loop); thin and compatible.
-
-
-def observe(client: Any, name: str, owner: str) -> base.Observation:
-    """One DescribeSecret as the pre-protocol Observation (``owned``: our tag)."""
-    try:
-        observed = client.describe_secret(SecretId=name)
-    except Exception as error:  # noqa: BLE001 - classified below
-        if errors.is_not_found(error, SERVICE):
-            return base.ABSENT
-        raise
-    return base.Observation(exists=True, owned=mark_of(observed) == owner, observed=observed)

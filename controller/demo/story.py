@@ -336,8 +336,12 @@ class Demo:
 
         with self.step(title) as s:
             manifests = [planner.Manifest(f"{d['kind']}/{d['metadata']['name']}", copy.deepcopy(d)) for d in self.manifests]
+            # The live status (plan --kube): after the operator ran, plan starts from where it left off.
+            kube = self.kube
+            assert kube is not None
+            live = planner.KubeLive(lambda path, accept: kube.get_or_none(path, accept=accept))
             objects = planner.plan_objects(manifests, default_namespace=self.namespace, cluster_id=DEMO_CLUSTER_ID,
-                                           factory=planner.read_only_factory())
+                                           factory=planner.read_only_factory(), live=live)
             result = planner.Plan(objects, aws=True)
             if not result.valid:
                 raise DemoFailure("the examples are invalid:\n" + planner.render_text(result))

@@ -32,11 +32,6 @@ from controller.reconcile.steps import StepContext, StepError, StepOutcome
 
 OBJECT = "secret"
 MSG_DELETED_OUTSIDE = "secret {name!r} was deleted outside regaccess"
-# Kept for controller.plan (its helper moves it onto the loop's conflict_message).
-CONFLICT_MESSAGE = (
-    "secret {name!r} exists and is not tagged regaccess.io/owner={owner}; set spec.adoptExisting: "
-    "true to take it over, or choose another spec.secret.name"
-)
 
 
 def _value(ctx: StepContext) -> str:
@@ -146,4 +141,4 @@ def status_fields() -> tuple[str, ...]:
     return ("secretName", "secretArn", "secretVersionId", "kmsKeyArn", "kmsKeyId", "sourceResourceVersion")
 
 
-__all__: list[Any] = ["sync", "delete", "CONFLICT_MESSAGE"]
+__all__: list[Any] = ["sync", "delete"]

@@ -118,9 +118,15 @@ PREDICT_CASES = {
                                         "versionId": "<new version>"}),
     "value-put-gives-a-new-version": (Action.UPDATE, {"value_differs": True}, 1,
                                       {"arn": ARN, "versionId": "<new version>"}),
-    "adopt-tags-and-keeps-the-version": (Action.ADOPT, {"owner": None}, 1, {"arn": ARN, "versionId": "v1"}),
-    "restore-and-describe": (Action.UPDATE, {"DeletedDate": "2026", "Description": "x"}, 2,
-                             {"arn": ARN, "versionId": "v1"}),
+    # The value of an unmarked or restored secret is compared only by the write itself
+    # (update reads it then), so a value write may follow: planned as one.
+    "adopt-tags-then-compares-the-value": (Action.ADOPT, {"owner": None}, 2,
+                                           {"arn": ARN, "versionId": "<new version>",
+                                            "fields": ("Tags", "SecretString")}),
+    "restore-describe-then-compares-the-value": (Action.UPDATE, {"DeletedDate": "2026", "Description": "x"}, 3,
+                                                 {"arn": ARN, "versionId": "<new version>"}),
+    "adopt-of-a-value-already-compared-keeps-the-version": (Action.ADOPT, {"owner": None, "value_differs": False}, 1,
+                                                           {"arn": ARN, "versionId": "v1"}),
 }
 
 
