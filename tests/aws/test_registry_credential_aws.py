@@ -254,3 +254,50 @@ def test_pull_through_cache_prefix_taken_stops_before_any_write(factory, aws_ser
     mark = aws_server.calls.mark()
     d.run(drift_check=True)
     assert aws_server.calls.count("ecr", "DescribePullThroughCacheRules", since=mark) == 1
+
+
+def test_another_owners_secret_is_never_adopted_written_or_deleted(factory, aws_server, boto):
+    """Issue 17: team-a names team-b's secret with adoptExisting; team-b's secret stays team-b's."""
+    sm = boto.client("secretsmanager")
+    theirs = f"{CLUSTER}/team-b/hub"
+    sm.create_secret(Name=SECRET_NAME, SecretString='{"username":"b","password":"team-b-pw"}',
+                     Tags=[{"Key": "regaccess.io/owner", "Value": theirs}])
+    before = sm.describe_secret(SecretId=SECRET_NAME)
+    d = Driver(factory, {**BASE, "adoptExisting": True})
+    mark = aws_server.calls.mark()
+    result = d.run()
+    ready = get_condition(d.status["conditions"], "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", reasons.OWNERSHIP_CONFLICT)
+    assert SECRET_NAME in ready["message"] and theirs in ready["message"]
+    assert result.outcome == "conflict" and result.retry_after is None
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", reasons.OWNERSHIP_CONFLICT)]
+    assert aws_server.calls.writes(since=mark) == []
+    # Not even read: another owner's value is none of our business.
+    assert aws_server.calls.count("secretsmanager", "GetSecretValue", since=mark) == 0
+    assert "secretArn" not in d.status
+
+    assert d.delete().ready
+    assert aws_server.calls.writes(since=mark) == []
+    after = sm.describe_secret(SecretId=SECRET_NAME)
+    assert "DeletedDate" not in after and after["Tags"] == before["Tags"]
+    assert after["VersionIdsToStages"] == before["VersionIdsToStages"]
+    assert value(boto) == {"username": "b", "password": "team-b-pw"}
+
+
+def test_plan_actor_records_the_writes_and_makes_none(factory, aws_server, boto):
+    """The secret and rule steps write only through the actor: a recording actor makes no AWS write,
+    and the placeholder ARN lets the rule after the secret be planned."""
+    from controller.reconcile.loop import RecordingActor
+
+    actor = RecordingActor()
+    spec = {**BASE, "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "docker-hub"}}
+    d = Driver(factory, spec)
+    mark = aws_server.calls.mark()
+    request = rc.Request(NS, NAME, 1, spec, {}, d.secret, CLUSTER)
+    result = rc.reconcile(request, d.clients_for, actor=actor)
+    assert aws_server.calls.writes(since=mark) == []
+    assert [(w.kind, w.name, w.action) for w in actor.planned] == [
+        ("secret", f"secret 'ecr-pullthroughcache/{NS}/{NAME}'", "create"),
+        ("pullThroughCacheRule", "pull-through cache rule 'docker-hub'", "create"),
+    ]
+    assert result.status["secretArn"].startswith("<ARN of secret ecr-pullthroughcache/")
