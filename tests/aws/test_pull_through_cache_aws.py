@@ -316,3 +316,20 @@ def test_a_rule_whose_credential_carries_our_mark_is_ours(aws_server, factory):
     out = step.sync(_ctx(factory, arn))
     assert out.error is None and _writes(aws_server, mark) == ["UpdatePullThroughCacheRule"]
     assert _rules(aws_server)[PREFIX]["credentialArn"] == arn
+
+
+@pytest.mark.parametrize("operation", ["CreatePullThroughCacheRule", "UpdatePullThroughCacheRule"])
+def test_a_rule_write_whose_answer_is_lost_is_observed_and_taken_as_done(aws_server, factory, operation):
+    """ECR does the write and the answer never arrives: the loop looks again and finds the rule
+    as declared, so the outcome is Synced and nothing is written twice after the retries."""
+    arn, status = (_secret(), {}) if operation.startswith("Create") else _synced_once(aws_server, factory)
+    if operation.startswith("Update"):
+        arn = _secret("ecr-pullthroughcache/ns/cred-v2")
+    aws_server.faults.configure(scoped=[{"service": "ecr", "operation": operation, "rates": {"abort": 1.0}}])
+    mark = aws_server.calls.mark()
+    out = step.sync(_ctx(factory, arn, status))
+    aws_server.faults.clear()
+    assert out.error is None, out.error
+    assert out.managed[0]["state"] == "Synced" and out.status["pullThroughCacheRule"]["credentialArn"] == arn
+    assert _rules(aws_server)[PREFIX]["credentialArn"] == arn
+    assert {c.operation for c in aws_server.calls.writes(since=mark)} == {operation}

@@ -301,3 +301,33 @@ def test_plan_actor_records_the_writes_and_makes_none(factory, aws_server, boto)
         ("pullThroughCacheRule", "pull-through cache rule 'docker-hub'", "create"),
     ]
     assert result.status["secretArn"].startswith("<ARN of secret ecr-pullthroughcache/")
+
+
+@pytest.mark.parametrize("operation", ["CreateSecret", "PutSecretValue"])
+def test_a_write_whose_answer_is_lost_is_observed_not_repeated(factory, aws_server, boto, operation):
+    """AWS does the write and the connection drops before every answer: botocore's retries carry
+    the same ClientRequestToken (no second version), and the loop then looks again, finds it done
+    and writes nothing more (the ARN and version still reach status)."""
+    d = Driver(factory, BASE)
+    if operation == "PutSecretValue":
+        d.run()
+        d.secret = source("rotated-lost-answer", rv="2")
+    aws_server.faults.configure(scoped=[{"service": "secretsmanager", "operation": operation,
+                                         "rates": {"abort": 1.0}}])
+    mark = aws_server.calls.mark()
+    result = d.run()
+    aws_server.faults.clear()
+    assert aws_server.calls.count("secretsmanager", operation, since=mark) >= 1
+    assert result.ready, d.status.get("conditions")
+    sm = boto.client("secretsmanager")
+    versions = sm.list_secret_version_ids(SecretId=SECRET_NAME)["Versions"]
+    assert len(versions) == (1 if operation == "CreateSecret" else 2)
+    described = sm.describe_secret(SecretId=SECRET_NAME)
+    assert d.status["secretArn"] == described["ARN"]
+    current = next(v for v, stages in described["VersionIdsToStages"].items() if "AWSCURRENT" in stages)
+    assert d.status["secretVersionId"] == current
+    assert value(boto)["password"] == (PASSWORD if operation == "CreateSecret" else "rotated-lost-answer")
+    # and the next resync is quiet: the version in status is AWS's current one
+    mark = aws_server.calls.mark()
+    d.run()
+    assert aws_server.calls.writes(since=mark) == []
