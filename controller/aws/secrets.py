@@ -6,8 +6,9 @@ whether to create, adopt, update, only report or refuse is the loop's decision.
 
 - ``observe``: one DescribeSecret (metadata, tags and the AWSCURRENT version ID,
   never the value). GetSecretValue only when the value may differ: AWSCURRENT
-  is not the version status recorded, or the source Secret changed. The value
-  of a secret with another owner's mark is never read. A KMS key spelled
+  is not the version status recorded, or the source Secret changed, and only
+  of our own secret (an unmarked one's value is compared when it is adopted;
+  another owner's is never read). A KMS key spelled
   differently in AWS (key ARN) and in the spec (alias) is settled with the key
   ARN the caller resolved before, so a drift check makes no KMS call.
 - The owner is the tag ``regaccess.io/owner`` (``owner_of_mark``).
@@ -254,7 +255,8 @@ class SecretKind:
             if errors.is_not_found(error, SERVICE):
                 return ABSENT
             raise
-        if owner_of_mark(mark_of(described), want.owner) is Owner.FOREIGN:
+        owner = owner_of_mark(mark_of(described), want.owner)
+        if owner is Owner.FOREIGN:
             # Another owner's secret: nothing of it is ours to compare, least of all its value.
             return observation_of(want, described)
         observed_key = described.get("KmsKeyId")
@@ -263,7 +265,8 @@ class SecretKind:
             # Spelled differently and not the key ARN we resolved: ask KMS once (rare).
             kms_equal = kms.describe(clients("kms"), observed_key).arn == want.kms_key_arn
         value_differs = None
-        if value_may_differ(want, described):
+        if owner is Owner.OURS and value_may_differ(want, described):
+            # An unmarked secret's value is read only if it is adopted (see update).
             value_differs = not same_value(_read_value(client, described["ARN"]), want.value)
         return observation_of(want, described, value_differs=value_differs, kms_key_equal=kms_equal)
 
@@ -297,9 +300,11 @@ class SecretKind:
             client.restore_secret(SecretId=arn)
             calls += 1
             done.append(FIELD_DELETED)
-            if want.value is not None and value_differs is None:
-                # Its value could not be read while it was scheduled for deletion.
-                value_differs = not same_value(_read_value(client, arn), want.value)
+        if want.value is not None and value_differs is None and (
+                FIELD_DELETED in fields or observation.owner is not Owner.OURS):
+            # Not read by observe: it could not be while the secret was scheduled for
+            # deletion, and an unmarked secret's value is read only once it is adopted.
+            value_differs = not same_value(_read_value(client, arn), want.value)
         if fields.intersection(METADATA_FIELDS):
             request: dict[str, Any] = {"SecretId": arn}
             if FIELD_DESCRIPTION in fields:

@@ -158,6 +158,8 @@ def test_foreign_secret_is_a_conflict_until_adopted(factory, aws_server, boto):
     assert get_condition(d.status["conditions"], "Ready")["reason"] == reasons.OWNERSHIP_CONFLICT
     assert result.retry_after is None and result.outcome == "conflict"
     assert aws_server.calls.writes(since=mark) == []
+    # A secret we are not taking over: its value is not read either.
+    assert aws_server.calls.count("secretsmanager", "GetSecretValue", since=mark) == 0
     d.spec = {**BASE, "adoptExisting": True}
     d.generation = 2
     assert d.run().ready
