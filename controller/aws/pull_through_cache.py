@@ -1,27 +1,46 @@
-"""ECR pull-through cache rules whose upstream credential is the operator's secret.
+"""ECR pull-through cache rules: the rule kind's adapter of ``controller.aws.protocol``.
 
-The rooms of ``controller.aws.base``: ``desired`` and ``compare`` and
-``ownership`` are pure; ``observe``, ``create``, ``update`` and ``delete`` are
-thin calls on an ECR client. Called by ``controller.reconcile.pull_through_cache``.
+``RULE`` (a ``RuleKind``) is what ``controller.reconcile.pull_through_cache``
+hands to the loop (``controller.reconcile.loop``); ``desired`` and ``compare``
+are pure, the writes are thin calls on ECR. Facts only: adopting, reporting and
+refusing are the loop's decisions.
 
 ECR's rules (../shared/DESIGN.md): one rule per ``ecrRepositoryPrefix`` per
 registry, at most 50 rules per registry; ``UpdatePullThroughCacheRule`` can
 change only ``credentialArn`` (and ``customRoleArn``), so a new upstream URL or
-upstream registry means delete + create. Rules carry no tags, so ownership is
-decided from the credential: a rule is ours when its ``credentialArn`` is our
-secret's ARN, or when our status says we created the rule for that prefix.
+upstream registry means delete + create.
+
+Ownership: rules carry no tags, so a rule's mark is its credential's. A rule is
+**ours** when its ``credentialArn`` is our secret's ARN, when our status records
+that we created the rule for that prefix, or (before our secret's ARN is known,
+the pre-check) when the credential is the secret of our name. Otherwise its
+credential secret's ``regaccess.io/owner`` tag decides, read with one
+DescribeSecret on this path only (the steady state never pays it): another
+owner's mark -> **foreign** (never adopted, updated or deleted); no mark, no
+such secret or no credential -> **unmarked**.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
 from controller.api.validation import ResolvedRegistryCredential
-from controller.aws.base import ABSENT, Observation
+from controller.aws import base
 from controller.aws.errors import is_not_found
+from controller.aws.protocol import (
+    ABSENT,
+    OWNER_TAG,
+    Action,
+    Difference,
+    Observation,
+    Owner,
+    Written,
+    owner_of_mark,
+)
 
 SERVICE = "ecr"
 KIND = "pullThroughCacheRule"
@@ -37,13 +56,55 @@ RECREATE_FIELDS = frozenset({FIELD_UPSTREAM_URL, FIELD_UPSTREAM_REGISTRY})
 STATUS_FIELDS = ("ecrRepositoryPrefix", FIELD_UPSTREAM_URL, FIELD_CREDENTIAL)
 
 
+SECRETS_SERVICE = "secretsmanager"
+
+Clients = Callable[[str], Any]  # service name -> boto3 client (controller.aws.clients.Clients)
+
+
 class Ownership(str, Enum):
+    """Pre-protocol verdict, kept for controller.plan (its helper moves it onto the loop)."""
+
     OURS = "Ours"          # act on it
     ADOPT = "Adopt"        # not ours, but spec.adoptExisting: take it over
     CONFLICT = "Conflict"  # not ours: report, never write
 
 
-def desired(resolved: ResolvedRegistryCredential, secret_arn: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DesiredRule:
+    """What the loop is given for one rule."""
+
+    # The exact CreatePullThroughCacheRule request; its credentialArn is None while our
+    # secret's ARN is not known yet (the pre-check).
+    request: dict[str, Any]
+    secret_name: str  # our secret's name (the credential)
+    owner: str        # our mark, <cluster-id>/<namespace>/<name>
+    # status.pullThroughCacheRule's prefix: a rule we created, whatever its credential now.
+    recorded_prefix: str | None = None
+
+    @property
+    def prefix(self) -> str:
+        return self.request["ecrRepositoryPrefix"]
+
+    @property
+    def credential(self) -> str | None:
+        return self.request.get(FIELD_CREDENTIAL)
+
+
+def desired_rule(resolved: ResolvedRegistryCredential, secret_arn: str | None,
+                 recorded: dict[str, Any] | None = None) -> DesiredRule:
+    """The rule of spec.pullThroughCache (``secret_arn`` None: not known yet)."""
+    return DesiredRule(desired(resolved, secret_arn), resolved.secret_name, resolved.owner,
+                       (recorded or {}).get("ecrRepositoryPrefix"))
+
+
+def probe(prefix: str, *, secret_name: str, owner: str, secret_arn: str | None,
+          recorded: dict[str, Any] | None) -> DesiredRule:
+    """A rule known only by its prefix (to delete one the spec no longer names)."""
+    return DesiredRule({"ecrRepositoryPrefix": prefix, FIELD_CREDENTIAL: secret_arn}, secret_name, owner,
+                       (recorded or {}).get("ecrRepositoryPrefix"))
+
+
+def desired(resolved: ResolvedRegistryCredential, secret_arn: str | None) -> dict[str, Any]:
     """The exact CreatePullThroughCacheRule request for this RegistryCredential."""
     ptc = resolved.spec.pullThroughCache
     if ptc is None or resolved.upstream_url is None:
@@ -66,9 +127,34 @@ def needs_recreate(differences: tuple[str, ...]) -> bool:
     return bool(RECREATE_FIELDS.intersection(differences))
 
 
+def owned_without_lookup(want: DesiredRule, rule: dict[str, Any]) -> bool:
+    """Pure: is the rule ours by what we know already (no AWS call)?"""
+    credential = rule.get(FIELD_CREDENTIAL)
+    if want.credential and credential == want.credential:
+        return True
+    if want.recorded_prefix and want.recorded_prefix == rule.get("ecrRepositoryPrefix"):
+        return True  # we created it; a different credential is drift, not a stranger
+    # Before our secret's ARN is known (the pre-check), the credential's name says it.
+    return not want.credential and credential_secret_name(credential) == want.secret_name
+
+
+def observation_of(want: DesiredRule, rule: dict[str, Any], *, credential_mark: str | None = None) -> Observation:
+    """Pure: the Observation of an existing rule. ``credential_mark`` is the owner tag of
+    its credential secret (looked up only when the rule is not ours by what we know)."""
+    if owned_without_lookup(want, rule):
+        owner, mark = Owner.OURS, want.owner
+    else:
+        owner, mark = owner_of_mark(credential_mark, want.owner), credential_mark
+    fields = compare(want.request, rule)
+    if not want.credential:
+        fields = tuple(f for f in fields if f != FIELD_CREDENTIAL)  # ours is not known yet
+    found = tuple(Difference(name, rule.get(name), want.request.get(name)) for name in fields)
+    return Observation(exists=True, owner=owner, differences=found, observed=rule, mark=mark)
+
+
 def ownership(observed: dict[str, Any], *, secret_arn: str | None, previous: dict[str, Any] | None,
               adopt: bool) -> Ownership:
-    """Whose an existing rule is. ``previous`` is status.pullThroughCacheRule (or None)."""
+    """Pre-protocol: whose an existing rule is (controller.plan; the loop uses ``observation_of``)."""
     prefix = observed.get("ecrRepositoryPrefix")
     credential = observed.get(FIELD_CREDENTIAL)
     if secret_arn and credential == secret_arn:
@@ -96,36 +182,90 @@ def _kept(rule: dict[str, Any]) -> dict[str, Any]:
     return {name: rule[name] for name in ("ecrRepositoryPrefix", *COMPARED_FIELDS, "registryId") if name in rule}
 
 
-# --------------------------------------------------------------------------- thin AWS calls
+# --------------------------------------------------------------------------- the adapter
 
 
-def observe(client: Any, want: dict[str, Any], *, secret_arn: str | None, previous: dict[str, Any] | None,
-            adopt: bool) -> Observation:
-    """One DescribePullThroughCacheRules for the prefix; NotFound means absent."""
+def _describe_rule(client: Any, prefix: str) -> dict[str, Any] | None:
+    """One DescribePullThroughCacheRules for the prefix; None when there is none."""
     try:
-        answer = client.describe_pull_through_cache_rules(ecrRepositoryPrefixes=[want["ecrRepositoryPrefix"]])
+        answer = client.describe_pull_through_cache_rules(ecrRepositoryPrefixes=[prefix])
     except ClientError as error:
         if is_not_found(error, SERVICE):
-            return ABSENT
+            return None
         raise
-    rules = [r for r in answer.get("pullThroughCacheRules", []) if r.get("ecrRepositoryPrefix") == want["ecrRepositoryPrefix"]]
-    if not rules:
-        return ABSENT
-    rule = _kept(rules[0])
-    owner = ownership(rule, secret_arn=secret_arn, previous=previous, adopt=adopt)
-    return Observation(exists=True, owned=owner is Ownership.OURS, differences=compare(want, rule), observed=rule)
+    rules = [r for r in answer.get("pullThroughCacheRules", []) if r.get("ecrRepositoryPrefix") == prefix]
+    return _kept(rules[0]) if rules else None
 
 
-def create(client: Any, want: dict[str, Any]) -> dict[str, Any]:
-    """CreatePullThroughCacheRule; AlreadyExists propagates (the caller observes again)."""
-    return _kept(client.create_pull_through_cache_rule(**want))
+def credential_mark(clients: Clients, credential_arn: str | None) -> str | None:
+    """The owner tag of the rule's credential secret (None: none, no such secret, no credential)."""
+    if not credential_arn or credential_secret_name(credential_arn) is None:
+        return None
+    try:
+        described = clients(SECRETS_SERVICE).describe_secret(SecretId=credential_arn)
+    except ClientError as error:
+        if is_not_found(error, SECRETS_SERVICE):
+            return None
+        raise
+    return {t["Key"]: t.get("Value", "") for t in described.get("Tags") or []}.get(OWNER_TAG) or None
 
 
-def update_credential(client: Any, prefix: str, credential_arn: str) -> dict[str, Any]:
-    return _kept(client.update_pull_through_cache_rule(ecrRepositoryPrefix=prefix, credentialArn=credential_arn))
+class RuleKind:
+    """The adapter of one pull-through cache rule. ``client`` is a ``Clients`` (service ->
+    client): a rule whose owner is not known from our status needs its credential's tag."""
+
+    kind = KIND
+    service = SERVICE
+
+    def label(self, want: DesiredRule) -> str:
+        return f"pull-through cache rule {want.prefix!r}"
+
+    def observe(self, clients: Clients, want: DesiredRule) -> Observation:
+        rule = _describe_rule(clients(SERVICE), want.prefix)
+        if rule is None:
+            return ABSENT
+        mark = None
+        if not owned_without_lookup(want, rule):
+            mark = credential_mark(clients, rule.get(FIELD_CREDENTIAL))
+        return observation_of(want, rule, credential_mark=mark)
+
+    def create(self, clients: Clients, want: DesiredRule, observation: Observation) -> Written:
+        """CreatePullThroughCacheRule; AlreadyExists propagates (the loop observes again)."""
+        return Written(1, {"rule": _kept(clients(SERVICE).create_pull_through_cache_rule(**want.request))})
+
+    def update(self, clients: Clients, want: DesiredRule, observation: Observation) -> Written:
+        """A new credential is an update; a new upstream is delete + create (ECR cannot change it)."""
+        client = clients(SERVICE)
+        if needs_recreate(observation.fields):
+            delete_rule(client, want.prefix)
+            created = client.create_pull_through_cache_rule(**want.request)
+            return Written(2, {"rule": _kept(created), "recreated": True})
+        if FIELD_CREDENTIAL not in observation.fields:
+            return Written(0)
+        updated = client.update_pull_through_cache_rule(ecrRepositoryPrefix=want.prefix,
+                                                        credentialArn=want.credential)
+        return Written(1, {"rule": _kept(updated)})
+
+    def adopt(self, clients: Clients, want: DesiredRule, observation: Observation) -> Written:
+        # A rule has no mark of its own: pointing it at our secret is what makes it ours.
+        return self.update(clients, want, observation)
+
+    def delete(self, clients: Clients, want: DesiredRule, observation: Observation) -> Written:
+        delete_rule(clients(SERVICE), want.prefix)  # NotFound means done
+        return Written(1)
+
+    def predict(self, want: DesiredRule, observation: Observation, action: Action) -> Written:
+        if action in (Action.UPDATE, Action.ADOPT):
+            if needs_recreate(observation.fields):
+                return Written(2, {"rule": want.request, "recreated": True})
+            return Written(1 if FIELD_CREDENTIAL in observation.fields else 0, {"rule": want.request})
+        return Written(1, {"rule": want.request})
 
 
-def delete(client: Any, prefix: str) -> bool:
+RULE = RuleKind()
+
+
+def delete_rule(client: Any, prefix: str) -> bool:
     """DeletePullThroughCacheRule; False when it was already gone (NotFound means done)."""
     try:
         client.delete_pull_through_cache_rule(ecrRepositoryPrefix=prefix)
@@ -134,3 +274,17 @@ def delete(client: Any, prefix: str) -> bool:
             return False
         raise
     return True
+
+
+# --------------------------------------------------------------------------- for controller.plan
+# plan.py still calls this (its helper moves it onto the loop); thin and compatible.
+
+
+def observe(client: Any, want: dict[str, Any], *, secret_arn: str | None, previous: dict[str, Any] | None,
+            adopt: bool) -> base.Observation:
+    """One DescribePullThroughCacheRules for the prefix as the pre-protocol Observation."""
+    rule = _describe_rule(client, want["ecrRepositoryPrefix"])
+    if rule is None:
+        return base.ABSENT
+    owner = ownership(rule, secret_arn=secret_arn, previous=previous, adopt=adopt)
+    return base.Observation(exists=True, owned=owner is Ownership.OURS, differences=compare(want, rule), observed=rule)

@@ -1,34 +1,41 @@
 """RegistryCredential step: the ECR pull-through cache rule that uses our secret.
 
-``sync(ctx)`` and ``delete(ctx)`` follow ``controller.reconcile.steps``; the
-RegistryCredential reconciler runs this step after the secret step (it needs
-``ctx.secret_arn``). Decisions come from the pure functions in
-``controller.aws.pull_through_cache``; this module only sequences the calls:
+``precheck(ctx)``, ``sync(ctx)`` and ``delete(ctx)`` follow
+``controller.reconcile.steps``; the RegistryCredential reconciler runs the
+pre-check before the secret step and ``sync`` after it (it needs
+``ctx.secret_arn``). Every rule goes through ``controller.reconcile.loop`` with
+the adapter ``controller.aws.pull_through_cache.RULE``, which decides:
 
 - absent -> create (AlreadyExists: observe again, once);
-- a rule that is not ours (another credential, not recorded in our status) ->
-  OwnershipConflict, no write, unless ``spec.adoptExisting``;
-- a different credential -> UpdatePullThroughCacheRule; a different upstream ->
+- ours (its credential is our secret, or our status records the rule) with a
+  different credential -> UpdatePullThroughCacheRule; a different upstream ->
   delete + create (ECR cannot update it);
+- unmarked (its credential is nobody's secret) -> OwnershipConflict, no write,
+  unless ``spec.adoptExisting``; another owner's (its credential secret carries
+  another owner's tag) -> OwnershipConflict always: never adopted, updated or
+  deleted;
 - a rule we had synced that was deleted or changed by hand is drift: repaired
-  when ``ctx.remediate``, else only reported;
-- a prefix that changed, or ``pullThroughCache`` removed from the spec: the old
-  rule (ours) is deleted, unless ``deletionPolicy: Retain``.
+  under driftPolicy Remediate, else only reported.
 
-The rule ARN does not exist in ECR's API, so the status.managed row carries the
-prefix as its name and no ARN.
+This module keeps only what is particular to rules: the pre-check (a prefix
+taken by someone else stops everything before the first write), moving the rule
+when the prefix changes or ``pullThroughCache`` is removed (the old rule, ours,
+is deleted unless ``deletionPolicy: Retain``), the 50-rule limit as its own
+reason, and the status row. The rule ARN does not exist in ECR's API, so the
+status.managed row carries the prefix as its name and no ARN.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from controller.api import reasons
 from controller.api.models import DeletionPolicy
 from controller.aws import pull_through_cache as rules
 from controller.aws.errors import ErrorClass, classify
+from controller.aws.protocol import Owner
+from controller.reconcile import loop
+from controller.reconcile.loop import AWS_ERRORS, WRITES, Decision
 from controller.reconcile.result import normal, warning
 from controller.reconcile.steps import StepContext, StepError, StepOutcome
 
@@ -41,16 +48,10 @@ STATE_RETAINED = "Retained"
 DRIFT_EXISTS = "exists"  # the drift field when the whole rule was deleted by hand
 
 MSG_NO_SECRET = "the secret step has not produced a secret ARN yet"
-MSG_CONFLICT = (
-    "an ECR pull-through cache rule for prefix {prefix!r} already exists and does not use this "
-    "resource's secret; set spec.adoptExisting: true to take it over, or choose another "
-    "spec.pullThroughCache.ecrRepositoryPrefix"
-)
 MSG_LIMIT = (
     "the registry already has the maximum of {limit} pull-through cache rules; delete an unused rule "
     "or use another account or Region"
 )
-MSG_AWS = "{action} pull-through cache rule {prefix!r}: {detail}"
 MSG_CREATED = "created pull-through cache rule {prefix!r} for {url}"
 MSG_UPDATED = "updated the credential of pull-through cache rule {prefix!r}"
 MSG_RECREATED = "recreated pull-through cache rule {prefix!r} for {url} (ECR cannot change a rule's upstream)"
@@ -88,15 +89,30 @@ def _previous(ctx: StepContext) -> dict[str, Any] | None:
     return previous
 
 
-def _failure(error: BaseException, action: str, prefix: str) -> StepError:
-    classified = classify(error, rules.SERVICE)
-    if classified.error_class is ErrorClass.LIMIT:
+class _Witness:
+    """Hands writes to the real actor and keeps the AWS error one raised: the loop turns it
+    into a StepError, and the 50-rule limit deserves its own reason (see ``_limit``)."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self.records = getattr(actor, "records", False)
+        self.error: BaseException | None = None
+
+    def perform(self, kind: Any, client: Any, action: Any, desired: Any, observation: Any) -> Any:
+        try:
+            return self.actor.perform(kind, client, action, desired, observation)
+        except AWS_ERRORS as error:
+            self.error = error
+            raise
+
+
+def _limit(error: StepError, witness: _Witness) -> StepError:
+    if witness.error is not None and classify(witness.error, rules.SERVICE).error_class is ErrorClass.LIMIT:
         # Terminal: only freeing a rule (or another registry) helps; retrying cannot.
         return StepError(reasons.PULL_THROUGH_CACHE_LIMIT, MSG_LIMIT.format(limit=rules.MAX_RULES_PER_REGISTRY),
                          retryable=False)
     # Throttling, 5xx and a not-yet-visible secret retry with backoff; the rest waits for a change.
-    return StepError(classified.reason, MSG_AWS.format(action=action, prefix=prefix, detail=classified.describe()),
-                     retryable=classified.retryable)
+    return error
 
 
 def _fail(out: StepOutcome, error: StepError, prefix: str) -> StepOutcome:
@@ -122,30 +138,34 @@ def _drift_fields(differences: tuple[str, ...], want: dict[str, Any], previous: 
 # --------------------------------------------------------------------------- sync
 
 
+def _conflict(ctx: StepContext, want: rules.DesiredRule, observation: Any) -> StepError:
+    message = loop.conflict_message(rules.RULE, want, observation, ctx.resolved.owner)
+    return StepError(reasons.OWNERSHIP_CONFLICT, message, retryable=False)
+
+
 def precheck(ctx: StepContext) -> StepOutcome:
     """Before the secret is written: is the prefix taken by a rule that is not ours?
 
     Runs only while status records no rule of ours (the first sync, or a conflict being
-    resolved), so a prefix already taken costs one read and no write at all; the steady
-    state pays nothing. The secret's ARN is not known yet, so a rule counts as ours when
-    its credential names our secret.
+    resolved), so a prefix already taken costs one read (and one DescribeSecret of the
+    rule's credential, for its owner) and no write at all; the steady state pays
+    nothing. The secret's ARN is not known yet, so a rule counts as ours when its
+    credential is the secret of our name. Another owner's rule stops here even with
+    ``adoptExisting``; an unmarked one only without it.
     """
     out = StepOutcome()
     ptc = ctx.resolved.spec.pullThroughCache
-    if ptc is None or _previous(ctx) is not None or ctx.resolved.spec.adoptExisting:
+    if ptc is None or _previous(ctx) is not None:
         return out
-    prefix = ptc.ecrRepositoryPrefix
+    want = rules.desired_rule(ctx.resolved, None, ctx.previous_status.get(STATUS_KEY))
     try:
-        answer = ctx.clients(rules.SERVICE).describe_pull_through_cache_rules(ecrRepositoryPrefixes=[prefix])
-    except (ClientError, BotoCoreError) as error:
-        if isinstance(error, ClientError) and classify(error, rules.SERVICE).error_class is ErrorClass.NOT_FOUND:
-            return out
-        return _fail(out, _failure(error, "look up", prefix), prefix)
-    for rule in answer.get("pullThroughCacheRules", []):
-        credential = rule.get(rules.FIELD_CREDENTIAL)
-        if rule.get("ecrRepositoryPrefix") == prefix and rules.credential_secret_name(credential) != ctx.resolved.secret_name:
-            return _fail(out, StepError(reasons.OWNERSHIP_CONFLICT, MSG_CONFLICT.format(prefix=prefix), retryable=False),
-                         prefix)
+        seen = rules.RULE.observe(ctx.clients, want)
+    except AWS_ERRORS as error:
+        return _fail(out, loop.failure(error, rules.SERVICE, rules.RULE.label(want)), want.prefix)
+    decision = loop.decide(seen, adopt_existing=ctx.resolved.spec.adoptExisting, report_only=False,
+                           managed_before=False)
+    if decision is Decision.CONFLICT:
+        return _fail(out, _conflict(ctx, want, seen), want.prefix)
     return out
 
 
@@ -168,75 +188,51 @@ def sync(ctx: StepContext) -> StepOutcome:
     if not secret_arn:
         # Retry: the secret step runs first and fills ctx.secret_arn.
         return _fail(out, StepError(reasons.DEPENDENCY_MISSING, MSG_NO_SECRET, retryable=True), new_prefix)
-    want = rules.desired(ctx.resolved, secret_arn)
-    return _sync_rule(ctx, out, want, attempts_left=2)
-
-
-def _sync_rule(ctx: StepContext, out: StepOutcome, want: dict[str, Any], attempts_left: int) -> StepOutcome:
-    prefix = want["ecrRepositoryPrefix"]
-    client = ctx.clients(rules.SERVICE)
-    adopt = ctx.resolved.spec.adoptExisting
     # Ownership trusts any status record of the prefix (we created that rule); drift is judged
     # only against a record whose last outcome was Synced.
-    recorded = ctx.previous_status.get(STATUS_KEY)
+    want = rules.desired_rule(ctx.resolved, secret_arn, ctx.previous_status.get(STATUS_KEY))
+    return _sync_rule(ctx, out, want)
+
+
+def _sync_rule(ctx: StepContext, out: StepOutcome, want: rules.DesiredRule) -> StepOutcome:
+    prefix = want.prefix
     previous = _previous(ctx)
     try:
-        seen = rules.observe(client, want, secret_arn=want[rules.FIELD_CREDENTIAL], previous=recorded, adopt=adopt)
-    except (ClientError, BotoCoreError, OSError) as error:
-        return _fail(out, _failure(error, "describe", prefix), prefix)
-
+        seen = rules.RULE.observe(ctx.clients, want)
+    except AWS_ERRORS as error:
+        return _fail(out, loop.failure(error, rules.SERVICE, rules.RULE.label(want)), prefix)
+    synced_before = previous is not None and previous.get("ecrRepositoryPrefix") == prefix
     if not seen.exists:
-        drift = [DRIFT_EXISTS] if previous and previous.get("ecrRepositoryPrefix") == prefix else []
-        if drift and not ctx.remediate:
-            return _report(ctx, out, prefix, drift, previous)
-        try:
-            out.writes += 1
-            rules.create(client, want)
-        except (ClientError, BotoCoreError, OSError) as error:
-            if attempts_left > 1 and classify(error, rules.SERVICE).error_class is ErrorClass.ALREADY_EXISTS:
-                # Someone created it between our describe and create: look again, once.
-                return _sync_rule(ctx, out, want, attempts_left - 1)
-            return _fail(out, _failure(error, "create", prefix), prefix)
+        drift = [DRIFT_EXISTS] if synced_before else []
+    else:
+        drift = _drift_fields(seen.fields, want.request, previous) if seen.owner is Owner.OURS else []
+    # Drift only when every difference is a hand change: a difference that is our own
+    # change (a new secret ARN, a spec change) is unfinished work, written under either policy.
+    managed_before = synced_before and (not seen.exists or len(drift) == len(seen.differences))
+    witness = _Witness(ctx.actor or loop.AWS_ACTOR)
+    result = loop.sync_object(
+        rules.RULE, ctx.clients, want, actor=witness, adopt_existing=ctx.resolved.spec.adoptExisting,
+        report_only=not ctx.remediate, managed_before=managed_before, ours=ctx.resolved.owner, observation=seen,
+    )
+    if result.error is not None:
+        if result.decision is Decision.CONFLICT:
+            out.events.append(warning(reasons.OWNERSHIP_CONFLICT, result.error.message))
+        return _fail(out, _limit(result.error, witness), prefix)
+    if result.decision is Decision.REPORT:
+        return _report(ctx, out, prefix, drift, previous)
+    out.writes += result.calls
+    if result.decision in WRITES:
         if drift:
             _repaired(ctx, out, prefix, drift)
-        else:
-            out.events.append(normal(reasons.RECONCILED, MSG_CREATED.format(prefix=prefix, url=want[rules.FIELD_UPSTREAM_URL])))
-        return _synced(out, want)
-
-    adopting = False
-    if not seen.owned:
-        if not adopt:
-            out.events.append(warning(reasons.OWNERSHIP_CONFLICT, MSG_CONFLICT.format(prefix=prefix)))
-            return _fail(out, StepError(reasons.OWNERSHIP_CONFLICT, MSG_CONFLICT.format(prefix=prefix), retryable=False),
-                         prefix)
-        adopting = True
-
-    if not seen.differences:
-        if adopting:
+        elif result.decision is Decision.CREATE:
+            out.events.append(normal(reasons.RECONCILED, MSG_CREATED.format(prefix=prefix, url=want.request[rules.FIELD_UPSTREAM_URL])))
+        elif result.decision is Decision.ADOPT:
             out.events.append(normal(reasons.RECONCILED, MSG_ADOPTED.format(prefix=prefix)))
-        return _synced(out, want)
-
-    drift = [] if adopting else _drift_fields(seen.differences, want, previous)
-    if drift and not ctx.remediate and len(drift) == len(seen.differences):
-        return _report(ctx, out, prefix, drift, previous)
-    try:
-        if rules.needs_recreate(seen.differences):
-            out.writes += 1
-            rules.delete(client, prefix)
-            out.writes += 1
-            rules.create(client, want)
-            message = MSG_RECREATED.format(prefix=prefix, url=want[rules.FIELD_UPSTREAM_URL])
+        elif rules.needs_recreate(result.observation.fields):
+            out.events.append(normal(reasons.RECONCILED, MSG_RECREATED.format(prefix=prefix, url=want.request[rules.FIELD_UPSTREAM_URL])))
         else:
-            out.writes += 1
-            rules.update_credential(client, prefix, want[rules.FIELD_CREDENTIAL])
-            message = MSG_UPDATED.format(prefix=prefix)
-    except (ClientError, BotoCoreError, OSError) as error:
-        return _fail(out, _failure(error, "update", prefix), prefix)
-    if drift:
-        _repaired(ctx, out, prefix, drift)
-    else:
-        out.events.append(normal(reasons.RECONCILED, MSG_ADOPTED.format(prefix=prefix) if adopting else message))
-    return _synced(out, want)
+            out.events.append(normal(reasons.RECONCILED, MSG_UPDATED.format(prefix=prefix)))
+    return _synced(out, want.request)
 
 
 def _synced(out: StepOutcome, want: dict[str, Any]) -> StepOutcome:
@@ -272,27 +268,18 @@ def _remove(ctx: StepContext, out: StepOutcome, prefix: str) -> bool:
         out.managed.append(_row(prefix, STATE_RETAINED, MSG_RETAINED.format(prefix=prefix)))
         out.events.append(normal(reasons.DELETING, MSG_RETAINED.format(prefix=prefix)))
         return True
-    client = ctx.clients(rules.SERVICE)
-    previous = ctx.previous_status.get(STATUS_KEY)
-    probe = {"ecrRepositoryPrefix": prefix}
-    try:
-        seen = rules.observe(client, probe, secret_arn=_secret_arn(ctx), previous=previous, adopt=False)
-    except (ClientError, BotoCoreError, OSError) as error:
-        _fail(out, _failure(error, "describe", prefix), prefix)
+    want = rules.probe(prefix, secret_name=ctx.resolved.secret_name, owner=ctx.resolved.owner,
+                       secret_arn=_secret_arn(ctx), recorded=ctx.previous_status.get(STATUS_KEY))
+    result = loop.delete_object(rules.RULE, ctx.clients, want, actor=ctx.actor or loop.AWS_ACTOR)
+    if result.error is not None:
+        _fail(out, result.error, prefix)
         return False
-    if not seen.exists:
-        return True
-    if not seen.owned:
+    if result.decision is Decision.LEAVE and result.observation.exists:
         # Never delete a rule that is not ours, even on our own deletion.
-        out.events.append(warning(reasons.OWNERSHIP_CONFLICT, MSG_CONFLICT.format(prefix=prefix)))
-        return True
-    try:
-        out.writes += 1
-        rules.delete(client, prefix)
-    except (ClientError, BotoCoreError, OSError) as error:
-        _fail(out, _failure(error, "delete", prefix), prefix)
-        return False
-    out.events.append(normal(reasons.DELETING, MSG_DELETED.format(prefix=prefix)))
+        out.events.append(warning(reasons.OWNERSHIP_CONFLICT, loop.left_message(rules.RULE, want)))
+    elif result.decision is Decision.DELETE:
+        out.writes += result.calls
+        out.events.append(normal(reasons.DELETING, MSG_DELETED.format(prefix=prefix)))
     return True
 
 

@@ -276,3 +276,60 @@ def test_throttling_that_outlasts_the_retries_is_retryable(aws_server, no_retry_
     out = step.sync(_ctx(no_retry_factory, _secret()))
     assert (out.error.reason, out.error.retryable) == (reasons.AWS_THROTTLED, True)
     assert "request" not in out.error.message.lower()
+
+
+def _owned_secret(name: str, owner: str) -> str:
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    return sm.create_secret(Name=name, SecretString='{"username":"u","accessToken":"t"}',
+                            Tags=[{"Key": "regaccess.io/owner", "Value": owner}])["ARN"]
+
+
+def test_another_owners_rule_is_a_conflict_even_when_adopting(aws_server, factory):
+    """Issue 17: a rule whose credential is another owner's secret is never adopted, updated or deleted."""
+    theirs = _owned_secret("ecr-pullthroughcache/team-b/hub", "c1/team-b/hub")
+    _ecr().create_pull_through_cache_rule(ecrRepositoryPrefix=PREFIX, upstreamRegistryUrl="registry-1.docker.io",
+                                          credentialArn=theirs)
+    arn = _secret()
+    mark = aws_server.calls.mark()
+    for check in (step.precheck, step.sync):
+        out = check(_ctx(factory, arn, adoptExisting=True))
+        assert out.error is not None and out.error.reason == reasons.OWNERSHIP_CONFLICT, check
+        assert "'docker'" in out.error.message and "c1/team-b/hub" in out.error.message
+        assert out.managed[0]["state"] == "Conflict"
+    assert out.writes == 0 and _writes(aws_server, mark) == []
+    # The credential's owner was read once per look (DescribeSecret), on this path only.
+    assert aws_server.calls.count("secretsmanager", "DescribeSecret", since=mark) == 2
+
+    out = step.delete(_ctx(factory, arn, adoptExisting=True))
+    assert out.error is None and out.writes == 0 and _writes(aws_server, mark) == []
+    assert [e.reason for e in out.events] == [reasons.OWNERSHIP_CONFLICT]
+    assert _rules(aws_server)[PREFIX]["credentialArn"] == theirs
+
+
+def test_a_rule_whose_credential_carries_our_mark_is_ours(aws_server, factory):
+    """Our secret under another ARN (re-created): its tag says the rule is ours, so it is updated."""
+    old = _owned_secret("ecr-pullthroughcache/ns/old", "c1/ns/cred")
+    _ecr().create_pull_through_cache_rule(ecrRepositoryPrefix=PREFIX, upstreamRegistryUrl="registry-1.docker.io",
+                                          credentialArn=old)
+    arn = _secret()
+    mark = aws_server.calls.mark()
+    out = step.sync(_ctx(factory, arn))
+    assert out.error is None and _writes(aws_server, mark) == ["UpdatePullThroughCacheRule"]
+    assert _rules(aws_server)[PREFIX]["credentialArn"] == arn
+
+
+@pytest.mark.parametrize("operation", ["CreatePullThroughCacheRule", "UpdatePullThroughCacheRule"])
+def test_a_rule_write_whose_answer_is_lost_is_observed_and_taken_as_done(aws_server, factory, operation):
+    """ECR does the write and the answer never arrives: the loop looks again and finds the rule
+    as declared, so the outcome is Synced and nothing is written twice after the retries."""
+    arn, status = (_secret(), {}) if operation.startswith("Create") else _synced_once(aws_server, factory)
+    if operation.startswith("Update"):
+        arn = _secret("ecr-pullthroughcache/ns/cred-v2")
+    aws_server.faults.configure(scoped=[{"service": "ecr", "operation": operation, "rates": {"abort": 1.0}}])
+    mark = aws_server.calls.mark()
+    out = step.sync(_ctx(factory, arn, status))
+    aws_server.faults.clear()
+    assert out.error is None, out.error
+    assert out.managed[0]["state"] == "Synced" and out.status["pullThroughCacheRule"]["credentialArn"] == arn
+    assert _rules(aws_server)[PREFIX]["credentialArn"] == arn
+    assert {c.operation for c in aws_server.calls.writes(since=mark)} == {operation}

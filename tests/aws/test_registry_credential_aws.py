@@ -158,6 +158,8 @@ def test_foreign_secret_is_a_conflict_until_adopted(factory, aws_server, boto):
     assert get_condition(d.status["conditions"], "Ready")["reason"] == reasons.OWNERSHIP_CONFLICT
     assert result.retry_after is None and result.outcome == "conflict"
     assert aws_server.calls.writes(since=mark) == []
+    # A secret we are not taking over: its value is not read either.
+    assert aws_server.calls.count("secretsmanager", "GetSecretValue", since=mark) == 0
     d.spec = {**BASE, "adoptExisting": True}
     d.generation = 2
     assert d.run().ready
@@ -254,3 +256,80 @@ def test_pull_through_cache_prefix_taken_stops_before_any_write(factory, aws_ser
     mark = aws_server.calls.mark()
     d.run(drift_check=True)
     assert aws_server.calls.count("ecr", "DescribePullThroughCacheRules", since=mark) == 1
+
+
+def test_another_owners_secret_is_never_adopted_written_or_deleted(factory, aws_server, boto):
+    """Issue 17: team-a names team-b's secret with adoptExisting; team-b's secret stays team-b's."""
+    sm = boto.client("secretsmanager")
+    theirs = f"{CLUSTER}/team-b/hub"
+    sm.create_secret(Name=SECRET_NAME, SecretString='{"username":"b","password":"team-b-pw"}',
+                     Tags=[{"Key": "regaccess.io/owner", "Value": theirs}])
+    before = sm.describe_secret(SecretId=SECRET_NAME)
+    d = Driver(factory, {**BASE, "adoptExisting": True})
+    mark = aws_server.calls.mark()
+    result = d.run()
+    ready = get_condition(d.status["conditions"], "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", reasons.OWNERSHIP_CONFLICT)
+    assert SECRET_NAME in ready["message"] and theirs in ready["message"]
+    assert result.outcome == "conflict" and result.retry_after is None
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", reasons.OWNERSHIP_CONFLICT)]
+    assert aws_server.calls.writes(since=mark) == []
+    # Not even read: another owner's value is none of our business.
+    assert aws_server.calls.count("secretsmanager", "GetSecretValue", since=mark) == 0
+    assert "secretArn" not in d.status
+
+    assert d.delete().ready
+    assert aws_server.calls.writes(since=mark) == []
+    after = sm.describe_secret(SecretId=SECRET_NAME)
+    assert "DeletedDate" not in after and after["Tags"] == before["Tags"]
+    assert after["VersionIdsToStages"] == before["VersionIdsToStages"]
+    assert value(boto) == {"username": "b", "password": "team-b-pw"}
+
+
+def test_plan_actor_records_the_writes_and_makes_none(factory, aws_server, boto):
+    """The secret and rule steps write only through the actor: a recording actor makes no AWS write,
+    and the placeholder ARN lets the rule after the secret be planned."""
+    from controller.reconcile.loop import RecordingActor
+
+    actor = RecordingActor()
+    spec = {**BASE, "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "docker-hub"}}
+    d = Driver(factory, spec)
+    mark = aws_server.calls.mark()
+    request = rc.Request(NS, NAME, 1, spec, {}, d.secret, CLUSTER)
+    result = rc.reconcile(request, d.clients_for, actor=actor)
+    assert aws_server.calls.writes(since=mark) == []
+    assert [(w.kind, w.name, w.action) for w in actor.planned] == [
+        ("secret", f"secret 'ecr-pullthroughcache/{NS}/{NAME}'", "create"),
+        ("pullThroughCacheRule", "pull-through cache rule 'docker-hub'", "create"),
+    ]
+    assert result.status["secretArn"].startswith("<ARN of secret ecr-pullthroughcache/")
+
+
+@pytest.mark.parametrize("operation", ["CreateSecret", "PutSecretValue"])
+def test_a_write_whose_answer_is_lost_is_observed_not_repeated(factory, aws_server, boto, operation):
+    """AWS does the write and the connection drops before every answer: botocore's retries carry
+    the same ClientRequestToken (no second version), and the loop then looks again, finds it done
+    and writes nothing more (the ARN and version still reach status)."""
+    d = Driver(factory, BASE)
+    if operation == "PutSecretValue":
+        d.run()
+        d.secret = source("rotated-lost-answer", rv="2")
+    aws_server.faults.configure(scoped=[{"service": "secretsmanager", "operation": operation,
+                                         "rates": {"abort": 1.0}}])
+    mark = aws_server.calls.mark()
+    result = d.run()
+    aws_server.faults.clear()
+    assert aws_server.calls.count("secretsmanager", operation, since=mark) >= 1
+    assert result.ready, d.status.get("conditions")
+    sm = boto.client("secretsmanager")
+    versions = sm.list_secret_version_ids(SecretId=SECRET_NAME)["Versions"]
+    assert len(versions) == (1 if operation == "CreateSecret" else 2)
+    described = sm.describe_secret(SecretId=SECRET_NAME)
+    assert d.status["secretArn"] == described["ARN"]
+    current = next(v for v, stages in described["VersionIdsToStages"].items() if "AWSCURRENT" in stages)
+    assert d.status["secretVersionId"] == current
+    assert value(boto)["password"] == (PASSWORD if operation == "CreateSecret" else "rotated-lost-answer")
+    # and the next resync is quiet: the version in status is AWS's current one
+    mark = aws_server.calls.mark()
+    d.run()
+    assert aws_server.calls.writes(since=mark) == []

@@ -1,4 +1,4 @@
-"""Pure decisions for ECR pull-through cache rules: desired, compare, recreate, ownership, drift."""
+"""Pure parts of the pull-through cache rule kind: desired, compare, recreate, owner via the credential, drift."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from controller.api.validation import validate_registry_credential
 from controller.aws import pull_through_cache as rules
+from controller.aws.protocol import Action, Difference, Observation, Owner
 from controller.reconcile import pull_through_cache as step
 
 OURS = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/ns/cred-AbCdEf"
@@ -123,3 +124,63 @@ def test_drift_is_a_difference_from_what_we_last_synced(differences, previous, w
 def test_status_has_prefix_url_and_credential_only():
     assert rules.status_of({**_rule(), "createdAt": 1}) == {
         "ecrRepositoryPrefix": "docker", "upstreamRegistryUrl": "registry-1.docker.io", "credentialArn": OURS}
+
+
+# --------------------------------------------------------------------------- the adapter's owner verdict
+
+OWNER = "c1/ns/cred"  # _resolved()'s mark
+THEIR_MARK = "c1/other/x"
+
+
+def _want(secret_arn: str | None = OURS, recorded: dict[str, Any] | None = None) -> rules.DesiredRule:
+    return rules.desired_rule(_resolved(upstreamRegistry="docker-hub", ecrRepositoryPrefix="docker"), secret_arn,
+                              recorded)
+
+
+RULE_OWNER_CASES = {
+    # (want, observed rule, the credential secret's owner tag, owner, mark, difference paths)
+    "credential-is-our-secret": (_want(), _rule(), None, Owner.OURS, OWNER, ()),
+    "recorded-in-status-credential-changed-by-hand": (
+        _want(recorded={"ecrRepositoryPrefix": "docker"}), _rule(credentialArn=THEIRS), None, Owner.OURS, OWNER,
+        ("credentialArn",)),
+    "credential-secret-carries-another-owners-mark": (
+        _want(), _rule(credentialArn=THEIRS), THEIR_MARK, Owner.FOREIGN, THEIR_MARK, ("credentialArn",)),
+    "credential-secret-carries-our-mark-under-another-arn": (
+        _want(), _rule(credentialArn=THEIRS), OWNER, Owner.OURS, OWNER, ("credentialArn",)),
+    "credential-secret-unmarked": (_want(), _rule(credentialArn=THEIRS), None, Owner.UNMARKED, None,
+                                   ("credentialArn",)),
+    "no-credential": (_want(), _rule(credentialArn=None), None, Owner.UNMARKED, None, ("credentialArn",)),
+    "status-for-another-prefix-does-not-count": (
+        _want(recorded={"ecrRepositoryPrefix": "ghcr"}), _rule(credentialArn=THEIRS), None, Owner.UNMARKED, None,
+        ("credentialArn",)),
+    "precheck-our-secret-by-name": (_want(None), _rule(), None, Owner.OURS, OWNER, ()),
+    "precheck-another-owners-secret": (_want(None), _rule(credentialArn=THEIRS), THEIR_MARK, Owner.FOREIGN,
+                                       THEIR_MARK, ()),
+    "upstream-differs": (_want(), _rule(upstreamRegistryUrl="ghcr.io", upstreamRegistry="github-container-registry"),
+                         None, Owner.OURS, OWNER, ("upstreamRegistryUrl", "upstreamRegistry")),
+}
+
+
+@pytest.mark.parametrize(("want", "observed", "credential_mark", "owner", "mark", "paths"),
+                         RULE_OWNER_CASES.values(), ids=RULE_OWNER_CASES.keys())
+def test_a_rule_is_owned_through_its_credential(want, observed, credential_mark, owner, mark, paths):
+    needs_lookup = not rules.owned_without_lookup(want, observed)
+    seen = rules.observation_of(want, observed, credential_mark=credential_mark if needs_lookup else None)
+    assert (seen.owner, seen.mark, seen.fields) == (owner, mark, paths)
+    # The credential's tag is looked up only when what we know does not settle it.
+    assert needs_lookup is (credential_mark is not None or owner is not Owner.OURS)
+
+
+PREDICT_CASES = {
+    "create": (Action.CREATE, (), 1),
+    "new-credential-is-one-update": (Action.UPDATE, ("credentialArn",), 1),
+    "new-upstream-is-delete-and-create": (Action.UPDATE, ("upstreamRegistryUrl", "upstreamRegistry"), 2),
+    "adopt-points-it-at-our-secret": (Action.ADOPT, ("credentialArn",), 1),
+    "delete": (Action.DELETE, (), 1),
+}
+
+
+@pytest.mark.parametrize(("action", "paths", "calls"), PREDICT_CASES.values(), ids=PREDICT_CASES.keys())
+def test_predict_counts_the_calls_a_write_would_make(action, paths, calls):
+    seen = Observation(True, Owner.OURS, tuple(Difference(p) for p in paths), observed=_rule())
+    assert rules.RULE.predict(_want(), seen, action).calls == calls
