@@ -339,6 +339,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             # Deleted, or relabelled to another shard: the API server's filtered watch says
             # DELETED and the other shard's watch says ADDED (it resumes the resource there).
             scheduler.forget(key)
+            if event_type == "DELETED":
+                log.info("left the watch", kind=kind, namespace=body["metadata"].get("namespace"),
+                         name=body["metadata"].get("name"), shard=settings.shard or "default")
             return
         status = dict(body.get("status") or {})
         scheduler.schedule(key, due_time(status, uid, settings.drift_interval))
