@@ -366,8 +366,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.event("", "v1", "secrets", registry=registry, id="rotate",
                    when=lambda body, **_: (body.get("type") or "Opaque") in SECRET_TYPES)
-    async def secret_event(namespace: str, name: str, rc_by_secret: kopf.Index, **_: Any) -> None:
+    async def secret_event(namespace: str, name: str, rc_by_secret: kopf.Index, source_secrets: kopf.Index,
+                           rc_bodies: kopf.Index, xrepo_bodies: kopf.Index, **_: Any) -> None:
         # kopf indexes an event before it calls handlers: the index already holds this version.
+        seen({"source_secrets": source_secrets, REGISTRY_CREDENTIAL.kind: rc_bodies,
+              CROSS_ACCOUNT_REPO_ACCESS.kind: xrepo_bodies})
         scheduler = runtime.scheduler
         store = rc_by_secret.get((namespace, name))
         if scheduler is None or store is None:
@@ -404,6 +407,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         except kopf.TemporaryError as error:
             # Retryable (throttled, a dependency not there yet): the same backoff kopf would use.
             return time.time() + (error.delay if error.delay is not None else ERROR_RECHECK)
+        # What was just written, until the watch brings the object back: a trigger arriving
+        # before that must not start from the status this check replaced.
+        body["status"] = patchable(dict(result.status))
         return due_time(result.status, uid, settings.drift_interval)
 
     def spawn(coroutine: Any) -> asyncio.Task[Any]:
