@@ -154,10 +154,7 @@ def _record(kind: str, trigger: str, uid: str, result: ReconcileResult, started:
 
 def _source_secret(index: kopf.Index, namespace: str, spec: dict[str, Any]) -> dict[str, Any] | None:
     name = ((spec.get("source") or {}).get("secretRef") or {}).get("name")
-    if not name:
-        return None
-    store = index.get((namespace, name))
-    return next(iter(store), None) if store is not None else None
+    return _indexed(index, (namespace, name)) if name else None
 
 
 def _slim(body: kopf.Body) -> dict[str, Any]:
@@ -340,6 +337,12 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             # DELETED and the other shard's watch says ADDED (it resumes the resource there).
             scheduler.forget(key)
             if event_type == "DELETED":
+                # No longer ours: its conditions leave this shard's regaccess_resources, so a
+                # sum over shards counts every resource once.
+                metrics.STATES.forget(kind, uid)
+                lock = runtime.locks.get(uid)
+                if lock is not None and not lock.locked():
+                    runtime.locks.pop(uid, None)
                 log.info("left the watch", kind=kind, namespace=body["metadata"].get("namespace"),
                          name=body["metadata"].get("name"), shard=settings.shard or "default")
             return

@@ -8,7 +8,8 @@ shard's resources only (none handled by both: the API server filters each watch)
 Then one resource of shard a is relabelled to b right after a's drift check of it:
 a's filtered watch reports it gone ("left the watch") and a never reconciles it
 again, while b's scheduler takes it over (its next drift check is b's, at the due
-time status already carries: no check is missed). A module operator of the default
+time status already carries: no check is missed), and each shard's
+``regaccess_resources`` counts move with it. A module operator of the default
 shard, if running, ignores all of them (they all carry the label).
 """
 
@@ -61,6 +62,16 @@ def reconciled(op, namespace: str) -> dict[str, list[str]]:
     return seen
 
 
+def ready_count(op) -> float:
+    """regaccess_resources{kind=RegistryCredential, condition=Ready} summed over status and reason."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value for family in text_string_to_metric_families(op.metrics())
+               for sample in family.samples
+               if sample.name == "regaccess_resources" and sample.labels.get("kind") == "RegistryCredential"
+               and sample.labels.get("condition") == "Ready")
+
+
 def test_two_shards_split_the_resources_and_hand_one_over(kube, shards, namespace, aws_e2e):
     kube.create(kube.secret_path(namespace), basic_auth_secret(namespace, "src"))
     owner = {f"cred-{i:02d}": "a" if i % 2 == 0 else "b" for i in range(COUNT)}
@@ -85,6 +96,8 @@ def test_two_shards_split_the_resources_and_hand_one_over(kube, shards, namespac
         assert by_shard[shard].get(name), f"{name} never reconciled by its shard {shard}"
         assert name not in by_shard[other], f"{name} (shard {shard}) also reconciled by shard {other}"
     assert {t for triggers in by_shard["a"].values() for t in triggers} >= {"create", "drift"}
+    # Each shard's metrics count its own resources (only this test labels resources).
+    assert (ready_count(shards["a"]), ready_count(shards["b"])) == (COUNT / 2, COUNT / 2)
 
     # Hand-over: relabel one of shard a's resources right after a checked it.
     moved = "cred-00"
@@ -111,6 +124,8 @@ def test_two_shards_split_the_resources_and_hand_one_over(kube, shards, namespac
     records = log_records(shards["a"], namespace)
     after = [r for r in records[a_let_go() + 1:] if r.get("event") == "reconciled" and r.get("name") == moved]
     assert after == [], after
+    # The metrics followed: a sum over shards still counts every resource once.
+    assert (ready_count(shards["a"]), ready_count(shards["b"])) == (COUNT / 2 - 1, COUNT / 2 + 1)
     # The others stayed where they were.
     still_a = reconciled(shards["a"], namespace)
     assert not any(name in still_a for name, shard in owner.items() if shard == "b")
