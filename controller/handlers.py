@@ -7,8 +7,8 @@ What happens where:
 - create / update / resume: reconcile the resource (level-triggered; kopf's
   diff is never looked at).
 - a Secret index: every Secret of a credential type in the watched namespaces,
-  kept by kopf's watch, and an index of RegistryCredentials by the Secret they
-  read. A Secret event triggers the reconcile of exactly the resources that
+  kept by kopf's watch, and an index of RegistryCredentials (by uid, and by the
+  Secret they read). A Secret event triggers the reconcile of exactly the resources that
   reference it (``controller.scheduler``'s ``trigger``). Nothing polls Secrets
   Manager or the API server for rotation.
 - one scheduler (``controller.scheduler``) for drift checks: every event of a
@@ -208,9 +208,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         runtime.connection = info
         return info
 
+    # Index functions are async: kopf runs a sync handler in a worker thread, a hop per
+    # event that costs more than the function itself.
     @kopf.index("", "v1", "secrets", registry=registry, id="source_secrets",
                 when=lambda body, **_: (body.get("type") or "Opaque") in SECRET_TYPES)
-    def source_secrets(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    async def source_secrets(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         meta = body.get("metadata") or {}
         return {(namespace, name): {
             "type": body.get("type"),
@@ -218,17 +220,16 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             "metadata": {"name": name, "namespace": namespace, "resourceVersion": meta.get("resourceVersion")},
         }}
 
-    @kopf.index(*rc_resource, registry=registry, id="rc_by_secret")
-    def rc_by_secret(namespace: str, uid: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
-        name = ((spec.get("source") or {}).get("secretRef") or {}).get("name")
-        return {(namespace, name): uid} if name else {}
-
     @kopf.index(*rc_resource, registry=registry, id="rc_bodies")
-    def rc_bodies(uid: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {uid: _slim(body)}
+    async def rc_bodies(namespace: str, uid: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        # One index, two kinds of keys (one handler call per event, not two): the uid holds
+        # what the scheduler reconciles, (namespace, secret name) the uids that read it.
+        name = (((body.get("spec") or {}).get("source") or {}).get("secretRef") or {}).get("name")
+        slim = _slim(body)
+        return {uid: slim, (namespace, name): uid} if name else {uid: slim}
 
     @kopf.index(*xrepo_resource, registry=registry, id="xrepo_bodies")
-    def xrepo_bodies(uid: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    async def xrepo_bodies(uid: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {uid: _slim(body)}
 
     async def _run(kind: str, trigger: str, body: kopf.Body, patch: kopf.Patch | None,
@@ -369,13 +370,13 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.event("", "v1", "secrets", registry=registry, id="rotate",
                    when=lambda body, **_: (body.get("type") or "Opaque") in SECRET_TYPES)
-    async def secret_event(namespace: str, name: str, rc_by_secret: kopf.Index, source_secrets: kopf.Index,
+    async def secret_event(namespace: str, name: str, source_secrets: kopf.Index,
                            rc_bodies: kopf.Index, xrepo_bodies: kopf.Index, **_: Any) -> None:
         # kopf indexes an event before it calls handlers: the index already holds this version.
         seen({"source_secrets": source_secrets, REGISTRY_CREDENTIAL.kind: rc_bodies,
               CROSS_ACCOUNT_REPO_ACCESS.kind: xrepo_bodies})
         scheduler = runtime.scheduler
-        store = rc_by_secret.get((namespace, name))
+        store = rc_bodies.get((namespace, name))
         if scheduler is None or store is None:
             return
         for uid in store:
