@@ -78,19 +78,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         peering=settings.peering or "standalone",
         priority=priority,
         drift_interval=settings.drift_interval,
+        shard=settings.shard or "default",
         aws_region=factory.default_region,
         aws_endpoint=os.environ.get("AWS_ENDPOINT_URL") or "default",
         aws_rate_limits=ratelimit.describe(factory.rate_limiter.rules) if factory.rate_limiter else [],
     )
 
-    async def heartbeat() -> None:
-        while True:
-            runtime.health.beat()
-            await asyncio.sleep(5)
-
     async def main() -> None:
         ready = asyncio.Event()
-        beat = asyncio.create_task(heartbeat())
+        # The drift scheduler's loop also beats the liveness heartbeat (/healthz).
+        beat = asyncio.create_task(runtime.scheduler.run())
 
         # Readiness means watching, not merely started: kopf raises ready_flag once its
         # startup handlers ran, before it has even reached the API server. Its insights

@@ -386,6 +386,10 @@ class RegistryCredentialStatus(_Model):
     secretVersionId: str | None = Field(
         default=None, description="Secrets Manager version the operator last wrote or verified."
     )
+    reportedSecretVersionId: str | None = Field(
+        default=None, description="driftPolicy Report: the AWSCURRENT version whose value was found "
+        "different and reported; not read again until AWSCURRENT or the source Secret changes.",
+    )
     kmsKeyId: str | None = Field(default=None, description="spec.secret.kmsKeyId that kmsKeyArn was resolved from.")
     kmsKeyArn: str | None = Field(default=None, description="Key ARN of the customer managed KMS key, if any.")
     sourceResourceVersion: str | None = Field(

@@ -369,7 +369,7 @@ class Demo:
             if self.kubeconfig:
                 env["KUBECONFIG"] = self.kubeconfig
             env.update({"REGACCESS_CLUSTER_ID": DEMO_CLUSTER_ID, "REGACCESS_DRIFT_INTERVAL": DRIFT_INTERVAL,
-                        "REGACCESS_SOURCE_CHECK_INTERVAL": "1", "REGACCESS_METRICS_BIND": "127.0.0.1",
+                        "REGACCESS_METRICS_BIND": "127.0.0.1",
                         "REGACCESS_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"})
             args = [sys.executable, "-m", "controller", "run", "-n", self.namespace, "--metrics-port", str(port)]
             handle = open(log, "ab")

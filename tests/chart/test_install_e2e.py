@@ -43,7 +43,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 SA_USER = controlplane.SA_USER
 # Values for the test run: short intervals so that drift is found within seconds.
-RUN_VALUES = {"operator": {"driftInterval": 3, "sourceCheckInterval": 1, "logLevel": "DEBUG"}, "clusterId": "e2e"}
+RUN_VALUES = {"operator": {"driftInterval": 3, "logLevel": "DEBUG"}, "clusterId": "e2e"}
 
 # How a refused request shows in the operator's log: kopf's APIForbiddenError and its
 # "Not enough permissions" fallbacks, urllib's error (StatusWriter), the API's reason.

@@ -139,3 +139,20 @@ def test_predict_says_what_a_write_would_return(action, fields, calls, facts):
     written = sm.SECRET.predict(want, seen, action)
     assert written.calls == calls
     assert {k: written.facts[k] for k in facts} == facts
+
+
+KNOWN_CASES = {
+    # driftPolicy Report: a version already found different is not read again
+    "reported-version-still-current": ({"VersionIdsToStages": {"v2": ["AWSCURRENT"]}}, {"reported_version": "v2"}, True),
+    "aws-moved-on-since": ({"VersionIdsToStages": {"v3": ["AWSCURRENT"]}}, {"reported_version": "v2"}, False),
+    "source-changed-compares-again": (
+        {"VersionIdsToStages": {"v2": ["AWSCURRENT"]}}, {"reported_version": "v2", "source_changed": True}, False),
+    "nothing-reported": ({"VersionIdsToStages": {"v2": ["AWSCURRENT"]}}, {}, False),
+}
+
+
+@pytest.mark.parametrize(("described", "want_fields", "expected"), KNOWN_CASES.values(), ids=KNOWN_CASES.keys())
+def test_a_reported_version_is_known_to_differ_without_a_read(described, want_fields, expected):
+    want = _want()
+    want = sm.DesiredSecret(**{**{f: getattr(want, f) for f in want.__dataclass_fields__}, **want_fields})
+    assert sm.known_to_differ(want, _described(**described)) is expected
