@@ -48,6 +48,8 @@ JOB_DEFINITION_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,128}$"
 
 RoleNameOrArn = Annotated[str, Field(pattern=ROLE_NAME_OR_ARN_PATTERN, max_length=2048)]
 RepositoryName = Annotated[str, Field(pattern=ECR_REPOSITORY_PATTERN, min_length=2, max_length=256)]
+# A repository creation template prefix (ECR assumes the trailing "/"), or ROOT.
+TemplatePrefix = Annotated[str, Field(pattern=ECR_PREFIX_PATTERN, min_length=2, max_length=256)]
 ContainerName = Annotated[str, Field(min_length=1, max_length=255)]
 
 
@@ -323,8 +325,17 @@ class CrossAccountRepoAccessSpec(_Model):
         min_length=2, max_length=1224,
     )
     repositories: list[RepositoryName] = Field(
-        description="ECR repository names whose policies carry the grants.",
-        min_length=1,
+        default_factory=list,
+        description="ECR repository names whose policies carry the grants. At least one of "
+        "repositories and repositoryPrefixes is required.",
+    )
+    repositoryPrefixes: list[TemplatePrefix] = Field(
+        default_factory=list,
+        description="ECR repository name prefixes (ROOT: every repository): the repositories "
+        "that exist under each prefix, the repository creation template for the prefix "
+        "(created when absent), and, for Pull grants where a pull-through cache rule has the "
+        "prefix, statements in the registry policy that let the grantees create the cache "
+        "repository and import the upstream image.",
     )
     grants: list[RepoGrant] = Field(description="Grants to keep.", min_length=1)
     deletionPolicy: DeletionPolicy = Field(
@@ -409,10 +420,27 @@ class RepositoryStatus(_Model):
     )
 
 
+class PolicyDocumentStatus(_Model):
+    name: str = Field(description="Template prefix, or the registry (account ID) of the registry policy.")
+    arn: str | None = None
+    synced: bool = False
+    message: str = ""
+
+
 class CrossAccountRepoAccessStatus(_Model):
     observedGeneration: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
-    repositories: list[RepositoryStatus] = Field(default_factory=list)
+    repositories: list[RepositoryStatus] = Field(
+        default_factory=list,
+        description="One row per repository: listed ones and those found under repositoryPrefixes.",
+    )
+    templates: list[PolicyDocumentStatus] = Field(
+        default_factory=list, description="One row per repository creation template (by prefix)."
+    )
+    registryPolicy: PolicyDocumentStatus | None = Field(
+        default=None,
+        description="The registry policy row, while statements for pull-through cache are kept there.",
+    )
     lastSyncTime: str | None = None
     lastDriftCheckTime: str | None = None
     drift: list[DriftRecord] = Field(default_factory=list)
