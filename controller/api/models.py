@@ -73,12 +73,22 @@ class DriftPolicy(str, Enum):
 
 
 class UpstreamRegistry(str, Enum):
-    """ECR's own API values for the upstreams that take credentials."""
+    """ECR's own API values for upstream registries: every one in botocore's ECR model.
+
+    Those that take a credential are accepted; the others (public upstreams, and ECR
+    to ECR, which authenticates with an IAM role) are refused by validation with the
+    reason UpstreamTakesNoCredential (controller.api.validation.UPSTREAMS).
+    """
 
     docker_hub = "docker-hub"
     github_container_registry = "github-container-registry"
     gitlab_container_registry = "gitlab-container-registry"
     azure_container_registry = "azure-container-registry"
+    chainguard = "chainguard"
+    ecr = "ecr"
+    ecr_public = "ecr-public"
+    quay = "quay"
+    k8s = "k8s"
 
 
 class Access(str, Enum):
@@ -218,7 +228,7 @@ class PullThroughCache(_Model):
     upstreamRegistryUrl: str | None = Field(
         default=None,
         description="Upstream registry URL. Defaulted per upstream (registry-1.docker.io, "
-        "ghcr.io, registry.gitlab.com); required for azure-container-registry "
+        "ghcr.io, registry.gitlab.com, cgr.dev); required for azure-container-registry "
         "(<name>.azurecr.io).",
         min_length=1,
         max_length=512,
