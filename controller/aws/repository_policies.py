@@ -1,9 +1,21 @@
-"""ECR repository policies: the statements one CrossAccountRepoAccess owns.
+"""ECR policy documents: the statements one CrossAccountRepoAccess owns in them.
 
 Called by ``controller.reconcile.cross_account`` (through the one loop,
 ``controller.reconcile.loop``) and by ``regaccess plan``. The kind protocol
-(``controller.aws.protocol``) is provided by ``STATEMENTS``, an adapter of
-"this resource's statements in one repository policy":
+(``controller.aws.protocol``) is provided by one class, ``Statements``,
+parameterised by where the document lives:
+
+- ``STATEMENTS``: a repository's policy (Get/Set/DeleteRepositoryPolicy);
+- ``TEMPLATE_STATEMENTS``: the ``repositoryPolicy`` of the repository creation
+  template of a prefix (Describe/Create/Update/DeleteRepositoryCreationTemplate;
+  an absent template is created with ``appliedFor`` and ``TEMPLATE_MARK`` as its
+  description, and deleted again only when it carries that mark and nothing but
+  our statements);
+- ``REGISTRY_STATEMENTS``: the registry policy (Get/Put/DeleteRegistryPolicy),
+  where ``cache_statements()`` lets Pull grantees fill pull-through caches.
+
+``repositories_under()`` lists the repositories under prefixes (paginated) and
+``cache_rules()`` the pull-through cache rules. For a repository policy:
 
 - ``observe(ecr, DesiredStatements)``: one GetRepositoryPolicy. No statement
   with our Sid prefix means ``exists=False`` (a create merges ours in); ours

@@ -25,6 +25,13 @@ What is particular to this kind (the rest is the loop's and the assembly's):
 - A repository dropped from ``spec.repositories`` loses our statements (the
   resource no longer asks for them there).
 - Deletion works from status rows when the spec became invalid; Retain leaves all.
+- ``spec.repositoryPrefixes``: the repositories under each prefix are listed at
+  every pass and synced like listed ones; each prefix's creation template
+  (``TEMPLATE_STATEMENTS``, rows in ``status.templates``) and, for Pull grants on
+  prefixes with a pull-through cache rule, the registry policy
+  (``REGISTRY_STATEMENTS``, ``status.registryPolicy``) go through the same loop
+  (``_sync_document``). A listing that fails keeps every row (nothing is cleaned
+  up on a guess).
 """
 
 from __future__ import annotations

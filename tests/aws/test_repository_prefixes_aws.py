@@ -223,3 +223,19 @@ def test_status_validates_against_the_model(factory, ecr, clock):
     result = run(factory, clock, "team", body(["quay"]))
     CrossAccountRepoAccessStatus.model_validate(result.status)
     assert cross_account.lenient_prefixes({}, result.status) == ["quay"]
+
+
+@pytest.mark.parametrize("answer", ["503", "throttle", "drop"])
+def test_a_template_create_whose_answer_is_lost_is_observed_again_not_repeated_into_an_error(
+        factory, ecr, clock, aws_server, answer):
+    aws_server.faults.configure(seed=3, lost_answers=[answer], max_lost_per_operation=1, scoped=[
+        {"service": "ecr", "operation": "CreateRepositoryCreationTemplate", "rates": {"lost": 1.0}}])
+    mark = aws_server.calls.mark()
+    result = run(factory, clock, "team", body(["team"]))
+    aws_server.faults.clear()
+    assert result.ready, result.status["conditions"]
+    creates = [c for c in aws_server.calls.list(since=mark) if c.operation == "CreateRepositoryCreationTemplate"]
+    assert creates[0].lost and sum(1 for c in creates if c.done) <= 2
+    assert len(ours(statements(template(ecr, "team")["repositoryPolicy"]))) == 1
+    again = run(factory, clock, "team", body(["team"]), status=result.status)
+    assert again.ready and again.status == result.status
