@@ -38,7 +38,9 @@ CROSS_FIELD_RULES: dict[str, list[str]] = {
         "(`InvalidSecretName`); with `pullThroughCache` it must start with `ecr-pullthroughcache/` "
         "(`InvalidPullThroughCache`).",
         "With `pullThroughCache`: no `spec.secret.kmsKeyId`; `upstreamRegistryUrl` is required for "
-        "`azure-container-registry` and must be `<name>.azurecr.io` (`InvalidPullThroughCache`).",
+        "`azure-container-registry` and must be `<name>.azurecr.io`, and is the one URL ECR accepts for "
+        "the other upstreams (`InvalidPullThroughCache`); an upstream that takes no credential (`ecr`, "
+        "`ecr-public`, `quay`, `k8s`) is refused (`UpstreamTakesNoCredential`).",
         "The default policy name `regaccess-<namespace>-<name>` must fit 128 characters, else set "
         "`spec.grants.policyName` (`InvalidPolicyName`).",
         "A role may appear once in `spec.grants.executionRoles` (a name and an ARN of the same role count "
@@ -50,7 +52,8 @@ CROSS_FIELD_RULES: dict[str, list[str]] = {
     "CrossAccountRepoAccess": [
         "Each principal sets exactly one of `accountId`, `roleArn`, `organizationId`, and a principal "
         "appears in one grant only (`InvalidGrant`).",
-        "A repository is listed once (`InvalidSpec`).",
+        "A repository and a repository prefix are listed once (`InvalidSpec`); at least one of "
+        "`repositories` and `repositoryPrefixes` is required (`InvalidRepositoryName`).",
         "This resource's statements alone must fit ECR's 10,240-character repository policy limit "
         "(`RepositoryPolicyTooLarge`).",
     ],

@@ -304,7 +304,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         args = xrepo_args(body)
         return await _run(CROSS_ACCOUNT_REPO_ACCESS.kind, trigger, body, patch, lambda: xrepo.reconcile(
             *args, clients_for=runtime.clients_for, cluster_id=settings.cluster_id, now=_utcnow,
-            drift_check=(trigger == "drift")), write_status)
+            drift_check=(trigger == "drift"),
+            template_applied_for=tuple(settings.template_applied_for.split(","))), write_status)
 
     @kopf.on.resume(*xrepo_resource, registry=registry, id="sync")
     @kopf.on.create(*xrepo_resource, registry=registry, id="sync")

@@ -71,6 +71,18 @@ def _rate_limits(text: str) -> str:
     return text
 
 
+APPLIED_FOR_VALUES = ("PULL_THROUGH_CACHE", "REPLICATION", "CREATE_ON_PUSH")
+
+
+def _applied_for(text: str) -> str:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in values if v not in APPLIED_FOR_VALUES]
+    if not values or unknown:
+        raise argparse.ArgumentTypeError(
+            f"a comma-separated list of {', '.join(APPLIED_FOR_VALUES)}; got {text!r}")
+    return ",".join(dict.fromkeys(values))
+
+
 # Options of `regaccess run`. Namespaces (-n/-A) are handled separately (repeatable).
 RUN_OPTIONS: list[Option] = [
     Option(("--cluster-id",), "cluster_id", "Identifies this cluster in the regaccess.io/owner "
@@ -104,6 +116,10 @@ RUN_OPTIONS: list[Option] = [
            ("DEBUG", "INFO", "WARNING", "ERROR")),
     Option(("--log-format",), "log_format", "json (one JSON object per line) or console.",
            "json", str, ("json", "console")),
+    Option(("--template-applied-for",), "template_applied_for", "appliedFor of the ECR repository "
+           "creation templates the operator creates for CrossAccountRepoAccess repositoryPrefixes, "
+           "comma-separated from PULL_THROUGH_CACHE, REPLICATION, CREATE_ON_PUSH.",
+           "PULL_THROUGH_CACHE,REPLICATION", _applied_for),
     Option(("--peering",), "peering", "kopf peering name for running several replicas "
            "(needs kopf's peering CRD); empty runs standalone.", ""),
 ]
@@ -127,6 +143,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     peering: str = ""
+    template_applied_for: str = "PULL_THROUGH_CACHE,REPLICATION"
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -48,6 +48,8 @@ JOB_DEFINITION_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,128}$"
 
 RoleNameOrArn = Annotated[str, Field(pattern=ROLE_NAME_OR_ARN_PATTERN, max_length=2048)]
 RepositoryName = Annotated[str, Field(pattern=ECR_REPOSITORY_PATTERN, min_length=2, max_length=256)]
+# A repository creation template prefix (ECR assumes the trailing "/"), or ROOT.
+TemplatePrefix = Annotated[str, Field(pattern=ECR_PREFIX_PATTERN, min_length=2, max_length=256)]
 ContainerName = Annotated[str, Field(min_length=1, max_length=255)]
 
 
@@ -71,12 +73,22 @@ class DriftPolicy(str, Enum):
 
 
 class UpstreamRegistry(str, Enum):
-    """ECR's own API values for the upstreams that take credentials."""
+    """ECR's own API values for upstream registries: every one in botocore's ECR model.
+
+    Those that take a credential are accepted; the others (public upstreams, and ECR
+    to ECR, which authenticates with an IAM role) are refused by validation with the
+    reason UpstreamTakesNoCredential (controller.api.validation.UPSTREAMS).
+    """
 
     docker_hub = "docker-hub"
     github_container_registry = "github-container-registry"
     gitlab_container_registry = "gitlab-container-registry"
     azure_container_registry = "azure-container-registry"
+    chainguard = "chainguard"
+    ecr = "ecr"
+    ecr_public = "ecr-public"
+    quay = "quay"
+    k8s = "k8s"
 
 
 class Access(str, Enum):
@@ -216,7 +228,7 @@ class PullThroughCache(_Model):
     upstreamRegistryUrl: str | None = Field(
         default=None,
         description="Upstream registry URL. Defaulted per upstream (registry-1.docker.io, "
-        "ghcr.io, registry.gitlab.com); required for azure-container-registry "
+        "ghcr.io, registry.gitlab.com, cgr.dev); required for azure-container-registry "
         "(<name>.azurecr.io).",
         min_length=1,
         max_length=512,
@@ -323,8 +335,17 @@ class CrossAccountRepoAccessSpec(_Model):
         min_length=2, max_length=1224,
     )
     repositories: list[RepositoryName] = Field(
-        description="ECR repository names whose policies carry the grants.",
-        min_length=1,
+        default_factory=list,
+        description="ECR repository names whose policies carry the grants. At least one of "
+        "repositories and repositoryPrefixes is required.",
+    )
+    repositoryPrefixes: list[TemplatePrefix] = Field(
+        default_factory=list,
+        description="ECR repository name prefixes (ROOT: every repository): the repositories "
+        "that exist under each prefix, the repository creation template for the prefix "
+        "(created when absent), and, for Pull grants where a pull-through cache rule has the "
+        "prefix, statements in the registry policy that let the grantees create the cache "
+        "repository and import the upstream image.",
     )
     grants: list[RepoGrant] = Field(description="Grants to keep.", min_length=1)
     deletionPolicy: DeletionPolicy = Field(
@@ -419,12 +440,29 @@ class RepositoryStatus(_Model):
     )
 
 
+class PolicyDocumentStatus(_Model):
+    name: str = Field(description="Template prefix, or the registry (account ID) of the registry policy.")
+    arn: str | None = None
+    synced: bool = False
+    message: str = ""
+
+
 class CrossAccountRepoAccessStatus(_Model):
     observedGeneration: int | None = Field(
         default=None, description="Generation the conditions describe (set by every reconcile)."
     )
     conditions: list[Condition] = Field(default_factory=list)
-    repositories: list[RepositoryStatus] = Field(default_factory=list)
+    repositories: list[RepositoryStatus] = Field(
+        default_factory=list,
+        description="One row per repository: listed ones and those found under repositoryPrefixes.",
+    )
+    templates: list[PolicyDocumentStatus] = Field(
+        default_factory=list, description="One row per repository creation template (by prefix)."
+    )
+    registryPolicy: PolicyDocumentStatus | None = Field(
+        default=None,
+        description="The registry policy row, while statements for pull-through cache are kept there.",
+    )
     lastSyncTime: str | None = None
     lastDriftCheckTime: str | None = None
     drift: list[DriftRecord] = Field(default_factory=list)

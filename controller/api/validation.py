@@ -36,11 +36,41 @@ _ARN_SUFFIX_COLLISION = re.compile(r"-.{6}$")
 _SECRET_NAME_CHARS = re.compile(r"^[A-Za-z0-9/_+=.@-]+$")
 _AZURE_URL = re.compile(r"^[a-z0-9]{5,50}\.azurecr\.io$")
 
-UPSTREAM_DEFAULT_URLS = {
-    UpstreamRegistry.docker_hub.value: "registry-1.docker.io",
-    UpstreamRegistry.github_container_registry.value: "ghcr.io",
-    UpstreamRegistry.gitlab_container_registry.value: "registry.gitlab.com",
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What ECR asks of one upstream registry's pull-through cache rule.
+
+    ``credential``: the rule takes a Secrets Manager credential (then the secret rules
+    apply: name under ecr-pullthroughcache/, keys username and accessToken, the default
+    aws/secretsmanager key); else ``refusal`` says why this resource cannot make one.
+    ``url``: the one URL ECR accepts (None: given by the user, matching ``url_pattern``).
+    """
+
+    credential: bool
+    url: str | None = None
+    url_pattern: str | None = None
+    refusal: str = ""
+
+
+_NO_CREDENTIAL = "a public upstream: ECR takes no credential for it, so a RegistryCredential has nothing to keep"
+# One row per value of UpstreamRegistry (botocore's ECR model); a unit test checks both.
+UPSTREAMS: dict[str, Upstream] = {
+    UpstreamRegistry.docker_hub.value: Upstream(True, "registry-1.docker.io"),
+    UpstreamRegistry.github_container_registry.value: Upstream(True, "ghcr.io"),
+    UpstreamRegistry.gitlab_container_registry.value: Upstream(True, "registry.gitlab.com"),
+    UpstreamRegistry.azure_container_registry.value: Upstream(True, None, _AZURE_URL.pattern),
+    UpstreamRegistry.chainguard.value: Upstream(True, "cgr.dev"),
+    UpstreamRegistry.ecr.value: Upstream(False, refusal="ECR to ECR authenticates with an IAM role "
+                                         "(customRoleArn), not a credential"),
+    UpstreamRegistry.ecr_public.value: Upstream(False, "public.ecr.aws", refusal=_NO_CREDENTIAL),
+    UpstreamRegistry.quay.value: Upstream(False, "quay.io", refusal=_NO_CREDENTIAL),
+    UpstreamRegistry.k8s.value: Upstream(False, "registry.k8s.io", refusal=_NO_CREDENTIAL),
 }
+UPSTREAM_DEFAULT_URLS = {name: u.url for name, u in UPSTREAMS.items() if u.credential and u.url}
+MSG_UPSTREAM_NO_CREDENTIAL = "upstream {upstream} takes no credential: {why}"
+MSG_UPSTREAM_URL = "must be {url} for {upstream} (the only URL ECR accepts for it)"
 
 
 @dataclass(frozen=True)
@@ -209,8 +239,13 @@ def validate_registry_credential(
                     "remove kmsKeyId",
                 )
             )
-        upstream_url = ptc.upstreamRegistryUrl or UPSTREAM_DEFAULT_URLS.get(ptc.upstreamRegistry)
-        if upstream_url is None:
+        upstream_name = getattr(ptc.upstreamRegistry, "value", ptc.upstreamRegistry)
+        upstream = UPSTREAMS[upstream_name]
+        upstream_url = ptc.upstreamRegistryUrl or UPSTREAM_DEFAULT_URLS.get(upstream_name)
+        if not upstream.credential:
+            problems.append(Problem(reasons.UPSTREAM_TAKES_NO_CREDENTIAL, "spec.pullThroughCache.upstreamRegistry",
+                                    MSG_UPSTREAM_NO_CREDENTIAL.format(upstream=upstream_name, why=upstream.refusal)))
+        elif upstream_url is None:
             problems.append(
                 Problem(
                     reasons.INVALID_PULL_THROUGH_CACHE,
@@ -218,9 +253,7 @@ def validate_registry_credential(
                     "required for azure-container-registry (<name>.azurecr.io)",
                 )
             )
-        elif ptc.upstreamRegistry == UpstreamRegistry.azure_container_registry.value and not _AZURE_URL.match(
-            upstream_url
-        ):
+        elif upstream.url_pattern and not re.match(upstream.url_pattern, upstream_url):
             problems.append(
                 Problem(
                     reasons.INVALID_PULL_THROUGH_CACHE,
@@ -228,6 +261,9 @@ def validate_registry_credential(
                     "must be <name>.azurecr.io for azure-container-registry",
                 )
             )
+        elif upstream.url and upstream_url != upstream.url:
+            problems.append(Problem(reasons.INVALID_PULL_THROUGH_CACHE, "spec.pullThroughCache.upstreamRegistryUrl",
+                                    MSG_UPSTREAM_URL.format(url=upstream.url, upstream=upstream_name)))
     if problems:
         return None, problems
     return (

@@ -9,8 +9,9 @@ the rule broken and a specific condition reason:
 - ``InvalidGrant``: a principal that is malformed, sets zero or several of
   accountId / roleArn / organizationId, or appears twice; an unknown access
   level; an empty grant list;
-- ``InvalidRepositoryName``: a repository name that breaks ECR's pattern;
-- ``InvalidSpec``: anything else (duplicate repository, bad region, unknown field).
+- ``InvalidRepositoryName``: a repository name or prefix that breaks ECR's pattern;
+- ``InvalidSpec``: anything else (neither repositories nor repositoryPrefixes, a
+  duplicate repository or prefix, bad region, unknown field).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ PRINCIPAL_KINDS = ("accountId", "roleArn", "organizationId")
 MSG_EMPTY_GRANTS = "at least one grant is required (a grant lists principals and an access level)"
 MSG_EMPTY_PRINCIPALS = "a grant needs at least one principal"
 MSG_EMPTY_REPOSITORIES = "at least one repository is required"
+MSG_NO_TARGET = "at least one of spec.repositories and spec.repositoryPrefixes is required"
+MSG_PREFIX_DUPLICATE = "repository prefix {prefix!r} is listed twice (also at {other})"
 MSG_PRINCIPAL_NONE = "a principal must set exactly one of accountId, roleArn, organizationId; it sets none"
 MSG_PRINCIPAL_MANY = "a principal must set exactly one of accountId, roleArn, organizationId; it sets {kinds}"
 MSG_PRINCIPAL_DUPLICATE = (
@@ -42,6 +45,8 @@ MSG_PATTERN = {
     "organizationId": "an AWS Organization ID is o- followed by 10-32 lower-case letters or digits",
     "repositories": "ECR repository names are 2-256 characters: lower-case letters and digits, in "
     "components separated by '/', '.', '_' or '-'",
+    "repositoryPrefixes": "a repository prefix is ROOT or 2-256 characters: lower-case letters and "
+    "digits, in components separated by '/', '.', '_' or '-' (no trailing '/')",
 }
 MSG_REPOSITORY_DUPLICATE = "repository {repository!r} is listed twice (also at {other})"
 
@@ -70,7 +75,7 @@ def _reason_for(path: str) -> str:
     # ECR's pattern a repository problem: the reason tells the user where to look.
     if path.startswith("spec.grants"):
         return reasons.INVALID_GRANT
-    if path.startswith("spec.repositories"):
+    if path.startswith("spec.repositories") or path.startswith("spec.repositoryPrefixes"):
         return reasons.INVALID_REPOSITORY_NAME
     return reasons.INVALID_SPEC
 
@@ -97,7 +102,7 @@ def _parse_problems(error: pydantic.ValidationError) -> list[Problem]:
             names = [part for part in item["loc"] if isinstance(part, str)]
             message = MSG_PATTERN.get(names[-1] if names else "", message)
         reason = _reason_for(problem.field)
-        if problem.field == "spec.repositories" and item["type"] != "too_short":
+        if problem.field in ("spec.repositories", "spec.repositoryPrefixes") and item["type"] != "too_short":
             reason = reasons.INVALID_SPEC  # not a list at all: not a name problem
         problems.append(Problem(reason, problem.field, message))
     return problems
@@ -132,6 +137,17 @@ def _semantic_problems(model: CrossAccountRepoAccessSpec) -> list[Problem]:
                 )
                 continue
             seen_principals[key] = (field, grant.access)
+    if not model.repositories and not model.repositoryPrefixes:
+        # The reason an empty repository list always had: the user looks at the names.
+        problems.append(Problem(reasons.INVALID_REPOSITORY_NAME, "spec.repositories", MSG_NO_TARGET))
+    first_prefix: dict[str, int] = {}
+    for index, prefix in enumerate(model.repositoryPrefixes):
+        if prefix in first_prefix:
+            problems.append(Problem(reasons.INVALID_SPEC, f"spec.repositoryPrefixes[{index}]",
+                                    MSG_PREFIX_DUPLICATE.format(
+                                        prefix=prefix, other=f"spec.repositoryPrefixes[{first_prefix[prefix]}]")))
+        else:
+            first_prefix[prefix] = index
     first_index: dict[str, int] = {}
     for index, repository in enumerate(model.repositories):
         if repository in first_index:

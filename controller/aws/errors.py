@@ -61,6 +61,7 @@ NOT_FOUND_CODES = frozenset({
 })
 ALREADY_EXISTS_CODES = frozenset({
     "ResourceExistsException", "EntityAlreadyExists", "PullThroughCacheRuleAlreadyExistsException",
+    "TemplateAlreadyExistsException",
 })
 ACCESS_DENIED_CODES = frozenset({
     "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",

@@ -1,9 +1,21 @@
-"""ECR repository policies: the statements one CrossAccountRepoAccess owns.
+"""ECR policy documents: the statements one CrossAccountRepoAccess owns in them.
 
 Called by ``controller.reconcile.cross_account`` (through the one loop,
 ``controller.reconcile.loop``) and by ``regaccess plan``. The kind protocol
-(``controller.aws.protocol``) is provided by ``STATEMENTS``, an adapter of
-"this resource's statements in one repository policy":
+(``controller.aws.protocol``) is provided by one class, ``Statements``,
+parameterised by where the document lives:
+
+- ``STATEMENTS``: a repository's policy (Get/Set/DeleteRepositoryPolicy);
+- ``TEMPLATE_STATEMENTS``: the ``repositoryPolicy`` of the repository creation
+  template of a prefix (Describe/Create/Update/DeleteRepositoryCreationTemplate;
+  an absent template is created with ``appliedFor`` and ``TEMPLATE_MARK`` as its
+  description, and deleted again only when it carries that mark and nothing but
+  our statements);
+- ``REGISTRY_STATEMENTS``: the registry policy (Get/Put/DeleteRegistryPolicy),
+  where ``cache_statements()`` lets Pull grantees fill pull-through caches.
+
+``repositories_under()`` lists the repositories under prefixes (paginated) and
+``cache_rules()`` the pull-through cache rules. For a repository policy:
 
 - ``observe(ecr, DesiredStatements)``: one GetRepositoryPolicy. No statement
   with our Sid prefix means ``exists=False`` (a create merges ours in); ours
@@ -84,7 +96,7 @@ ERROR_INVALID_PARAMETER = "InvalidParameterException"
 REJECTION_MARKERS = ("invalid repository policy provided", "principal not found")
 
 MSG_TOO_LARGE = (
-    "the repository policy of {repository} would be {total} characters, over ECR's limit of "
+    "{what} would be {total} characters, over ECR's limit of "
     "{limit}: statements owned by others take {foreign}, this resource's take {ours} "
     "(largest: spec.grants[{grant}], {grant_size}); split the grants over fewer principals "
     "per repository or use an organizationId"
@@ -317,16 +329,20 @@ def grants_too_large_message(prefix: str, desired: list[dict[str, Any]]) -> str 
 
 
 def oversize_message(
-    repository: str, merged: dict[str, Any], prefix: str, desired: list[dict[str, Any]]
+    repository: str, merged: dict[str, Any], prefix: str, desired: list[dict[str, Any]], *, what: str | None = None
 ) -> str | None:
-    """None when the merged policy fits; else a message naming the repository and grant."""
+    """None when the merged policy fits; else a message naming the document and grant.
+
+    ``what`` names the document (default: the repository policy of ``repository``);
+    creation templates and the registry policy have the same 10,240-character limit.
+    """
     total = policy_size(merged)
     if total <= MAX_POLICY_CHARS:
         return None
     ours = sum(policy_size(s) for s in desired)
     grant, grant_size = _largest_grant(prefix, desired)
     return MSG_TOO_LARGE.format(
-        repository=repository,
+        what=what or f"the repository policy of {repository}",
         total=total,
         limit=MAX_POLICY_CHARS,
         foreign=max(total - ours, 0),
@@ -439,23 +455,135 @@ def delete_policy(ecr: Any, repository: str) -> None:
 
 # --------------------------------------------------------------------------- the kind adapter
 
+# Repository creation templates (no tags, no ARN): a template this operator creates says
+# so in its description, so it is deleted again once nothing but ours would remain.
+TEMPLATE_MARK = "Created by regaccess for repositories under this prefix"
+DEFAULT_APPLIED_FOR = ("PULL_THROUGH_CACHE", "REPLICATION")
+ERROR_TEMPLATE_NOT_FOUND = "TemplateNotFoundException"
+ERROR_REGISTRY_POLICY_NOT_FOUND = "RegistryPolicyNotFoundException"
+# Template settings someone other than the operator may have set: while any is there, a
+# template we created is kept (only our statements are taken out).
+TEMPLATE_OTHER_SETTINGS = ("lifecyclePolicy", "customRoleArn", "resourceTags", "imageTagMutabilityExclusionFilters")
+# Registry policy statements for pull-through cache: what another account needs to make
+# the first pull through a cache rule create the repository and import the image.
+CACHE_ACTIONS = ("ecr:CreateRepository", "ecr:BatchImportUpstreamImage")
+
 
 @dataclass(frozen=True)
 class DesiredStatements:
-    """Desired: this resource's statements (``prefix``) in the policy of one repository.
+    """Desired: this resource's statements (``prefix``) in one policy document.
 
-    ``statements`` empty: none wanted (a delete observes with it). ``known_arn``: the
-    repository ARN status already has, which saves a DescribeRepositories.
+    ``target``: the repository, the template's prefix or the registry (account) whose
+    document it is. ``statements`` empty: none wanted (a delete observes with it).
+    ``known_arn``: the repository ARN status already has, which saves a
+    DescribeRepositories. ``applied_for``: the template's appliedFor when it must be
+    created.
     """
 
-    repository: str
+    target: str
     prefix: str
     statements: list[dict[str, Any]] = field(default_factory=list)
     known_arn: str | None = None
+    applied_for: tuple[str, ...] = DEFAULT_APPLIED_FOR
+
+    @property
+    def repository(self) -> str:
+        return self.target
+
+
+class RepositoryPolicyDocument:
+    """Where: the policy of one repository (Get/Set/DeleteRepositoryPolicy)."""
+
+    kind = "repositoryPolicy"
+
+    def label(self, target: str) -> str:
+        return f"repository {target}"
+
+    def read(self, ecr: Any, desired: DesiredStatements) -> dict[str, Any]:
+        return _read(ecr, desired.target, desired.known_arn)
+
+    def write(self, ecr: Any, desired: DesiredStatements, found: dict[str, Any], document: dict[str, Any]) -> None:
+        put(ecr, desired.target, document)
+
+    def clear(self, ecr: Any, desired: DesiredStatements, found: dict[str, Any]) -> None:
+        delete_policy(ecr, desired.target)
+
+
+class TemplatePolicyDocument:
+    """Where: the repositoryPolicy of the repository creation template for one prefix.
+
+    Absent template: created with ``appliedFor`` and our mark in its description.
+    Everything else in the template (settings, other statements) is written back as
+    it was: UpdateRepositoryCreationTemplate changes only the members it is given.
+    """
+
+    kind = "templatePolicy"
+
+    def label(self, target: str) -> str:
+        return f"repository creation template {target}"
+
+    def read(self, ecr: Any, desired: DesiredStatements) -> dict[str, Any]:
+        found = ecr.describe_repository_creation_templates(prefixes=[desired.target])
+        template = next((t for t in found.get("repositoryCreationTemplates") or []
+                         if t.get("prefix") == desired.target), None)
+        text = (template or {}).get("repositoryPolicy")
+        return {"arn": None, "template": template, "policy": policydoc.parse(text) if text else None}
+
+    def write(self, ecr: Any, desired: DesiredStatements, found: dict[str, Any], document: dict[str, Any]) -> None:
+        text = policydoc.dumps(document)
+        if found.get("template") is None:
+            ecr.create_repository_creation_template(
+                prefix=desired.target, description=TEMPLATE_MARK, appliedFor=list(desired.applied_for),
+                repositoryPolicy=text)
+        else:
+            ecr.update_repository_creation_template(prefix=desired.target, repositoryPolicy=text)
+
+    def clear(self, ecr: Any, desired: DesiredStatements, found: dict[str, Any]) -> None:
+        template = found.get("template") or {}
+        ours_alone = template.get("description") == TEMPLATE_MARK and not any(
+            template.get(key) for key in TEMPLATE_OTHER_SETTINGS)
+        try:
+            if ours_alone:
+                ecr.delete_repository_creation_template(prefix=desired.target)
+            else:
+                # An empty repositoryPolicy clears it; every other setting stays.
+                ecr.update_repository_creation_template(prefix=desired.target, repositoryPolicy="")
+        except ClientError as error:
+            if error_code(error) != ERROR_TEMPLATE_NOT_FOUND:
+                raise
+
+
+class RegistryPolicyDocument:
+    """Where: the registry policy of the account and Region (Get/Put/DeleteRegistryPolicy)."""
+
+    kind = "registryPolicy"
+
+    def label(self, target: str) -> str:
+        return f"registry policy of {target}"
+
+    def read(self, ecr: Any, desired: DesiredStatements) -> dict[str, Any]:
+        try:
+            answer = ecr.get_registry_policy()
+        except ClientError as error:
+            if error_code(error) != ERROR_REGISTRY_POLICY_NOT_FOUND:
+                raise
+            return {"arn": None, "policy": None}
+        text = answer.get("policyText")
+        return {"arn": None, "registryId": answer.get("registryId"), "policy": policydoc.parse(text) if text else None}
+
+    def write(self, ecr: Any, desired: DesiredStatements, found: dict[str, Any], document: dict[str, Any]) -> None:
+        ecr.put_registry_policy(policyText=policydoc.dumps(document))
+
+    def clear(self, ecr: Any, desired: DesiredStatements, found: dict[str, Any]) -> None:
+        try:
+            ecr.delete_registry_policy()
+        except ClientError as error:
+            if error_code(error) != ERROR_REGISTRY_POLICY_NOT_FOUND:
+                raise
 
 
 def observation_of(found: dict[str, Any], desired: DesiredStatements) -> protocol.Observation:
-    """Pure: what one read of a repository ({arn, registryId, policy}) says about our statements."""
+    """Pure: what one read of a document ({arn, policy, ...}) says about our statements."""
     ours = owned_statements(found.get("policy"), desired.prefix)
     return protocol.Observation(
         exists=bool(ours),
@@ -465,37 +593,47 @@ def observation_of(found: dict[str, Any], desired: DesiredStatements) -> protoco
     )
 
 
-class RepositoryStatements:
-    """``protocol.Kind`` for one resource's statements in one repository policy."""
+class Statements:
+    """``protocol.Kind`` for one resource's statements in one policy document.
 
-    kind = "repositoryPolicy"
+    One adapter, parameterised by where the document lives (``where``: a repository
+    policy, a creation template's repositoryPolicy, the registry policy): observe is
+    one read of the document; create/update merge ours in with every other statement
+    kept; delete takes ours out (``where.clear`` when nothing else is left).
+    """
+
     service = "ecr"
 
+    def __init__(self, where: Any) -> None:
+        self.where = where
+        self.kind = where.kind
+
     def label(self, desired: DesiredStatements) -> str:
-        return f"repository {desired.repository}"
+        return self.where.label(desired.target)
 
     def observe(self, ecr: Any, desired: DesiredStatements) -> protocol.Observation:
-        return observation_of(_read(ecr, desired.repository, desired.known_arn), desired)
+        return observation_of(self.where.read(ecr, desired), desired)
 
     def merged(self, desired: DesiredStatements, observation: protocol.Observation) -> dict[str, Any]:
         """The whole document a create/update writes: foreign statements as they are, ours after."""
         return merge((observation.observed or {}).get("policy"), desired.prefix, desired.statements)
 
     def create(self, ecr: Any, desired: DesiredStatements, observation: protocol.Observation) -> Written:
-        put(ecr, desired.repository, self.merged(desired, observation))
+        self.where.write(ecr, desired, observation.observed or {}, self.merged(desired, observation))
         return Written(1, {"arn": (observation.observed or {}).get("arn")})
 
-    # The same merge-and-put: ours are replaced, every other statement kept.
+    # The same merge-and-write: ours are replaced, every other statement kept.
     update = create
     adopt = create  # never asked for: statements without our Sid are not ours
 
     def delete(self, ecr: Any, desired: DesiredStatements, observation: protocol.Observation) -> Written:
-        rest = removal((observation.observed or {}).get("policy"), desired.prefix)
+        found = observation.observed or {}
+        rest = removal(found.get("policy"), desired.prefix)
         if rest is None:
-            # Ours were the only statements: delete the policy rather than write an empty one.
-            delete_policy(ecr, desired.repository)
+            # Ours were the only statements: delete the document rather than write an empty one.
+            self.where.clear(ecr, desired, found)
         else:
-            put(ecr, desired.repository, rest)
+            self.where.write(ecr, desired, found, rest)
         return Written(1)
 
     def predict(self, desired: DesiredStatements, observation: protocol.Observation, action: Action) -> Written:
@@ -508,4 +646,67 @@ class RepositoryStatements:
         return Written(1, {"arn": (observation.observed or {}).get("arn"), "othersKept": others})
 
 
-STATEMENTS = RepositoryStatements()
+RepositoryStatements = Statements  # the name before templates and the registry policy joined
+STATEMENTS = Statements(RepositoryPolicyDocument())
+TEMPLATE_STATEMENTS = Statements(TemplatePolicyDocument())
+REGISTRY_STATEMENTS = Statements(RegistryPolicyDocument())
+
+
+# --------------------------------------------------------------------------- prefixes
+
+
+def repositories_under(ecr: Any, prefixes: list[str]) -> tuple[list[str], int]:
+    """(names of existing repositories under any of ``prefixes``, DescribeRepositories pages read).
+
+    ECR has no server-side name filter: one DescribeRepositories page per 1,000
+    repositories of the registry, read once per pass whatever the number of prefixes.
+    A prefix covers ``<prefix>/...`` (ECR's template rule); ``ROOT`` covers all.
+    """
+    found: list[str] = []
+    pages = 0
+    token = None
+    while True:
+        answer = ecr.describe_repositories(maxResults=1000, **({"nextToken": token} if token else {}))
+        pages += 1
+        for repo in answer.get("repositories") or []:
+            name = repo.get("repositoryName", "")
+            if any(p == "ROOT" or name.startswith(p.rstrip("/") + "/") for p in prefixes) and name not in found:
+                found.append(name)
+        token = answer.get("nextToken")
+        if not token:
+            return found, pages
+
+
+def cache_rules(ecr: Any) -> dict[str, str]:
+    """{ecrRepositoryPrefix: registryId} of every pull-through cache rule (at most 50: one page)."""
+    rules: dict[str, str] = {}
+    token = None
+    while True:
+        answer = ecr.describe_pull_through_cache_rules(**({"nextToken": token} if token else {}))
+        for rule in answer.get("pullThroughCacheRules") or []:
+            rules[str(rule.get("ecrRepositoryPrefix", "")).rstrip("/")] = str(rule.get("registryId") or "")
+        token = answer.get("nextToken")
+        if not token:
+            return rules
+
+
+def cache_statements(statements: list[dict[str, Any]], cached_prefixes: list[str], *, partition: str,
+                     region: str, account: str, pull_grants: set[str]) -> list[dict[str, Any]]:
+    """Pure: registry policy statements letting Pull grantees fill the caches of ``cached_prefixes``.
+
+    One statement per repository-policy statement of a Pull (or PullPush) grant, with
+    Sid ``<its Sid>Cache``, the grant's principals (and organization condition), the
+    actions ``ecr:CreateRepository`` and ``ecr:BatchImportUpstreamImage``, and a
+    Resource per prefix (``arn:<partition>:ecr:<region>:<account>:repository/<prefix>/*``).
+    """
+    if not cached_prefixes:
+        return []
+    resources = [f"arn:{partition}:ecr:{region}:{account}:repository/"
+                 + ("*" if p == "ROOT" else f"{p.rstrip('/')}/*") for p in cached_prefixes]
+    out = []
+    for statement in statements:
+        if statement["Sid"] not in pull_grants:
+            continue
+        out.append({**{k: v for k, v in statement.items() if k != "Action"}, "Sid": statement["Sid"] + "Cache",
+                    "Action": list(CACHE_ACTIONS), "Resource": _one_or_list(resources)})
+    return out

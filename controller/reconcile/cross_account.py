@@ -25,6 +25,13 @@ What is particular to this kind (the rest is the loop's and the assembly's):
 - A repository dropped from ``spec.repositories`` loses our statements (the
   resource no longer asks for them there).
 - Deletion works from status rows when the spec became invalid; Retain leaves all.
+- ``spec.repositoryPrefixes``: the repositories under each prefix are listed at
+  every pass and synced like listed ones; each prefix's creation template
+  (``TEMPLATE_STATEMENTS``, rows in ``status.templates``) and, for Pull grants on
+  prefixes with a pull-through cache rule, the registry policy
+  (``REGISTRY_STATEMENTS``, ``status.registryPolicy``) go through the same loop
+  (``_sync_document``). A listing that fails keeps every row (nothing is cleaned
+  up on a guess).
 """
 
 from __future__ import annotations
@@ -36,12 +43,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from controller.api import reasons
-from controller.api.models import ECR_REPOSITORY_PATTERN, DeletionPolicy, DriftPolicy
+from controller.api.models import ECR_PREFIX_PATTERN, ECR_REPOSITORY_PATTERN, Access, DeletionPolicy, DriftPolicy
 from controller.api.validation import Problem
 from controller.api.validation_xrepo import validate_cross_account
 from controller.aws import repository_policies as policies
 from controller.aws.clients import Clients
-from controller.aws.repository_policies import STATEMENTS, DesiredStatements, PrincipalRejected, RepositoryMissing
+from controller.aws.repository_policies import (
+    REGISTRY_STATEMENTS,
+    STATEMENTS,
+    TEMPLATE_STATEMENTS,
+    DesiredStatements,
+    PrincipalRejected,
+    RepositoryMissing,
+)
 from controller.reconcile import loop
 from controller.reconcile.conditions import set_condition
 from controller.reconcile.outcome import (
@@ -62,6 +76,8 @@ from controller.reconcile.steps import StepError, open_drift
 ClientsFor = Callable[[str | None, str | None, str | None], Clients]
 
 DRIFT_OBJECT = "repositoryPolicy/{repository}"
+# Drift objects of the other documents: templatePolicy/<prefix>, registryPolicy/<registry>.
+DOCUMENT_DRIFT_OBJECT = "{kind}/{target}"
 PRINCIPAL_PROPAGATION_WINDOW = dt.timedelta(minutes=2)
 PRINCIPAL_RETRY_MIN = 5.0
 PRINCIPAL_RETRY_MAX = 30.0
@@ -83,6 +99,14 @@ MSG_PRINCIPAL_REJECTED = (
     "{window} seconds since {since}: check that they exist ({aws})"
 )
 MSG_SYNCED = "{count} repository policies carry this resource's {statements} statement(s)"
+MSG_SYNCED_DOCUMENTS = "; {templates} repository creation template(s) and {registry} registry policy carry them too"
+MSG_TEMPLATES_UPDATED = "updated the repository creation templates of prefixes {prefixes}"
+MSG_REGISTRY_UPDATED = "updated the registry policy (pull-through cache statements)"
+MSG_REMOVED_DOCUMENTS = "removed this resource's statements from {documents}"
+MSG_LISTING = "listing the repositories under spec.repositoryPrefixes"
+MSG_RULES = "listing the pull-through cache rules"
+# The registry policy's row name until ECR tells the registry (account) ID.
+REGISTRY_TARGET = "registry"
 MSG_ROW_DRIFT_REPORTED = "owned statements changed in AWS (driftPolicy Report, not repaired): {fields}"
 MSG_UPDATED = "updated the policy of repositories {repositories}"
 MSG_CLEANED = "removed statements from repositories dropped from the spec"
@@ -188,14 +212,16 @@ class _Context:
     now: dt.datetime
     previous_status: dict[str, Any]
     actor: Any = None
+    applied_for: tuple[str, ...] = policies.DEFAULT_APPLIED_FOR
 
-    def managed_before(self, repository: str, previous: dict[str, Any]) -> bool:
+    def managed_before(self, repository: str, previous: dict[str, Any], kind: str = STATEMENTS.kind) -> bool:
         """Were our statements there as declared for this generation (so a difference is drift)?
 
         A row left unsynced by a reported drift that is still open is that drift, not
         unfinished work; differences after a spec change are the change being applied.
         """
-        reported = any(o == DRIFT_OBJECT.format(repository=repository) for o, _ in open_drift(self.previous_status))
+        drift_object = DOCUMENT_DRIFT_OBJECT.format(kind=kind, target=repository)
+        reported = any(o == drift_object for o, _ in open_drift(self.previous_status))
         return self.same_generation and (previous.get("synced") is True or reported)
 
 
@@ -263,6 +289,49 @@ def _principal_rejected(ctx: _Context, repository: str, arn: str | None, previou
     return _failed(repository, arn, error, writes=1, observed=True, rejected_since=since)
 
 
+def _sync_document(ctx: _Context, adapter: Any, target: str, statements: list[dict[str, Any]],
+                   previous: dict[str, Any]) -> RepoOutcome:
+    """One creation template or the registry policy: our statements in it, through the loop.
+
+    The same decisions as a repository's (``loop.decide``), the same size check before
+    the write; a document shared by several resources is locked like a repository.
+    """
+    with _repository_lock(ctx.region, ctx.role_arn, f"{adapter.kind}:{target}"):
+        desired = DesiredStatements(target, ctx.prefix, statements, applied_for=ctx.applied_for)
+        what = adapter.label(desired)
+        try:
+            observation = adapter.observe(ctx.ecr, desired)
+        except loop.AWS_ERRORS as error:
+            return _failed(target, None, loop.failure(error, adapter.service, what))
+        managed_before = ctx.managed_before(target, previous, adapter.kind)
+        decision = loop.decide(observation, adopt_existing=False, report_only=ctx.report_only,
+                               managed_before=managed_before)
+        if decision in loop.WRITES:
+            too_large = policies.oversize_message(target, adapter.merged(desired, observation), ctx.prefix,
+                                                  statements, what=f"the policy of {what}")
+            if too_large:
+                return _failed(target, None, StepError(reasons.REPOSITORY_POLICY_TOO_LARGE, too_large, False),
+                               observed=True)
+        done = loop.sync_object(adapter, ctx.ecr, desired, actor=ctx.actor or loop.AWS_ACTOR,
+                                report_only=ctx.report_only, managed_before=managed_before, observation=observation)
+        if done.error is not None:
+            return _failed(target, None, done.error, writes=1 if decision in loop.WRITES else 0, observed=True)
+        drift = list(done.drifted)
+        if done.decision is loop.Decision.REPORT:
+            message = bounded(MSG_ROW_DRIFT_REPORTED.format(fields=", ".join(drift)))
+            return RepoOutcome(status_row(target, None, PENDING, message), observed=True, drift=drift)
+        writes = done.calls or (1 if done.recovered else 0)
+        return RepoOutcome(status_row(target, None, SYNCED), writes=writes, observed=True,
+                           drift=drift if done.remediated else [], remediated=done.remediated)
+
+
+def _remove_document(ecr: Any, adapter: Any, target: str, prefix: str, lock_scope: tuple[str | None, str | None],
+                     actor: Any) -> loop.ObjectResult:
+    """Take our statements out of a template or the registry policy (the rest is kept)."""
+    with _repository_lock(*lock_scope, f"{adapter.kind}:{target}"):
+        return loop.delete_object(adapter, ecr, DesiredStatements(target, prefix), actor=actor or loop.AWS_ACTOR)
+
+
 def _remove_from_repository(ecr: Any, repository: str, prefix: str, lock_scope: tuple[str | None, str | None],
                             actor: Any) -> loop.ObjectResult | None:
     """Take our statements out of one repository policy; None when the repository is gone."""
@@ -303,10 +372,14 @@ def reconcile(
     now: Callable[[], dt.datetime],
     drift_check: bool = False,
     actor: Any = None,
+    template_applied_for: tuple[str, ...] = policies.DEFAULT_APPLIED_FOR,
 ) -> ReconcileResult:
-    """Make the repository policies carry exactly this resource's statements.
+    """Make the repository policies (and, for prefixes, the creation templates and the
+    registry policy) carry exactly this resource's statements.
 
-    ``actor`` performs the writes (controller.reconcile.loop; None: AWS)."""
+    ``actor`` performs the writes (controller.reconcile.loop; None: AWS);
+    ``template_applied_for``: appliedFor of a creation template the operator creates
+    (the admin's ``--template-applied-for``)."""
     moment = now()
     stamp = rfc3339(moment)
     previous_status = dict(previous_status or {})
@@ -337,12 +410,27 @@ def reconcile(
         now=moment,
         previous_status=previous_status,
         actor=actor,
+        applied_for=tuple(template_applied_for),
     )
     previous_rows = {row.get("name"): row for row in previous_status.get("repositories") or []}
-    outcomes = [_sync_repository(ctx, repo, previous_rows.get(repo) or {}) for repo in model.repositories]
+    prefixes = list(model.repositoryPrefixes)
+    wanted = list(model.repositories)
+    listing_failures: list[StepError] = []
+    if prefixes:
+        # Repositories under the prefixes, listed at every sync and drift check (one
+        # DescribeRepositories per 1,000 repositories of the registry).
+        try:
+            found, _ = policies.repositories_under(ctx.ecr, prefixes)
+        except loop.AWS_ERRORS as error:
+            listing_failures.append(loop.failure(error, STATEMENTS.service, MSG_LISTING))
+            # Unknown which are still there: keep every row rather than clean any up.
+            found = [repo for repo in previous_rows if isinstance(repo, str)]
+        wanted += [repo for repo in found if repo not in wanted]
+    outcomes = [_sync_repository(ctx, repo, previous_rows.get(repo) or {}) for repo in wanted]
     for repo, row in previous_rows.items():
-        if repo not in model.repositories and isinstance(repo, str):
+        if repo not in wanted and isinstance(repo, str):
             outcomes.append(_cleanup_repository(ctx, repo, row))
+    documents = _sync_templates(ctx, prefixes) + _sync_registry_policy(ctx, resolved, prefixes)
 
     rows = [o.row for o in outcomes if o.row is not None]
     events: list[Event] = []
@@ -351,23 +439,105 @@ def reconcile(
         events.append(normal(reasons.RECONCILED, MSG_UPDATED.format(repositories=", ".join(written))))
     if any(o.row is None and o.writes for o in outcomes):
         events.append(normal(reasons.RECONCILED, MSG_CLEANED))
+    templates_written = [o.row["name"] for kind, o in documents
+                         if kind == TEMPLATE_STATEMENTS.kind and o.row and o.writes and o.error is None
+                         and not o.remediated]
+    if templates_written:
+        events.append(normal(reasons.RECONCILED, MSG_TEMPLATES_UPDATED.format(prefixes=", ".join(templates_written))))
+    if any(kind == REGISTRY_STATEMENTS.kind and o.row and o.writes and o.error is None and not o.remediated
+           for kind, o in documents):
+        events.append(normal(reasons.RECONCILED, MSG_REGISTRY_UPDATED))
     status = {**previous_status, "repositories": rows}
+    template_rows = [o.row for kind, o in documents if kind == TEMPLATE_STATEMENTS.kind and o.row is not None]
+    if template_rows or status.get("templates"):
+        status["templates"] = template_rows
+    registry_rows = [o.row for kind, o in documents if kind == REGISTRY_STATEMENTS.kind and o.row is not None]
+    if registry_rows or status.get("registryPolicy"):
+        status["registryPolicy"] = registry_rows[0] if registry_rows else None
     status.setdefault("drift", [])
+    every = [(STATEMENTS.kind, o) for o in outcomes] + documents
     return assemble(previous_status, status, Pass(
         generation=generation,
         now=stamp,
-        failures=[o.error for o in outcomes if o.error is not None],
-        drift=[(DRIFT_OBJECT.format(repository=o.row["name"]), f) for o in outcomes if o.row for f in o.drift],
-        remediated=any(o.remediated for o in outcomes),
-        judged=all(o.observed for o in outcomes),
+        failures=listing_failures + [o.error for _, o in every if o.error is not None],
+        drift=[(DOCUMENT_DRIFT_OBJECT.format(kind=kind, target=o.row["name"]), f)
+               for kind, o in every if o.row for f in o.drift],
+        remediated=any(o.remediated for _, o in every),
+        judged=not listing_failures and all(o.observed for _, o in every),
         events=events,
-        wrote=any(o.writes for o in outcomes),
+        wrote=any(o.writes for _, o in every),
         first_sync=not ctx.same_generation,
         drift_check=drift_check,
-        ready_message=MSG_SYNCED.format(count=len(rows), statements=len(desired)),
+        ready_message=MSG_SYNCED.format(count=len(rows), statements=len(desired))
+        + (MSG_SYNCED_DOCUMENTS.format(templates=len(template_rows), registry=len(registry_rows))
+           if prefixes else ""),
         # Rows carry each repository's progress (and rejectedSince): the generation is seen.
         generation_always=True,
     ))
+
+
+def _sync_templates(ctx: _Context, prefixes: list[str]) -> list[tuple[str, RepoOutcome]]:
+    """The creation template of each prefix carries our statements; dropped prefixes lose them."""
+    kind = TEMPLATE_STATEMENTS.kind
+    previous = {row.get("name"): row for row in ctx.previous_status.get("templates") or []}
+    out = [(kind, _sync_document(ctx, TEMPLATE_STATEMENTS, prefix, ctx.desired, previous.get(prefix) or {}))
+           for prefix in prefixes]
+    for prefix in previous:
+        if isinstance(prefix, str) and prefix not in prefixes:
+            done = _remove_document(ctx.ecr, TEMPLATE_STATEMENTS, prefix, ctx.prefix, (ctx.region, ctx.role_arn),
+                                    ctx.actor)
+            row = status_row(prefix, None, ERROR, done.error.message) if done.error else None
+            out.append((kind, RepoOutcome(row, writes=done.calls, observed=done.error is None, error=done.error)))
+    return out
+
+
+def pull_sids(resolved: Any, prefix: str) -> set[str]:
+    """Sids of the statements of grants that include Pull (they also get cache statements)."""
+    return {f"{prefix}G{index}{tail}" for index, grant in enumerate(resolved.spec.grants)
+            if grant.access in (Access.Pull.value, Access.PullPush.value) for tail in ("", "Org")}
+
+
+def _sync_registry_policy(ctx: _Context, resolved: Any, prefixes: list[str]) -> list[tuple[str, RepoOutcome]]:
+    """Registry policy statements for Pull grants on prefixes that have a pull-through cache rule.
+
+    One DescribePullThroughCacheRules per pass (only when a Pull grant and a prefix
+    exist), one GetRegistryPolicy when statements are wanted or were kept before.
+    """
+    kind = REGISTRY_STATEMENTS.kind
+    previous = ctx.previous_status.get("registryPolicy") or {}
+    sids = pull_sids(resolved, ctx.prefix)
+    wanted: list[dict[str, Any]] = []
+    target = previous.get("name") or REGISTRY_TARGET
+    if prefixes and sids:
+        try:
+            rules = policies.cache_rules(ctx.ecr)
+        except loop.AWS_ERRORS as error:
+            failed = loop.failure(error, REGISTRY_STATEMENTS.service, MSG_RULES)
+            return [(kind, _failed(target, None, failed))] if previous else [(kind, RepoOutcome(None, error=failed))]
+        cached = [p for p in prefixes if p in rules]
+        if cached:
+            target = rules[cached[0]] or target
+            wanted = policies.cache_statements(ctx.desired, cached, partition=policies.partition_of(ctx.region),
+                                               region=ctx.region or "", account=target, pull_grants=sids)
+    if wanted:
+        return [(kind, _sync_document(ctx, REGISTRY_STATEMENTS, target, wanted, previous))]
+    if not previous:
+        return []
+    done = _remove_document(ctx.ecr, REGISTRY_STATEMENTS, target, ctx.prefix, (ctx.region, ctx.role_arn), ctx.actor)
+    row = status_row(target, None, ERROR, done.error.message) if done.error else None
+    return [(kind, RepoOutcome(row, writes=done.calls, observed=done.error is None, error=done.error))]
+
+
+def lenient_prefixes(spec: dict[str, Any], previous_status: dict[str, Any]) -> list[str]:
+    """The prefixes of a spec that may be invalid, with those status has template rows for."""
+    pattern = re.compile(ECR_PREFIX_PATTERN)
+    listed = (spec or {}).get("repositoryPrefixes")
+    out: list[str] = []
+    for prefix in [*(listed if isinstance(listed, list) else []),
+                   *(row.get("name") for row in previous_status.get("templates") or [])]:
+        if isinstance(prefix, str) and pattern.match(prefix) and prefix not in out:
+            out.append(prefix)
+    return out
 
 
 def _lenient_target(spec: dict[str, Any], previous_status: dict[str, Any]) -> tuple[
@@ -407,12 +577,17 @@ def delete(
 ) -> ReconcileResult:
     """Remove this resource's statements (or leave them under deletionPolicy Retain).
 
+    Repositories, creation templates and the registry policy: only our statements go
+    (a template the operator created goes with them when nothing else is in it).
+    Repositories under the prefixes are listed again: one created since the last pass
+    (by a cache rule, from the template) carries our statements too.
     ``retry_after`` is None only when nothing of ours is left (or Retain): then the
     handler may drop the finalizer.
     """
     stamp = rfc3339(now())
     previous_status = dict(previous_status or {})
     region, role_arn, external_id, repos, deletion_policy = _lenient_target(spec, previous_status)
+    prefixes = lenient_prefixes(spec, previous_status)
     resolved, _ = validate_cross_account(namespace, name, spec, cluster_id=cluster_id)
     if resolved is not None:
         model = resolved.spec
@@ -426,28 +601,60 @@ def delete(
     )
     if deletion_policy == DeletionPolicy.Retain.value:
         status["conditions"] = conditions
-        message = MSG_RETAINED.format(repositories=", ".join(repos) or "(none)")
+        message = MSG_RETAINED.format(repositories=", ".join(repos + prefixes) or "(none)")
         return ReconcileResult(status=status, events=[normal(reasons.DELETING, message)])
 
     clients = clients_for(region, role_arn, external_id)
     ecr = clients("ecr")
     prefix = policies.sid_prefix(namespace, name)
+    scope = (region or clients.region, role_arn)
     rows: list[dict[str, Any]] = []
     failures: list[StepError] = []
     removed: list[str] = []
+    if prefixes:
+        try:
+            found, _ = policies.repositories_under(ecr, prefixes)
+            repos += [repo for repo in found if repo not in repos]
+        except loop.AWS_ERRORS as error:
+            failures.append(loop.failure(error, STATEMENTS.service, MSG_LISTING))
     previous_rows = {row.get("name"): row for row in previous_status.get("repositories") or []}
     for repo in repos:
-        done = _remove_from_repository(ecr, repo, prefix, (region or clients.region, role_arn), actor)
+        done = _remove_from_repository(ecr, repo, prefix, scope, actor)
         if done is not None and done.error is not None:
             failures.append(done.error)
             rows.append(status_row(repo, (previous_rows.get(repo) or {}).get("arn"), ERROR, done.error.message))
         elif done is not None and done.decision is loop.Decision.DELETE:
             removed.append(repo)
+    template_rows: list[dict[str, Any]] = []
+    documents: list[str] = []
+    for template in prefixes:
+        gone = _remove_document(ecr, TEMPLATE_STATEMENTS, template, prefix, scope, actor)
+        if gone.error is not None:
+            failures.append(gone.error)
+            template_rows.append(status_row(template, None, ERROR, gone.error.message))
+        elif gone.decision is loop.Decision.DELETE:
+            documents.append(TEMPLATE_STATEMENTS.where.label(template))
+    registry_row = None
+    registry = previous_status.get("registryPolicy") or {}
+    if prefixes or registry:
+        target = registry.get("name") or REGISTRY_TARGET
+        gone = _remove_document(ecr, REGISTRY_STATEMENTS, target, prefix, scope, actor)
+        if gone.error is not None:
+            failures.append(gone.error)
+            registry_row = status_row(target, None, ERROR, gone.error.message)
+        elif gone.decision is loop.Decision.DELETE:
+            documents.append("the registry policy")
 
     events: list[Event] = []
     if removed:
         events.append(normal(reasons.DELETING, MSG_REMOVED.format(repositories=", ".join(removed))))
+    if documents:
+        events.append(normal(reasons.DELETING, MSG_REMOVED_DOCUMENTS.format(documents=", ".join(documents))))
     status["repositories"] = rows
+    if template_rows or status.get("templates"):
+        status["templates"] = template_rows
+    if registry_row or status.get("registryPolicy"):
+        status["registryPolicy"] = registry_row
     retry_after = None
     if failures:
         message = bounded("; ".join(f.message for f in failures))

@@ -52,7 +52,7 @@ SCHEMA_CASES = {
     "rc-external-id-short": ("rc", rc(roleArn=ROLE_ARN, externalId="a"), "externalId"),
     "rc-no-source": ("rc", {"secret": {"name": "x"}}, "source"),
     "rc-secret-ref-name": ("rc", {"source": {"secretRef": {"name": "Bad_Name"}}}, "secretRef.name"),
-    "rc-upstream": ("rc", rc(pullThroughCache={"upstreamRegistry": "quay", "ecrRepositoryPrefix": "hub"}),
+    "rc-upstream": ("rc", rc(pullThroughCache={"upstreamRegistry": "nexus", "ecrRepositoryPrefix": "hub"}),
                     "upstreamRegistry"),
     "rc-prefix-short": ("rc", rc(pullThroughCache={"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "a"}),
                         "ecrRepositoryPrefix"),
@@ -61,7 +61,6 @@ SCHEMA_CASES = {
     "rc-policy-name": ("rc", rc(grants={"policyName": "bad name"}), "policyName"),
     "rc-adopt-type": ("rc", rc(adoptExisting="yes"), "adoptExisting"),
     "rc-consumers-type": ("rc", rc(consumers={"ecsTaskDefinitions": "web"}), "ecsTaskDefinitions"),
-    "x-no-repositories": ("x", xr(repositories=[]), "repositories"),
     "x-no-grants": ("x", xr(grants=[]), "grants"),
     "x-account": ("x", xr(grants=grant({"accountId": "123"})), "accountId"),
     "x-access": ("x", xr(grants=grant({"accountId": "210987654321"}, access="Read")), "access"),
@@ -118,6 +117,11 @@ SEMANTIC_CASES = {
         {"principals": [{"accountId": "210987654321"}], "access": "Pull"},
         {"principals": [{"accountId": "210987654321"}], "access": "Push"}]), "InvalidGrant"),
     "x-repository-twice": ("x", "repo-twice", xr(repositories=["team/app", "team/app"]), "InvalidSpec"),
+    # Admitted since repositoryPrefixes may stand alone; neither list is the operator's to refuse.
+    "x-no-repositories": ("x", "no-repositories", xr(repositories=[]), "InvalidRepositoryName"),
+    "rc-upstream-no-credential": ("rc", "upstream-quay", rc(pullThroughCache={"upstreamRegistry": "quay",
+                                                                              "ecrRepositoryPrefix": "hub"}),
+                                  "UpstreamTakesNoCredential"),
 }
 
 

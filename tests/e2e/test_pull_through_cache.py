@@ -167,7 +167,7 @@ def test_bad_input_reason_event_and_no_aws_write(kube, operator, namespace, aws_
     ({"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "x"}, "ecrRepositoryPrefix"),
     ({"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "Upper-Case"}, "ecrRepositoryPrefix"),
     ({"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "a" * 31}, "ecrRepositoryPrefix"),
-    ({"upstreamRegistry": "quay", "ecrRepositoryPrefix": "quay"}, "upstreamRegistry"),
+    ({"upstreamRegistry": "nexus", "ecrRepositoryPrefix": "quay"}, "upstreamRegistry"),
 ], ids=["prefix-too-short", "prefix-pattern", "prefix-too-long", "unknown-upstream"])
 def test_schema_rejects_at_admission(kube, namespace, cache, field):
     with pytest.raises(ApiError) as info:

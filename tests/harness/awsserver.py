@@ -12,7 +12,8 @@ the ordinary boto3 chain (``AWS_ENDPOINT_URL``). Requests pass, outermost first:
    read-only behaviour;
 4. the fault layer (``tests.harness.faults``);
 5. the ECR pull-through cache stand-in (``tests.harness.ptc_standin``) for its
-   five operations, and moto's own ``DomainDispatcherApplication`` for the rest.
+   five operations, the repository creation template stand-in
+   (``tests.harness.rct_standin``) for its four, and moto's own ``DomainDispatcherApplication`` for the rest.
 
 In a test process::
 
@@ -66,6 +67,7 @@ from tests.harness.faults import (
     is_read,
 )
 from tests.harness.ptc_standin import PullThroughCacheStandIn
+from tests.harness.rct_standin import RepositoryCreationTemplateStandIn
 
 HOST = "127.0.0.1"  # never another interface: the server has no authentication
 CONTROL_PREFIX = "/_harness/"
@@ -292,15 +294,16 @@ class _Recorder:
 
 
 class _Router:
-    """The stand-in for its operations, moto for everything else."""
+    """The stand-ins for their operations, moto for everything else."""
 
-    def __init__(self, moto_app: Callable[..., Iterable[bytes]], standin: PullThroughCacheStandIn) -> None:
+    def __init__(self, moto_app: Callable[..., Iterable[bytes]], *standins: Any) -> None:
         self._moto = moto_app
-        self._standin = standin
+        self._standins = standins
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if self._standin.wants(environ):
-            return self._standin.wsgi_app(environ, start_response)
+        for standin in self._standins:
+            if standin.wants(environ):
+                return standin.wsgi_app(environ, start_response)
         return self._moto(environ, start_response)
 
 
@@ -377,6 +380,26 @@ def _request_handler() -> type:
     return QuietHandler
 
 
+# The actions ECR accepts in a registry policy (ECR User Guide, "Private registry
+# permissions"): replication's and pull-through cache's. moto 5 still knows only the
+# first two and refuses ecr:BatchImportUpstreamImage; this widens moto's own check to
+# the documented set and keeps everything else it validates.
+REGISTRY_POLICY_ACTIONS = frozenset({"ecr:CreateRepository", "ecr:ReplicateImage", "ecr:BatchImportUpstreamImage"})
+
+
+def _registry_policy_actions_as_documented() -> None:
+    from moto.ecr.models import ECRBackend
+    from moto.iam.exceptions import MalformedPolicyDocument
+
+    def validate(self: Any, policy_text: str) -> None:
+        for statement in json.loads(policy_text)["Statement"]:
+            actions = statement["Action"]
+            if set([actions] if isinstance(actions, str) else actions) - REGISTRY_POLICY_ACTIONS:
+                raise MalformedPolicyDocument()
+
+    ECRBackend._validate_registry_policy_action = validate  # type: ignore[method-assign]
+
+
 class AwsServer:
     """moto + the stand-in + faults + the call record, served on 127.0.0.1 in a thread."""
 
@@ -384,9 +407,11 @@ class AwsServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         self.calls = CallLog(max_calls)
+        _registry_policy_actions_as_documented()
         self.standin = PullThroughCacheStandIn()
+        self.templates = RepositoryCreationTemplateStandIn()
         moto_app = DomainDispatcherApplication(create_backend_app)
-        self.faults = FaultLayer(_Router(moto_app, self.standin))
+        self.faults = FaultLayer(_Router(moto_app, self.standin, self.templates))
         self._app = _Control(self, _Recorder(self.faults, self.calls))
         self._requested_port = port
         self._server: Any = None
@@ -417,6 +442,7 @@ class AwsServer:
 
         moto_api_backend.reset()
         self.standin.reset()
+        self.templates.reset()
         self.faults.reset()
         self.calls.clear()
 

@@ -19,7 +19,7 @@ response shapes and error codes against botocore's ECR service model:
 - the upstream is inferred from / checked against ``upstreamRegistryUrl``
   (unknown URL -> UnsupportedUpstreamRegistryException);
 - ``credentialArn`` is required for docker-hub, github-container-registry,
-  gitlab-container-registry and azure-container-registry, refused for the
+  gitlab-container-registry, azure-container-registry and chainguard, refused for the
   others (InvalidParameterException); it must name a Secrets Manager secret
   called ``ecr-pullthroughcache/...`` that exists in moto's secretsmanager
   backend of the rule's account and Region (SecretNotFoundException), is not
@@ -78,6 +78,7 @@ UPSTREAM_REGISTRIES = (
 )
 CREDENTIAL_UPSTREAMS = frozenset({
     "docker-hub", "github-container-registry", "gitlab-container-registry", "azure-container-registry",
+    "chainguard",
 })
 _FIXED_UPSTREAM_URLS = {
     "public.ecr.aws": "ecr-public",

@@ -359,3 +359,128 @@ def test_predict_is_one_write_with_the_known_arn(action, others, facts):
     observation = rp.observation_of({"arn": ARN, "policy": policy}, desired)
     assert rp.STATEMENTS.predict(desired, observation, action) == Written(1, facts)
     assert rp.STATEMENTS.label(desired) == "repository app" and rp.STATEMENTS.kind == "repositoryPolicy"
+
+
+# ----------------------------------------------------------------------------- one adapter, three documents
+
+
+class FakeEcr:
+    """Records the calls a document location makes (the adapter's writes are thin)."""
+
+    def __init__(self):
+        self.made = []
+
+    def __getattr__(self, name):
+        return lambda **kwargs: self.made.append((name, kwargs)) or {}
+
+
+TEMPLATE_MINE = {"prefix": "team", "description": rp.TEMPLATE_MARK, "appliedFor": ["PULL_THROUGH_CACHE"]}
+TEMPLATE_THEIRS = {"prefix": "team", "description": "made by hand", "appliedFor": ["REPLICATION"]}
+TEMPLATE_MINE_WITH_LIFECYCLE = {**TEMPLATE_MINE, "lifecyclePolicy": "{}"}
+
+DOCUMENT_CASES = {
+    # adapter, found (observed) before the write, action -> calls made
+    "repository-create": (rp.STATEMENTS, {"arn": ARN, "policy": None}, Action.CREATE, ["set_repository_policy"]),
+    "template-absent-created": (rp.TEMPLATE_STATEMENTS, {"template": None, "policy": None}, Action.CREATE,
+                                ["create_repository_creation_template"]),
+    "template-present-updated": (rp.TEMPLATE_STATEMENTS, {"template": TEMPLATE_THEIRS, "policy": None},
+                                 Action.CREATE, ["update_repository_creation_template"]),
+    "template-ours-alone-deleted": (rp.TEMPLATE_STATEMENTS, {"template": TEMPLATE_MINE, "policy": {
+        "Statement": [ours()]}}, Action.DELETE, ["delete_repository_creation_template"]),
+    "template-ours-with-lifecycle-kept": (rp.TEMPLATE_STATEMENTS, {"template": TEMPLATE_MINE_WITH_LIFECYCLE,
+                                                                   "policy": {"Statement": [ours()]}},
+                                          Action.DELETE, ["update_repository_creation_template"]),
+    "template-theirs-policy-cleared": (rp.TEMPLATE_STATEMENTS, {"template": TEMPLATE_THEIRS,
+                                                                "policy": {"Statement": [ours()]}},
+                                       Action.DELETE, ["update_repository_creation_template"]),
+    "template-foreign-statement-kept": (rp.TEMPLATE_STATEMENTS, {"template": TEMPLATE_MINE,
+                                                                 "policy": {"Statement": [HUMAN, ours()]}},
+                                        Action.DELETE, ["update_repository_creation_template"]),
+    "registry-put": (rp.REGISTRY_STATEMENTS, {"policy": {"Statement": [HUMAN]}}, Action.UPDATE,
+                     ["put_registry_policy"]),
+    "registry-ours-alone-deleted": (rp.REGISTRY_STATEMENTS, {"policy": {"Statement": [ours()]}}, Action.DELETE,
+                                    ["delete_registry_policy"]),
+    "registry-foreign-kept": (rp.REGISTRY_STATEMENTS, {"policy": {"Statement": [HUMAN, ours()]}}, Action.DELETE,
+                              ["put_registry_policy"]),
+}
+
+
+@pytest.mark.parametrize("adapter, found, action, expected", DOCUMENT_CASES.values(), ids=DOCUMENT_CASES.keys())
+def test_each_document_location_writes_through_its_own_call(adapter, found, action, expected):
+    ecr = FakeEcr()
+    desired = rp.DesiredStatements("team", PREFIX, [] if action is Action.DELETE else [ours()])
+    observation = rp.observation_of(found, desired)
+    written = getattr(adapter, action.value)(ecr, desired, observation)
+    assert [name for name, _ in ecr.made] == expected and written.calls == 1
+    name, kwargs = ecr.made[0]
+    text = kwargs.get("repositoryPolicy", kwargs.get("policyText"))
+    if text:  # every statement we do not own is written back as it was, ours after
+        statements = policydoc.statements(policydoc.parse(text))
+        assert [s for s in statements if not rp.is_owned(s, PREFIX)] == [
+            s for s in policydoc.statements(found.get("policy")) if not rp.is_owned(s, PREFIX)]
+    if name == "create_repository_creation_template":
+        assert kwargs["appliedFor"] == list(rp.DEFAULT_APPLIED_FOR) and kwargs["description"] == rp.TEMPLATE_MARK
+    if name == "update_repository_creation_template":
+        # only the policy is sent: every other setting of the template stays as it is
+        assert set(kwargs) == {"prefix", "repositoryPolicy"}
+
+
+@pytest.mark.parametrize("adapter, kind, label", [
+    (rp.STATEMENTS, "repositoryPolicy", "repository team"),
+    (rp.TEMPLATE_STATEMENTS, "templatePolicy", "repository creation template team"),
+    (rp.REGISTRY_STATEMENTS, "registryPolicy", "registry policy of team"),
+], ids=["repository", "template", "registry"])
+def test_the_three_adapters_are_one_class_with_their_own_kind_and_label(adapter, kind, label):
+    desired = rp.DesiredStatements("team", PREFIX, [ours()])
+    assert isinstance(adapter, rp.Statements) and adapter.kind == kind and adapter.label(desired) == label
+    observation = rp.observation_of({"policy": {"Statement": [HUMAN, CHANGED]}}, desired)
+    assert observation.owner is Owner.OURS and observation.fields == (f"Statement[{PREFIX}G0]",)
+
+
+PULL_SIDS = {f"{PREFIX}G0"}
+CACHE_CASES = {
+    # statements of the grants, cached prefixes -> (Sids, Resource)
+    "one-prefix": ([ours()], ["quay"], [f"{PREFIX}G0Cache"], "arn:aws:ecr:us-east-1:123456789012:repository/quay/*"),
+    "two-prefixes": ([ours()], ["quay", "docker-hub"], [f"{PREFIX}G0Cache"],
+                     ["arn:aws:ecr:us-east-1:123456789012:repository/quay/*",
+                      "arn:aws:ecr:us-east-1:123456789012:repository/docker-hub/*"]),
+    "root": ([ours()], ["ROOT"], [f"{PREFIX}G0Cache"], "arn:aws:ecr:us-east-1:123456789012:repository/*"),
+    "push-only-grant": ([ours("G1")], ["quay"], [], None),
+    "no-cache-rule": ([ours()], [], [], None),
+}
+
+
+@pytest.mark.parametrize("grant_statements, cached, sids, resource", CACHE_CASES.values(), ids=CACHE_CASES.keys())
+def test_cache_statements(grant_statements, cached, sids, resource):
+    out = rp.cache_statements(grant_statements, cached, partition="aws", region="us-east-1",
+                              account="123456789012", pull_grants=PULL_SIDS)
+    assert [s["Sid"] for s in out] == sids
+    for statement in out:
+        assert statement["Resource"] == resource and rp.is_owned(statement, PREFIX)
+        assert statement["Action"] == ["ecr:CreateRepository", "ecr:BatchImportUpstreamImage"]
+        assert statement["Principal"] == grant_statements[0]["Principal"]
+
+
+class PagedEcr:
+    def __init__(self, names, page=2):
+        self.names, self.page, self.calls = names, page, 0
+
+    def describe_repositories(self, maxResults, nextToken=None):
+        self.calls += 1
+        start = int(nextToken or 0)
+        answer = {"repositories": [{"repositoryName": n} for n in self.names[start:start + self.page]]}
+        if start + self.page < len(self.names):
+            answer["nextToken"] = str(start + self.page)
+        return answer
+
+
+@pytest.mark.parametrize("prefixes, expected", [
+    (["team"], ["team/a", "team/b/c"]),
+    (["team/b"], ["team/b/c"]),
+    (["ROOT"], ["team/a", "teamx", "team/b/c", "other/x", "team"]),
+    (["nobody"], []),
+], ids=["prefix", "nested-prefix", "root", "none"])
+def test_repositories_under_a_prefix_are_listed_over_every_page(prefixes, expected):
+    ecr = PagedEcr(["team/a", "teamx", "team/b/c", "other/x", "team"])
+    found, pages = rp.repositories_under(ecr, prefixes)
+    assert found == expected and pages == ecr.calls == 3

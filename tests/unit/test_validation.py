@@ -75,8 +75,10 @@ BAD = {
     "ptc-azure-bad-url": ({**SRC, "pullThroughCache": {**PTC, "upstreamRegistry": "azure-container-registry",
                                                          "upstreamRegistryUrl": "example.com"}},
                           reasons.INVALID_PULL_THROUGH_CACHE, "spec.pullThroughCache.upstreamRegistryUrl"),
-    "ptc-unknown-upstream": ({**SRC, "pullThroughCache": {**PTC, "upstreamRegistry": "quay"}}, reasons.INVALID_SPEC,
+    "ptc-unknown-upstream": ({**SRC, "pullThroughCache": {**PTC, "upstreamRegistry": "nexus"}}, reasons.INVALID_SPEC,
                              "spec.pullThroughCache.upstreamRegistry"),
+    "ptc-upstream-without-credential": ({**SRC, "pullThroughCache": {**PTC, "upstreamRegistry": "quay"}},
+                                        reasons.UPSTREAM_TAKES_NO_CREDENTIAL, "spec.pullThroughCache.upstreamRegistry"),
     "ptc-prefix-too-short": ({**SRC, "pullThroughCache": {**PTC, "ecrRepositoryPrefix": "a"}}, reasons.INVALID_SPEC,
                              "spec.pullThroughCache.ecrRepositoryPrefix"),
     "ptc-prefix-uppercase": ({**SRC, "pullThroughCache": {**PTC, "ecrRepositoryPrefix": "Docker"}}, reasons.INVALID_SPEC,
@@ -117,3 +119,60 @@ def test_secret_value_limit(size, ok):
     assert (problems == []) is ok
     if not ok:
         assert problems[0].reason == reasons.SECRET_VALUE_TOO_LARGE and "65536" in problems[0].message
+
+
+# ----------------------------------------------------------------------------- upstream rules
+
+import botocore.session  # noqa: E402
+
+from controller.api.models import UpstreamRegistry  # noqa: E402
+from controller.api.validation import UPSTREAMS, validate_registry_credential  # noqa: E402
+
+ECR_MODEL = botocore.session.get_session().get_service_model("ecr")
+
+
+def test_every_upstream_in_botocores_model_has_a_rule():
+    values = set(ECR_MODEL.shape_for("UpstreamRegistry").enum)
+    assert set(UPSTREAMS) == values == {u.value for u in UpstreamRegistry}
+
+
+def _ptc(upstream, url=None):
+    ptc = {"upstreamRegistry": upstream, "ecrRepositoryPrefix": "cache"}
+    if url:
+        ptc["upstreamRegistryUrl"] = url
+    return {**SRC, "pullThroughCache": ptc}
+
+
+UPSTREAM_CASES = {
+    # upstream, URL given -> (reason of the first problem or None, URL used)
+    "docker-hub": ("docker-hub", None, None, "registry-1.docker.io"),
+    "github": ("github-container-registry", None, None, "ghcr.io"),
+    "gitlab": ("gitlab-container-registry", None, None, "registry.gitlab.com"),
+    "azure": ("azure-container-registry", "myreg12.azurecr.io", None, "myreg12.azurecr.io"),
+    "chainguard": ("chainguard", None, None, "cgr.dev"),
+    "chainguard-wrong-url": ("chainguard", "registry.example.com", reasons.INVALID_PULL_THROUGH_CACHE, None),
+    "docker-hub-wrong-url": ("docker-hub", "docker.io", reasons.INVALID_PULL_THROUGH_CACHE, None),
+    "quay": ("quay", None, reasons.UPSTREAM_TAKES_NO_CREDENTIAL, None),
+    "k8s": ("k8s", None, reasons.UPSTREAM_TAKES_NO_CREDENTIAL, None),
+    "ecr-public": ("ecr-public", None, reasons.UPSTREAM_TAKES_NO_CREDENTIAL, None),
+    "ecr": ("ecr", "123456789012.dkr.ecr.us-east-1.amazonaws.com", reasons.UPSTREAM_TAKES_NO_CREDENTIAL, None),
+}
+
+
+@pytest.mark.parametrize("upstream, url, reason, used", UPSTREAM_CASES.values(), ids=UPSTREAM_CASES.keys())
+def test_upstream_rules(upstream, url, reason, used):
+    resolved, problems = validate_registry_credential("ns", "cred", _ptc(upstream, url), cluster_id="c")
+    if reason is None:
+        assert problems == [] and resolved.upstream_url == used
+        # the secret rules hold for every upstream that takes a credential
+        assert resolved.secret_name.startswith("ecr-pullthroughcache/")
+    else:
+        assert resolved is None and problems[0].reason == reason
+        if reason == reasons.UPSTREAM_TAKES_NO_CREDENTIAL:
+            assert upstream in problems[0].message and "credential" in problems[0].message
+
+
+def test_chainguard_keeps_the_secret_rules():
+    spec = {**_ptc("chainguard"), "secret": {"kmsKeyId": "alias/mine"}}
+    _, problems = validate_registry_credential("ns", "cred", spec, cluster_id="c")
+    assert [p.field for p in problems] == ["spec.secret.kmsKeyId"]

@@ -69,7 +69,14 @@ CASES = {
     "repository-too-short": (
         base(repositories=["a"]), reasons.INVALID_REPOSITORY_NAME, "spec.repositories[0]", "2-256"),
     "repository-list-empty": (
-        base(repositories=[]), reasons.INVALID_REPOSITORY_NAME, "spec.repositories", "at least one repository"),
+        base(repositories=[]), reasons.INVALID_REPOSITORY_NAME, "spec.repositories",
+        "at least one of spec.repositories and spec.repositoryPrefixes"),
+    "prefix-upper-case": (
+        base(repositoryPrefixes=["Team"]), reasons.INVALID_REPOSITORY_NAME, "spec.repositoryPrefixes[0]", "ROOT or"),
+    "prefix-trailing-slash": (
+        base(repositoryPrefixes=["team/"]), reasons.INVALID_REPOSITORY_NAME, "spec.repositoryPrefixes[0]", "ROOT or"),
+    "prefix-duplicate": (
+        base(repositoryPrefixes=["team", "team"]), reasons.INVALID_SPEC, "spec.repositoryPrefixes[1]", "listed twice"),
     "repository-duplicate": (
         base(repositories=["app", "app"]), reasons.INVALID_SPEC, "spec.repositories[1]", "listed twice"),
     "bad-region": (
@@ -134,3 +141,13 @@ def test_example_manifest_is_valid():
     meta = manifest["metadata"]
     resolved, problems = validate_cross_account(meta["namespace"], meta["name"], manifest["spec"], cluster_id="c")
     assert problems == [] and resolved is not None
+
+
+@pytest.mark.parametrize("override", [
+    {"repositories": [], "repositoryPrefixes": ["team"]},
+    {"repositoryPrefixes": ["ROOT"]},
+    {"repositoryPrefixes": ["team/cache", "ghcr"]},
+], ids=["prefixes-only", "root", "both"])
+def test_prefixes_alone_or_beside_repositories_are_valid(override):
+    resolved, problems = validate_cross_account("team-a", "pullers", base(**override), cluster_id="c")
+    assert problems == [] and resolved.spec.repositoryPrefixes == override["repositoryPrefixes"]
