@@ -70,6 +70,10 @@ RUN_OPTIONS: list[Option] = [
            "resource (with up to 10%% jitter).", 300.0, _positive_float),
     Option(("--source-check-interval",), "source_check_interval", "Seconds between checks of the "
            "in-memory Secret index for rotated source Secrets (no API calls).", 2.0, _positive_float),
+    Option(("--source-secret-selector",), "source_secret_selector", "Kubernetes label selector for "
+           "source Secrets (e.g. regaccess.io/source=true), applied by the API server to the Secret "
+           "list and watch: Secrets without the labels are never sent to the operator. Empty: all "
+           "Secrets of the watched namespaces.", ""),
     Option(("--metrics-port",), "metrics_port", "Port of /metrics, /healthz and /readyz "
            "(0 disables).", 8080, _port),
     Option(("--metrics-bind",), "metrics_bind", "Address the metrics server binds to.", "0.0.0.0"),
@@ -102,6 +106,7 @@ class Settings:
     cluster_id: str = "default"
     drift_interval: float = 300.0
     source_check_interval: float = 2.0
+    source_secret_selector: str = ""
     metrics_port: int = 8080
     metrics_bind: str = "0.0.0.0"
     aws_retry_mode: str = "standard"

@@ -21,7 +21,8 @@ IRSA = "arn:aws:iam::111122223333:role/regaccess-operator"
 MATRIX = {
     "defaults": {},
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
-    "irsa": {"serviceAccount": {"irsaRoleArn": IRSA}, "aws": {"region": "eu-west-1"}, "clusterId": "prod-eu-1"},
+    "irsa": {"serviceAccount": {"irsaRoleArn": IRSA}, "aws": {"region": "eu-west-1"}, "clusterId": "prod-eu-1",
+             "sourceSecrets": {"labelSelector": "regaccess.io/source=true"}},
     "replicas-2": {"replicaCount": 2},
     "namespaced-replicas-2": {"replicaCount": 2, "watchNamespaces": ["team-a"]},
     "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
@@ -195,6 +196,7 @@ def test_every_run_option_is_set_from_values_and_parses():
     add_run_arguments(parser, env)
     settings = settings_from_args(parser.parse_args([]), env)
     assert settings.all_namespaces and settings.cluster_id == "prod-eu-1"
+    assert settings.source_secret_selector == "regaccess.io/source=true"
     assert settings.drift_interval == 300 and settings.metrics_port == 8080 and settings.peering == ""
     ns_env = env_of(one(render(MATRIX["namespaced"]), "Deployment"))
     parser = argparse.ArgumentParser()
@@ -270,6 +272,7 @@ BAD_VALUES = {
     "pull-policy-unknown": {"image": {"pullPolicy": "Sometimes"}},
     "service-monitor-flag-string": {"serviceMonitor": {"enabled": "yes"}},
     "digest-not-sha256": {"image": {"digest": "latest"}},
+    "source-selector-not-a-string": {"sourceSecrets": {"labelSelector": ["a=b"]}},
     "digest-short": {"image": {"digest": "sha256:abc"}},
     "network-policy-from-not-a-list": {"metrics": {"networkPolicy": {"enabled": True, "from": {"podSelector": {}}}}},
 }
