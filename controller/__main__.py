@@ -164,7 +164,44 @@ def _cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_iam_policy(args: argparse.Namespace) -> int:
+    from controller import iampolicy
+
+    try:
+        options = iampolicy.Options(partition=args.partition, account=args.account, cluster_id=args.cluster_id,
+                                    region=args.region, assume_role_path=args.assume_role_path)
+    except ValueError as error:
+        print(f"regaccess iam-policy: {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(iampolicy.dumps(options))
+    return 0
+
+
+def _add_iam_policy_command(sub: argparse._SubParsersAction) -> None:
+    from controller import iampolicy
+
+    policy = sub.add_parser(
+        "iam-policy", help="Print the operator's least-privilege IAM policy for one account and cluster.",
+        description="Print the IAM policy the operator's own identity needs (deploy/iam-policy.json with its "
+        "placeholders filled in). Options left out keep their ${...} placeholder. See docs/install.md, "
+        "\"IAM policy\".")
+    policy.add_argument("--partition", default=iampolicy.PARTITION_PLACEHOLDER,
+                        help="ARN partition: aws, aws-cn or aws-us-gov (default: the placeholder ${AWS_PARTITION}).")
+    policy.add_argument("--account", default=iampolicy.ACCOUNT_PLACEHOLDER,
+                        help="The 12-digit account the operator acts in (default: ${AWS_ACCOUNT_ID}).")
+    policy.add_argument("--cluster-id", default=iampolicy.CLUSTER_PLACEHOLDER,
+                        help="The operator's --cluster-id: GetSecretValue and writes are allowed only on objects "
+                        "whose regaccess.io/owner tag starts with <cluster-id>/ (default: ${REGACCESS_CLUSTER_ID}).")
+    policy.add_argument("--region", default="*",
+                        help="Restrict every regional ARN (and kms:ViaService) to one region (default: * = all).")
+    policy.add_argument("--assume-role-path", default=iampolicy.DEFAULT_ASSUME_ROLE_PATH,
+                        help="IAM path of the roles spec.roleArn may name for sts:AssumeRole, in any account "
+                        f"(default: {iampolicy.DEFAULT_ASSUME_ROLE_PATH}).")
+    policy.set_defaults(func=_cmd_iam_policy)
+
+
 def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
+    _add_iam_policy_command(sub)
     plan = sub.add_parser(
         "plan", help="Validate manifests and show what the operator would change in AWS (read-only).",
         description="Validate RegistryCredential / CrossAccountRepoAccess manifests with the operator's own "

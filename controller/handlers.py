@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import kopf
 
-from controller import metrics
+from controller import metrics, sources
 from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL, VERSION
 from controller.aws.clients import ClientFactory, Clients
 from controller.kubeapi import StatusWriter, patchable
@@ -191,6 +191,10 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         settings.posting.level = 100  # only explicit kopf.event() calls post Events
         settings.execution.max_workers = runtime.settings.workers
         settings.watching.server_timeout = 300
+        if runtime.settings.source_secret_selector:
+            # Server-side: the API server filters the Secret list and watch (labelSelector);
+            # a `labels=` filter on the index would only drop them after they were received.
+            settings.watching.label_selectors["", "v1", "secrets"] = runtime.settings.source_secret_selector
         settings.networking.request_timeout = 60
         # kopf's last resort after SIGTERM (default 10 minutes): our own drain is bounded by
         # --shutdown-timeout, so anything beyond that plus a margin is a hang.
@@ -216,7 +220,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         meta = body.get("metadata") or {}
         return {(namespace, name): {
             "type": body.get("type"),
-            "data": dict(body.get("data") or {}),
+            # Only what the credential is read from (typed Secrets: their fixed keys).
+            "data": sources.needed_data(body.get("type"), body.get("data")),
             "metadata": {"name": name, "namespace": namespace, "resourceVersion": meta.get("resourceVersion")},
         }}
 

@@ -96,6 +96,10 @@ RUN_OPTIONS: list[Option] = [
     Option(("--shard",), "shard", "The shard this operator owns: only resources labelled "
            f"{SHARD_LABEL}=NAME, filtered by the API server. Empty: the default shard, the resources "
            "without that label. Run one operator per shard name, plus one default shard.", "", _shard),
+    Option(("--source-secret-selector",), "source_secret_selector", "Kubernetes label selector for "
+           "source Secrets (e.g. regaccess.io/source=true), applied by the API server to the Secret "
+           "list and watch: Secrets without the labels are never sent to the operator. Empty: all "
+           "Secrets of the watched namespaces.", ""),
     Option(("--metrics-port",), "metrics_port", "Port of /metrics, /healthz and /readyz "
            "(0 disables).", 8080, _port),
     Option(("--metrics-bind",), "metrics_bind", "Address the metrics server binds to.", "0.0.0.0"),
@@ -133,6 +137,7 @@ class Settings:
     drift_interval: float = 300.0
     max_concurrent_drift_checks: int = 8
     shard: str = ""
+    source_secret_selector: str = ""
     metrics_port: int = 8080
     metrics_bind: str = "0.0.0.0"
     aws_retry_mode: str = "standard"

@@ -131,6 +131,21 @@ def parse_dockerconfigjson(document: str, registry: str | None, secret_name: str
     )
 
 
+# The data keys a Secret of a fixed type is read by (an Opaque Secret's keys are named by the
+# resources that reference it: all are kept).
+_NEEDED_KEYS = {DOCKER_CONFIG_JSON: (".dockerconfigjson",), BASIC_AUTH: ("username", "password")}
+
+
+def needed_data(secret_type: str | None, data: dict[str, str] | None) -> dict[str, str]:
+    """Pure: the part of a Secret's data the Secret index keeps: exactly what
+    ``read_credential`` reads for a typed Secret, all of an Opaque one (its keys are
+    ``source.usernameKey`` / ``source.passwordKey`` of whichever resources reference it, which
+    the index of Secrets cannot know)."""
+    data = dict(data or {})
+    keys = _NEEDED_KEYS.get(secret_type or "Opaque")
+    return data if keys is None else {k: v for k, v in data.items() if k in keys}
+
+
 def read_credential(
     secret: dict, *, registry: str | None, username_key: str, password_key: str
 ) -> Credential:

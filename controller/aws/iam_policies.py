@@ -18,7 +18,10 @@ a mark. Migration: a policy written before marks existed has the Sids
 ``ReadRegistryCredential`` / ``DecryptRegistryCredential``; exactly that document
 for this resource's secret ARN (and KMS key ARN) is recognised as ours and
 reported as different, so the next write gives it the marked Sids
-(docs/adopting.md).
+(docs/adopting.md). Likewise a marked document as versions before the KMS
+conditions wrote it (``kms:Decrypt`` without ``kms:ViaService`` /
+``kms:EncryptionContext:SecretARN``) is ours and outdated: rewritten once, and
+not drift (``Observed.legacy``).
 
 This module reports facts; adoption, conflicts and drift are decided in
 ``controller.reconcile.loop``.
@@ -62,6 +65,13 @@ ACCOUNT_MISMATCH_MESSAGE = (
 )
 
 _ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::(?P<account>[0-9]{12}):role/(?:.*/)?(?P<name>[^/]+)$")
+_SECRET_REGION = re.compile(r"^arn:aws[a-zA-Z-]*:secretsmanager:(?P<region>[a-z0-9-]+):")
+# Secrets Manager calls KMS on the caller's behalf from this endpoint (kms:ViaService), and
+# always with the secret's ARN in the encryption context under this key (AWS: "How Secrets
+# Manager uses AWS KMS", encryption context).
+VIA_SERVICE = "secretsmanager.{region}.amazonaws.com"
+VIA_SERVICE_KEY = "kms:ViaService"
+CONTEXT_KEY = "kms:EncryptionContext:SecretARN"
 _ARN_ACCOUNT = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:(?P<account>[0-9]{12}):")
 # The shape of any owner's Sid prefix (see repository_policies.sid_prefix): the head,
 # the readable part [a-z0-9], the upper-case hex hash, the tail. A Sid that merely
@@ -123,20 +133,41 @@ def sid_prefix(owner: str) -> str:
     return _statement_sid_prefix(scope, name)
 
 
-def desired(secret_arn: str, kms_key_arn: str | None = None, owner: str | None = None) -> dict[str, Any]:
-    """The policy document: read exactly this secret (and decrypt with exactly its CMK).
+def secret_region(secret_arn: str | None) -> str | None:
+    match = _SECRET_REGION.match(secret_arn or "")
+    return match["region"] if match else None
+
+
+def kms_condition(secret_arn: str) -> dict[str, Any] | None:
+    """The condition on kms:Decrypt: only through Secrets Manager in the secret's region, and
+    only for this secret (its ARN in the encryption context). None when the ARN names no
+    region (not yet known): the statement is then written without one."""
+    region = secret_region(secret_arn)
+    if region is None:
+        return None
+    return {"StringEquals": {VIA_SERVICE_KEY: VIA_SERVICE.format(region=region), CONTEXT_KEY: secret_arn}}
+
+
+def desired(secret_arn: str, kms_key_arn: str | None = None, owner: str | None = None, *,
+            kms_conditions: bool = True) -> dict[str, Any]:
+    """The policy document: read exactly this secret (and decrypt with exactly its CMK, only
+    through Secrets Manager, only for this secret).
 
     With ``owner`` every Sid carries its Sid prefix (what the operator writes). Without,
     the document as versions before ownership marks wrote it: the migration rule
-    recognises exactly that one as ours."""
+    recognises exactly that one as ours. ``kms_conditions=False`` gives the document as
+    versions before the KMS conditions wrote it (recognised as outdated, not drift)."""
     prefix = sid_prefix(owner) if owner else ""
     statements: list[dict[str, Any]] = [
         {"Sid": prefix + SECRET_SID, "Effect": "Allow", "Action": SECRET_ACTION, "Resource": secret_arn}
     ]
     if kms_key_arn:
-        statements.append(
-            {"Sid": prefix + KMS_SID, "Effect": "Allow", "Action": KMS_ACTION, "Resource": kms_key_arn}
-        )
+        statement: dict[str, Any] = {"Sid": prefix + KMS_SID, "Effect": "Allow", "Action": KMS_ACTION,
+                                     "Resource": kms_key_arn}
+        condition = kms_condition(secret_arn) if kms_conditions else None
+        if condition:
+            statement["Condition"] = condition
+        statements.append(statement)
     return {"Version": POLICY_VERSION, "Statement": statements}
 
 
@@ -186,6 +217,14 @@ def owner_of(document: str | dict[str, Any] | None, owner: str,
     return owner_of_mark(mark, ours), mark
 
 
+def outdated(desired: "RolePolicy", document: str | dict[str, Any] | None, owner: Owner, mark: str | None) -> bool:
+    """Pure: is this our policy as an earlier version wrote it (before marks, or marked but
+    before the KMS conditions)? Its rewrite is our own change, never drift."""
+    if owner is not Owner.OURS:
+        return False
+    return mark is None or (desired.previous is not None and policydoc.equivalent(desired.previous, document))
+
+
 def budget_problem(role: str, other_sizes: list[int], ours: int, limit: int = INLINE_BUDGET) -> str | None:
     """None when our policy fits next to the role's other inline policies, else why not."""
     others = sum(other_sizes)
@@ -207,6 +246,8 @@ class RolePolicy:
     document: dict[str, Any]   # desired(..., owner=owner): what a put writes
     # The pre-mark document for the same secret and key (migration), None when unknown.
     legacy: dict[str, Any] | None = None
+    # Our marked document as written before the KMS conditions (None: it equals ``document``).
+    previous: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -214,16 +255,20 @@ class Observed:
     """Facts of an existing policy the writes and the step need."""
 
     document: dict[str, Any]
-    legacy: bool = False   # recognised as ours by the migration rule (not yet marked)
+    # Ours as an earlier version wrote it (not yet marked, or without the KMS conditions):
+    # the rewrite is our own change, never drift.
+    legacy: bool = False
 
 
 def role_policy(role: str, policy: str, owner: str, secret_arn: str | None,
                 kms_key_arn: str | None = None) -> RolePolicy:
     """Pure: the desired value for one role. The legacy document is for the same secret
     and key (unknown, None, when the secret ARN is)."""
-    return RolePolicy(role=role, policy=policy, owner=owner,
-                      document=desired(secret_arn or "", kms_key_arn, owner),
-                      legacy=desired(secret_arn, kms_key_arn) if secret_arn else None)
+    document = desired(secret_arn or "", kms_key_arn, owner)
+    previous = desired(secret_arn or "", kms_key_arn, owner, kms_conditions=False)
+    return RolePolicy(role=role, policy=policy, owner=owner, document=document,
+                      legacy=desired(secret_arn, kms_key_arn, kms_conditions=False) if secret_arn else None,
+                      previous=previous if previous != document else None)
 
 
 class RolePolicies:
@@ -247,7 +292,7 @@ class RolePolicies:
             raise
         document = policydoc.parse(response.get("PolicyDocument"))
         owner, mark = owner_of(document, desired.owner, desired.legacy)
-        legacy = owner is Owner.OURS and mark is None
+        legacy = outdated(desired, document, owner, mark)
         differences: tuple[Difference, ...] = ()
         if compare(desired.document, document):
             differences = (Difference(DOCUMENT_FIELD, document, desired.document),)

@@ -17,7 +17,8 @@ whether to create, adopt, update, only report or refuse is the loop's decision.
   ``DeletedDate`` (scheduled for deletion: restored first), ``Description``,
   ``KmsKeyId``, ``Tags`` and ``SecretString``. The value itself never appears in
   a difference, an exception or a repr: ``"<value>"`` stands for it.
-- Writes touch only what differs, so a no-op resync writes nothing and the same
+- Writes touch only what differs (adopting tags first: the owner tag is what the
+  shipped IAM policy checks), so a no-op resync writes nothing and the same
   value written again makes no new version.
 
 The value is passed straight to boto3, and boto3's own debug logging of request
@@ -148,6 +149,14 @@ def same_value(a: str | None, b: str | None) -> bool:
 
 def _tags(observed: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t.get("Value", "") for t in observed.get("Tags") or []}
+
+
+def _changed_tags(want: DesiredSecret, described: dict[str, Any]) -> list[dict[str, str]]:
+    """The TagResource list: the tags that differ, and always the owner tag (unchanged when
+    it is already ours): the shipped IAM policy allows TagResource only with this cluster's
+    owner tag in the request."""
+    have = _tags(described)
+    return [{"Key": k, "Value": v} for k, v in sorted(want.tags.items()) if have.get(k) != v or k == OWNER_TAG]
 
 
 def mark_of(described: dict[str, Any]) -> str | None:
@@ -312,6 +321,13 @@ class SecretKind:
             client.restore_secret(SecretId=arn)
             calls += 1
             done.append(FIELD_DELETED)
+        if FIELD_TAGS in fields and observation.owner is not Owner.OURS:
+            # Adopting: the owner tag first. The shipped IAM policy allows GetSecretValue and
+            # UpdateSecret only on secrets carrying this cluster's owner tag.
+            client.tag_resource(SecretId=arn, Tags=_changed_tags(want, facts.described))
+            calls += 1
+            done.append(FIELD_TAGS)
+            fields.discard(FIELD_TAGS)
         if want.value is not None and value_differs is None and (
                 FIELD_DELETED in fields or observation.owner is not Owner.OURS):
             # Not read by observe: it could not be while the secret was scheduled for
@@ -328,9 +344,7 @@ class SecretKind:
             calls += 1
             done += [name for name in METADATA_FIELDS if name in fields]
         if FIELD_TAGS in fields:
-            have = _tags(facts.described)
-            changed = [{"Key": k, "Value": v} for k, v in sorted(want.tags.items()) if have.get(k) != v]
-            client.tag_resource(SecretId=arn, Tags=changed)
+            client.tag_resource(SecretId=arn, Tags=_changed_tags(want, facts.described))
             calls += 1
             done.append(FIELD_TAGS)
         version = facts.version

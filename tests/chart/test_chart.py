@@ -21,12 +21,16 @@ IRSA = "arn:aws:iam::111122223333:role/regaccess-operator"
 MATRIX = {
     "defaults": {},
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
-    "irsa": {"serviceAccount": {"irsaRoleArn": IRSA}, "aws": {"region": "eu-west-1"}, "clusterId": "prod-eu-1"},
+    "irsa": {"serviceAccount": {"irsaRoleArn": IRSA}, "aws": {"region": "eu-west-1"}, "clusterId": "prod-eu-1",
+             "sourceSecrets": {"labelSelector": "regaccess.io/source=true"}},
     "replicas-2": {"replicaCount": 2},
     "namespaced-replicas-2": {"replicaCount": 2, "watchNamespaces": ["team-a"]},
     "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
                    "prometheusRule": {"enabled": True}},
     "dashboard": {"dashboard": {"enabled": True}},
+    "digest": {"image": {"repository": "registry.example/regaccess", "tag": "ignored", "digest": "sha256:" + "a" * 64}},
+    "network-policy": {"metrics": {"networkPolicy": {"enabled": True, "from": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}},
 }
 
 
@@ -135,6 +139,29 @@ def test_monitoring_objects():
             assert r["annotations"]["runbook"] and r["annotations"]["runbook_url"].endswith("#" + r["alert"].lower())
 
 
+def test_image_by_digest_wins_over_the_tag():
+    (container,) = one(render(MATRIX["digest"]), "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example/regaccess@sha256:" + "a" * 64
+    (default,) = one(render({}), "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "@" not in default["image"] and default["image"].startswith("regaccess:")
+
+
+def test_network_policy_admits_only_the_metrics_port_from_the_listed_peers():
+    assert not find(render({}), "NetworkPolicy")  # off by default
+    docs = render(MATRIX["network-policy"])
+    policy = one(docs, "NetworkPolicy")["spec"]
+    pod = one(docs, "Deployment")["spec"]["template"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert policy["policyTypes"] == ["Ingress"]  # egress (API server, AWS) untouched
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert "metrics" in {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    assert rule["from"] == MATRIX["network-policy"]["metrics"]["networkPolicy"]["from"]
+    # Without peers: the metrics port from anywhere, still no other port.
+    open_policy = one(render({"metrics": {"networkPolicy": {"enabled": True}}}), "NetworkPolicy")["spec"]
+    assert open_policy["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
+
+
 def test_dashboard_configmap_carries_the_repository_json():
     docs = render(MATRIX["dashboard"])
     cm = one(docs, "ConfigMap")
@@ -169,6 +196,7 @@ def test_every_run_option_is_set_from_values_and_parses():
     add_run_arguments(parser, env)
     settings = settings_from_args(parser.parse_args([]), env)
     assert settings.all_namespaces and settings.cluster_id == "prod-eu-1"
+    assert settings.source_secret_selector == "regaccess.io/source=true"
     assert settings.drift_interval == 300 and settings.metrics_port == 8080 and settings.peering == ""
     ns_env = env_of(one(render(MATRIX["namespaced"]), "Deployment"))
     parser = argparse.ArgumentParser()
@@ -243,6 +271,10 @@ BAD_VALUES = {
     "unknown-nested-key": {"operator": {"driftIntervall": 60}},
     "pull-policy-unknown": {"image": {"pullPolicy": "Sometimes"}},
     "service-monitor-flag-string": {"serviceMonitor": {"enabled": "yes"}},
+    "digest-not-sha256": {"image": {"digest": "latest"}},
+    "source-selector-not-a-string": {"sourceSecrets": {"labelSelector": ["a=b"]}},
+    "digest-short": {"image": {"digest": "sha256:abc"}},
+    "network-policy-from-not-a-list": {"metrics": {"networkPolicy": {"enabled": True, "from": {"podSelector": {}}}}},
 }
 
 

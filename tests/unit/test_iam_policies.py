@@ -27,7 +27,10 @@ KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890
             KEY,
             [
                 {"Sid": "ReadRegistryCredential", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET},
-                {"Sid": "DecryptRegistryCredential", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY},
+                {"Sid": "DecryptRegistryCredential", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY,
+                 # Only through Secrets Manager in the secret's region, only for this secret.
+                 "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com",
+                                                "kms:EncryptionContext:SecretARN": SECRET}}},
             ],
         ),
     ],
@@ -50,7 +53,9 @@ def _doc(*statements, version="2012-10-17"):
 
 
 READ = {"Sid": "ReadRegistryCredential", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET}
-DECRYPT = {"Sid": "DecryptRegistryCredential", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY}
+DECRYPT = {"Sid": "DecryptRegistryCredential", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY,
+           "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com",
+                                          "kms:EncryptionContext:SecretARN": SECRET}}}
 
 
 @pytest.mark.parametrize(
@@ -169,16 +174,48 @@ def test_is_key_arn(value, is_arn):
 OWNER = "c1/team-a/hub"
 OTHER = "c1/team-b/hub"
 PREFIX = iam_policies.sid_prefix(OWNER)
-LEGACY = iam_policies.desired(SECRET, KEY)  # what versions before marks wrote
+LEGACY = iam_policies.desired(SECRET, KEY, kms_conditions=False)  # what versions before marks wrote
 MARKED = iam_policies.desired(SECRET, KEY, OWNER)
 PERSON = {"Sid": "ReadRegistryCredential", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
 NOTES = {"Sid": "RegaccessNotes", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
 
 
-def test_marked_document_grants_exactly_what_the_pre_mark_one_did():
+UNCONDITIONED = iam_policies.desired(SECRET, KEY, OWNER, kms_conditions=False)  # marked, before KMS conditions
+
+
+def test_marked_document_grants_what_the_pre_mark_one_did_narrowed_by_the_kms_conditions():
     assert [s["Sid"] for s in MARKED["Statement"]] == [PREFIX + "ReadRegistryCredential", PREFIX + "DecryptRegistryCredential"]
-    assert iam_policies.same_grants(MARKED, LEGACY) and not policydoc.equivalent(MARKED, LEGACY)
+    assert iam_policies.same_grants(UNCONDITIONED, LEGACY) and not policydoc.equivalent(UNCONDITIONED, LEGACY)
+    # The conditions are a real difference: an outdated document is rewritten, not taken as equal.
+    assert not iam_policies.same_grants(MARKED, UNCONDITIONED)
+    assert MARKED["Statement"][1]["Condition"] == {"StringEquals": {
+        "kms:ViaService": "secretsmanager.us-east-1.amazonaws.com", "kms:EncryptionContext:SecretARN": SECRET}}
     assert "*" not in json.dumps(MARKED)
+
+
+@pytest.mark.parametrize(
+    "written, legacy, differs",
+    [
+        (LEGACY, True, True),            # before ownership marks (and KMS conditions)
+        (UNCONDITIONED, True, True),     # marked, before the KMS conditions
+        (MARKED, False, False),          # what this version writes: nothing to do
+    ],
+    ids=["pre-mark", "marked-without-kms-conditions", "current"],
+)
+def test_an_outdated_document_of_ours_is_rewritten_once_and_is_not_drift(written, legacy, differs):
+    desired = iam_policies.role_policy("exec", "p", OWNER, SECRET, KEY)
+    owner, mark = iam_policies.owner_of(written, OWNER, desired.legacy)
+    assert owner is Owner.OURS
+    # What observe reports as Observed.legacy: the step does not count it as drift.
+    assert iam_policies.outdated(desired, written, owner, mark) is legacy
+    assert bool(iam_policies.compare(desired.document, written)) is differs
+    # After the one rewrite the document is the current one: equal from then on.
+    assert not iam_policies.compare(desired.document, MARKED)
+
+
+def test_no_kms_condition_without_a_region_in_the_secret_arn():
+    # The secret ARN is not known yet (plan before create): no made-up condition.
+    assert "Condition" not in iam_policies.desired("", KEY, OWNER)["Statement"][1]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from controller.api import reasons
-from controller.sources import SourceError, parse_dockerconfigjson, read_credential
+from controller.sources import SourceError, needed_data, parse_dockerconfigjson, read_credential
 
 PW = "s3cr3t-Value-XYZ"
 
@@ -86,3 +86,29 @@ def test_bad_sources_name_a_reason_and_never_the_value(body, kwargs, reason):
 def test_parse_dockerconfigjson_rejects_deep_nesting_without_crashing():
     with pytest.raises(SourceError):
         parse_dockerconfigjson("[" * 100_000, None, "x")
+
+
+@pytest.mark.parametrize("body, kwargs, expected", OK_CASES.values(), ids=OK_CASES.keys())
+def test_the_index_keeps_what_the_credential_is_read_from(body, kwargs, expected):
+    # What handlers.source_secrets stores: the same credential comes out of the trimmed data.
+    kept = {**body, "data": needed_data(body.get("type"), body["data"])}
+    assert (read_credential(kept, registry=kwargs.get("registry"), username_key=kwargs.get("username_key", "username"),
+                            password_key=kwargs.get("password_key", "password"))) == read_credential(
+        body, registry=kwargs.get("registry"), username_key=kwargs.get("username_key", "username"),
+        password_key=kwargs.get("password_key", "password"))
+
+
+@pytest.mark.parametrize(
+    "type_, data, kept",
+    [
+        ("kubernetes.io/basic-auth", {"username": "u", "password": "p", "ca.crt": "c", "notes": "n"},
+         {"username", "password"}),
+        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": "{}", "extra": "x"}, {".dockerconfigjson"}),
+        # Opaque: the keys are named by the referencing resources, which the index cannot know.
+        ("Opaque", {"user": "u", "token": "t", "other": "o"}, {"user", "token", "other"}),
+        (None, {"a": "1"}, {"a"}),
+    ],
+    ids=["basic-auth-drops-other-keys", "dockercfg-drops-other-keys", "opaque-keeps-all", "no-type-is-opaque"],
+)
+def test_needed_data(type_, data, kept):
+    assert set(needed_data(type_, data)) == kept

@@ -62,7 +62,11 @@ app.kubernetes.io/part-of: regaccess
 {{- end -}}
 
 {{- define "regaccess.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* "true" when kopf peering is on: asked for, or needed by more than one replica. */}}
