@@ -441,7 +441,7 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run
         _refresh_metrics(body["metadata"]["namespace"], body["metadata"]["name"], old, result.status)
 
     @kopf.on.event(*resource, registry=registry, id="follow")
-    def pull_follow(type: str | None, body: kopf.Body, **_: Any) -> None:
+    async def pull_follow(type: str | None, body: kopf.Body, **_: Any) -> None:
         uid = body["metadata"]["uid"]
         if type == "DELETED":
             forget(uid)
@@ -458,7 +458,7 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run
             arm(uid, _parse_time(slim["status"].get("nextRefreshTime")))
 
     @kopf.on.event("", "v1", "secrets", registry=registry, id="pull_secret_watch")
-    def pull_secret_watch(type: str | None, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    async def pull_secret_watch(type: str | None, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
         uid = by_secret.get((namespace, name))
         resource_body = bodies.get(uid) if uid else None
         if resource_body is None or not resource_body["status"].get("observedGeneration"):
