@@ -154,7 +154,7 @@ def test_chart_crds_are_the_repository_crds():
     assert extra == {"kopf.dev_peerings.yaml"}
     names = {d["metadata"]["name"] for d in crds()}  # Helm loads all of them
     assert names == {"registrycredentials.regaccess.io", "crossaccountrepoaccesses.regaccess.io",
-                     "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+                     "ecrpullsecrets.regaccess.io", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
 
 
 def test_every_run_option_is_set_from_values_and_parses():

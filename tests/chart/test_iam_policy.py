@@ -32,6 +32,7 @@ MODULE_SERVICE: dict[str, str | tuple[str, ...]] = {
     "kms": "kms",
     "pull_through_cache": "ecr",
     "repository_policies": "ecr",
+    "ecr_tokens": "ecr",  # ECRPullSecret: GetAuthorizationToken (Resource "*": ECR has no resource-level permission for it)
     "revisioned_definitions": ("ecs", "batch"),
 }
 
@@ -145,7 +146,7 @@ def test_policy_document_shape():
 # Statements allowed a bare "*" resource, each because AWS offers no resource-level permission
 # for those actions (docs/install.md, "IAM policy").
 UNSCOPED = {"EcsTaskDefinitionsNoResourceLevelPermissions", "BatchDescribeJobDefinitionsNoResourceLevelPermissions",
-            "EcrPullThroughCacheRulesRegistryLevel"}
+            "EcrPullThroughCacheRulesRegistryLevel", "EcrAuthorizationTokenNoResourceLevelPermissions"}
 
 
 def test_resources_are_narrow():
