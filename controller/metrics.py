@@ -5,7 +5,8 @@ AWS calls are counted from botocore's event hooks (``before-call`` /
 client factory, so no call can be missed. Labels are bounded: kind, trigger,
 result, service, operation, outcome, object type, condition, status, reason
 (a constant of ``controller.api.reasons``), version — never ARNs, names,
-namespaces or UIDs. Every metric is described in docs/metrics.md.
+namespaces or UIDs (one exception: ``regaccess_pull_secret_expiry_seconds``, see
+``PullSecretExpiry``). Every metric is described in docs/metrics.md.
 
 The HTTP server (``serve``) answers /metrics, /healthz (the event loop
 heartbeat is fresh) and /readyz (kopf is watching).
