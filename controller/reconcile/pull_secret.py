@@ -36,7 +36,8 @@ to ``status.nextRefreshTime``, which is the only thing the scheduler reads:
   that disagrees with AWS's by hours) counts as the nominal 12 hours;
 - a failed refresh is retried with exponential backoff (``retry_min`` doubling
   up to ``retry_max``), never later than a quarter of the time the token in the
-  Secret has left, so several attempts happen well before it expires;
+  Secret has left, so several attempts happen well before it expires (and, once
+  it has expired, at least every 30 seconds);
 - while refreshes fail and the token expires within an hour (or within the
   last quarter of its lifetime, for short lifetimes), Ready is False with
   ``TokenExpiring`` and a Warning Event says so; the Secret is still the last
@@ -70,6 +71,8 @@ ClientsFor = Callable[[str | None, str | None, str | None], Clients]
 
 NOMINAL_LIFETIME = dt.timedelta(hours=12)  # what ECR documents for GetAuthorizationToken
 EXPIRY_WARNING = dt.timedelta(hours=1)      # same threshold as the PrometheusRule alert
+# Once the token has expired, pulls fail now: retry at least this often, whatever the backoff.
+EXPIRED_RETRY = 30.0
 
 EVENT_CREATED = "SecretCreated"
 EVENT_REFRESHED = "TokenRefreshed"
@@ -128,11 +131,13 @@ def retry_delay(failures: int, remaining: float | None, timing: Timing) -> float
 
     Exponential from ``retry_min`` up to ``retry_max``, and never more than a quarter of
     the time the current token has left (``remaining``), so retries come well before it
-    expires. At least one second.
+    expires; once it has expired, at most ``EXPIRED_RETRY``. At least one second.
     """
     delay = min(timing.retry_min * 2 ** max(failures - 1, 0), timing.retry_max)
     if remaining is not None and remaining > 0:
         delay = min(delay, remaining / 4)
+    elif remaining is not None:
+        delay = min(delay, EXPIRED_RETRY)
     return max(delay, 1.0)
 
 

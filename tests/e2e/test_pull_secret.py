@@ -189,3 +189,28 @@ def test_existing_foreign_secret_is_a_conflict_and_untouched(kube, pull_operator
     kube.delete(path(namespace, "wants"))
     wait_for(lambda: kube.get_or_none(path(namespace, "wants")) is None, SETTLE, "resource gone")
     assert kube.get(secret_path(namespace, "taken"))["metadata"]["resourceVersion"] == before
+
+
+def test_failing_refreshes_warn_before_the_token_expires(kube, pull_operator, namespace, aws_server_session):
+    """Refreshes refused by AWS: Synced False (AwsAccessDenied) with the Secret kept, then,
+    within the last quarter of the (short) lifetime, Ready False TokenExpiring and a Warning;
+    once AWS answers again the next retry writes fresh tokens."""
+    kube.create(path(namespace), custom_resource("ECRPullSecret", namespace, "fragile", {}))
+    first = wait_ready(kube, path(namespace, "fragile"))["status"]
+    server = aws_server_session
+    server.faults.configure(seed=31, fail_first=[{"service": "ecr", "operation": "GetAuthorizationToken",
+                                                  "count": 1000, "code": "AccessDeniedException",
+                                                  "message": "not authorized"}])
+    try:
+        obj = wait_condition(kube, path(namespace, "fragile"), status="False", reason="TokenExpiring",
+                             timeout=LIFETIME + 10)
+        assert condition(obj, "Synced")["reason"] == "AwsAccessDenied"
+        assert obj["status"]["refreshFailures"] >= 1
+        assert obj["status"]["expiresAt"] == first["expiresAt"]  # the last good tokens are kept
+        assert kube.get_or_none(secret_path(namespace, "fragile")) is not None
+        wait_for(lambda: "TokenExpiring" in warnings(kube, namespace, "fragile"), 15, "Warning TokenExpiring")
+    finally:
+        server.faults.clear()
+    again = wait_ready(kube, path(namespace, "fragile"), timeout=60)["status"]
+    assert again["lastRefreshTime"] > first["lastRefreshTime"] and "refreshFailures" not in again
+    kube.delete(path(namespace, "fragile"))

@@ -71,8 +71,10 @@ def test_refresh_at_follows_the_fraction(fraction, lifetime, jitter, earliest, l
     (20, 1000.0, 250.0),                 # never later than a quarter of what is left
     (3, 8.0, 2.0),
     (1, 2.0, 1.0),                       # at least a second
-    (1, -5.0, 10.0),                     # expired: plain backoff
-], ids=["first", "second", "fourth", "cap", "cap-plenty-left", "quarter-left", "short", "floor", "expired"])
+    (1, -5.0, 10.0),                     # expired: backoff, but at least every 30 s
+    (8, -5.0, 30.0),
+], ids=["first", "second", "fourth", "cap", "cap-plenty-left", "quarter-left", "short", "floor", "expired",
+        "expired-capped"])
 def test_retry_delay(failures, remaining, expected):
     assert retry_delay(failures, remaining, DEFAULT) == expected
 
