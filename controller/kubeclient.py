@@ -7,11 +7,14 @@ a CA from a file, inline PEM data, the system store, or none (the throwaway
 control plane's self-signed certificate).
 
 Users: ``controller.demo`` (its own Kubernetes steps and the kubeconfig of the
-current context), ``controller.demo.controlplane`` (the readiness probe) and the
-tests (``tests/e2e/kube.py`` adds test-only helpers on top). The operator itself
-talks to Kubernetes through kopf; only ``controller.kubeapi.StatusWriter`` writes
-status outside kopf, over a kept-open connection of its own (its hot path), with
-the TLS context built by :func:`tls_context` here.
+current context), ``controller.demo.controlplane`` (the readiness probe), the
+tests (``tests/e2e/kube.py`` adds test-only helpers on top) and, with the
+credentials kopf logged in with (``controller.kubeapi.client_for``), the
+operator's own Kubernetes writes: ECRPullSecret's Secret and ServiceAccounts
+(``controller.kubeobjects``) and that kind's status outside a kopf handler.
+Everything else of the operator talks to Kubernetes through kopf;
+``controller.kubeapi.StatusWriter`` writes status over a kept-open connection of
+its own (its hot path), with the TLS context built by :func:`tls_context` here.
 """
 
 from __future__ import annotations
