@@ -78,19 +78,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         peering=settings.peering or "standalone",
         priority=priority,
         drift_interval=settings.drift_interval,
+        shard=settings.shard or "default",
         aws_region=factory.default_region,
         aws_endpoint=os.environ.get("AWS_ENDPOINT_URL") or "default",
         aws_rate_limits=ratelimit.describe(factory.rate_limiter.rules) if factory.rate_limiter else [],
     )
 
-    async def heartbeat() -> None:
-        while True:
-            runtime.health.beat()
-            await asyncio.sleep(5)
-
     async def main() -> None:
         ready = asyncio.Event()
-        beat = asyncio.create_task(heartbeat())
+        # The drift scheduler's loop also beats the liveness heartbeat (/healthz).
+        beat = asyncio.create_task(runtime.scheduler.run())
 
         # Readiness means watching, not merely started: kopf raises ready_flag once its
         # startup handlers ran, before it has even reached the API server. Its insights
@@ -144,7 +141,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from controller import plan
 
     return plan.run(args.files, output=args.output, aws=args.aws, namespace=args.namespace,
-                    cluster_id=args.cluster_id)
+                    cluster_id=args.cluster_id, kube=args.kube)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -183,6 +180,10 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
                       help="Namespace for manifests that name none (default: default).")
     plan.add_argument("--cluster-id", default=os.environ.get("REGACCESS_CLUSTER_ID", "default"),
                       help="The operator's --cluster-id (for the regaccess.io/owner tag). Env REGACCESS_CLUSTER_ID.")
+    plan.add_argument("--kube", action="store_true",
+                      help="Read the live resources (GET only) from the cluster of the current kubeconfig context, "
+                      "so the plan starts from their status: it also lists what the operator would stop managing "
+                      "and clean up, and drift as drift. The source Secret is read as metadata only.")
     plan.set_defaults(func=_cmd_plan)
 
     demo = sub.add_parser(

@@ -7,23 +7,22 @@ What happens where:
 - create / update / resume: reconcile the resource (level-triggered; kopf's
   diff is never looked at).
 - a Secret index: every Secret of a credential type in the watched namespaces,
-  kept by kopf's watch. Nothing polls Secrets Manager or the API server for
-  rotation.
-- a timer per resource, every ``--source-check-interval`` seconds, compares
-  the index's resourceVersion of the source Secret with the one last synced
-  (an in-memory comparison, no API call) and runs the drift check when it is
-  due (``--drift-interval`` with per-resource jitter).
+  kept by kopf's watch, and an index of RegistryCredentials (by uid, and by the
+  Secret they read). A Secret event triggers the reconcile of exactly the resources that
+  reference it (``controller.scheduler``'s ``trigger``). Nothing polls Secrets
+  Manager or the API server for rotation.
+- one scheduler (``controller.scheduler``) for drift checks: every event of a
+  resource (re)schedules its next check from its status (``--drift-interval``
+  with per-resource jitter); at most ``--max-concurrent-drift-checks`` run at
+  once. Its checks read the resource from kopf's indexes (memory, no API call)
+  and write status with ``StatusWriter`` (a merge patch of what changed), so the
+  next kopf handler reads it from the watch like any other change.
 - delete: remove or retain the AWS objects behind kopf's finalizer.
-- ECRPullSecret (``register_pull_secrets``, a section of its own): create /
-  update / resume reconcile; a watch-event handler keeps each resource's latest
-  body and arms one asyncio timer handle at its ``status.nextRefreshTime``
-  (a heap entry in the event loop, no task and no wake-up per resource between
-  refreshes); the Secret watch reconciles at once when a pull Secret is deleted
-  or changed by hand. Status of these out-of-handler passes is merge-patched with
-  the operator's own credentials.
+- with ``--shard NAME`` the API server sends only the resources labelled
+  ``regaccess.io/shard=NAME`` (the default shard: those without the label).
 
-One asyncio lock per resource serialises the handler and the timer, so two
-reconciles of one object never interleave their AWS writes.
+One asyncio lock per resource serialises the handlers and the scheduler's
+checks, so two reconciles of one object never interleave their AWS writes.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import datetime as dt
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -48,13 +46,21 @@ from controller.logging import REDACTOR, get_logger
 from controller.reconcile import cross_account as xrepo
 from controller.reconcile import pull_secret as ps
 from controller.reconcile import registry_credential as rc
-from controller.reconcile.result import ReconcileResult
-from controller.settings import Settings
+from controller.reconcile.result import ReconcileResult, settle, synced_generation
+from controller.scheduler import DRIFT_JITTER, ERROR_RECHECK, Scheduler, due_time, drift_due
+from controller.scheduler import parse_time as _parse_time
+from controller.scheduler import jitter as _jitter
+from controller.settings import SHARD_LABEL, Settings
 from controller.sources import BASIC_AUTH, DOCKER_CONFIG_JSON
 
 SECRET_TYPES = frozenset({BASIC_AUTH, DOCKER_CONFIG_JSON, "Opaque"})
 PERSISTENCE_PREFIX = "kopf.regaccess.io"
-DRIFT_JITTER = 0.1  # up to 10% later than the interval, fixed per resource
+__all__ = ["DRIFT_JITTER", "Runtime", "build_registry", "drift_due", "source_changed", "_jitter", "shard_selector"]
+
+
+def shard_selector(shard: str) -> str:
+    """Pure: the label selector of one shard; the default shard (``""``) takes the unlabelled."""
+    return f"{SHARD_LABEL}={shard}" if shard else f"!{SHARD_LABEL}"
 
 
 @dataclass
@@ -75,12 +81,18 @@ class Runtime:
 
     # The connection kopf logged in with, for StatusWriter's immediate status patches.
     connection: kopf.ConnectionInfo | None = None
+    # The drift-check scheduler (controller.scheduler); its loop is started by the CLI.
+    scheduler: Scheduler | None = None
+    # kopf's indexes and the context of a kopf handler (kopf.event needs its event queue),
+    # taken from the first watch event: the scheduler's checks run outside any handler.
+    indexes: dict[str, kopf.Index] = field(default_factory=dict)
+    kopf_context: contextvars.Context | None = None
 
-    def status_writer(self, body: kopf.Body) -> Callable[[dict[str, Any]], None] | None:
+    def status_writer(self, body: kopf.Body, plural: str = REGISTRY_CREDENTIAL.plural) -> StatusWriter | None:
         if self.connection is None:
             return None
         meta = body["metadata"]
-        return StatusWriter(self.connection, REGISTRY_CREDENTIAL.plural, meta["namespace"], meta["name"],
+        return StatusWriter(self.connection, plural, meta["namespace"], meta["name"],
                             list((body.get("status") or {}).get("managed") or []))
 
     def clients_for(self, region: str | None, role_arn: str | None, external_id: str | None) -> Clients:
@@ -100,39 +112,10 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _jitter(uid: str) -> float:
-    digest = hashlib.sha256(uid.encode()).digest()
-    return DRIFT_JITTER * digest[0] / 255
-
-
-def _parse_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def drift_due(status: dict[str, Any], uid: str, interval: float, now: float) -> bool:
-    """Pure: has the resource's drift interval (with its jitter) elapsed?
-
-    A resource that never synced because AWS refused (access denied, an ownership
-    conflict) counts from its Ready condition's last transition: the check then doubles
-    as a slow retry, so a fix made on the AWS side is picked up without a spec change.
-    """
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    last = (_parse_time(status.get("lastDriftCheckTime")) or _parse_time(status.get("lastSyncTime"))
-            or _parse_time(ready.get("lastTransitionTime")))
-    if last is None:
-        return False  # never reconciled: the create/resume handler owns the first run
-    return now - last >= interval * (1 + _jitter(uid))
-
-
 def source_changed(status: dict[str, Any], secret: dict[str, Any] | None) -> bool:
     """Pure: did the source Secret change (or appear, or vanish) since the last sync?"""
-    if status.get("observedGeneration") is None:
-        return False
+    if not synced_generation(status):
+        return False  # never synced: the create/resume handler and its retries own it
     current = ((secret or {}).get("metadata") or {}).get("resourceVersion")
     return current != status.get("sourceResourceVersion")
 
@@ -174,9 +157,21 @@ def _record(kind: str, trigger: str, uid: str, result: ReconcileResult, started:
 
 def _source_secret(index: kopf.Index, namespace: str, spec: dict[str, Any]) -> dict[str, Any] | None:
     name = ((spec.get("source") or {}).get("secretRef") or {}).get("name")
-    if not name:
-        return None
-    store = index.get((namespace, name))
+    return _indexed(index, (namespace, name)) if name else None
+
+
+def _slim(body: kopf.Body) -> dict[str, Any]:
+    """What the scheduler needs of a resource: enough to reconcile it and to post Events."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+        "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "generation", "deletionTimestamp")},
+        "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {}),
+    }
+
+
+def _indexed(index: kopf.Index | None, key: Any) -> dict[str, Any] | None:
+    store = index.get(key) if index is not None else None
     return next(iter(store), None) if store is not None else None
 
 
@@ -203,6 +198,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         # kopf's last resort after SIGTERM (default 10 minutes): our own drain is bounded by
         # --shutdown-timeout, so anything beyond that plus a margin is a hang.
         settings.process.ultimate_exiting_timeout = runtime.settings.shutdown_timeout + 15
+        # Sharding: the API server filters the watch (a labelSelector on list and watch),
+        # so a shard never receives, indexes or holds another shard's resources. kopf's
+        # handler ``labels=`` filters would be client-side: every shard would get everything.
+        for plural in (REGISTRY_CREDENTIAL.plural, CROSS_ACCOUNT_REPO_ACCESS.plural):
+            settings.watching.label_selectors[GROUP, plural] = shard_selector(runtime.settings.shard)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -211,9 +211,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         runtime.connection = info
         return info
 
+    # Index functions are async: kopf runs a sync handler in a worker thread, a hop per
+    # event that costs more than the function itself.
     @kopf.index("", "v1", "secrets", registry=registry, id="source_secrets",
                 when=lambda body, **_: (body.get("type") or "Opaque") in SECRET_TYPES)
-    def source_secrets(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    async def source_secrets(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         meta = body.get("metadata") or {}
         return {(namespace, name): {
             "type": body.get("type"),
@@ -221,21 +223,43 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             "metadata": {"name": name, "namespace": namespace, "resourceVersion": meta.get("resourceVersion")},
         }}
 
+    @kopf.index(*rc_resource, registry=registry, id="rc_bodies")
+    async def rc_bodies(namespace: str, uid: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        # One index, two kinds of keys (one handler call per event, not two): the uid holds
+        # what the scheduler reconciles, (namespace, secret name) the uids that read it.
+        name = (((body.get("spec") or {}).get("source") or {}).get("secretRef") or {}).get("name")
+        slim = _slim(body)
+        return {uid: slim, (namespace, name): uid} if name else {uid: slim}
+
+    @kopf.index(*xrepo_resource, registry=registry, id="xrepo_bodies")
+    async def xrepo_bodies(uid: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {uid: _slim(body)}
+
     async def _run(kind: str, trigger: str, body: kopf.Body, patch: kopf.Patch | None,
-                   call: Callable[[], ReconcileResult]) -> ReconcileResult:
-        """Run one reconcile of one object under its lock and apply what it returned."""
+                   call: Callable[[], ReconcileResult],
+                   write_status: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
+        """Run one reconcile of one object under its lock and apply what it returned.
+
+        kopf handlers pass kopf's patch (applied when the handler returns); the
+        scheduler passes its own and ``write_status``, which sends it at once.
+        """
         meta = body["metadata"]
         uid = meta["uid"]
         async with runtime.lock(uid):
             started = time.monotonic()
             result: ReconcileResult = await runtime.blocking(call)
             if patch is not None:
+                # Observed generation, Reconciling / Stalled: one decision for both kinds.
+                result = settle(result, meta.get("generation"))
                 # Compared after leaving out empty strings: the stored status never has them.
-                _apply_status(patch, dict(body.get("status") or {}), result.status)
+                changed = _apply_status(patch, dict(body.get("status") or {}), result.status)
+                if changed and write_status is not None:
+                    await runtime.blocking(write_status, dict(patch["status"]))
             _post_events(body, result)
             _record(kind, trigger, uid, result, started)
             log.info("reconciled", kind=kind, namespace=meta["namespace"], name=meta["name"],
-                     trigger=trigger, outcome=result.outcome, retry_after=result.retry_after)
+                     trigger=trigger, outcome=result.outcome, retry_after=result.retry_after,
+                     shard=settings.shard or "default")
         if result.retry_after is not None:
             raise kopf.TemporaryError(result.retry_reason, delay=result.retry_after)
         return result
@@ -251,29 +275,18 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             cluster_id=settings.cluster_id, drift_check=drift_check,
         )
 
-    async def rc_reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch, index: kopf.Index) -> None:
+    async def rc_reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch, index: kopf.Index,
+                           write_status: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
         request = rc_request(body, index, drift_check=(trigger == "drift"))
-        await _run(REGISTRY_CREDENTIAL.kind, trigger, body, patch,
-                   lambda: rc.reconcile(request, runtime.clients_for, record_now=runtime.status_writer(body)))
+        return await _run(REGISTRY_CREDENTIAL.kind, trigger, body, patch,
+                          lambda: rc.reconcile(request, runtime.clients_for, record_now=runtime.status_writer(body)),
+                          write_status)
 
     @kopf.on.resume(*rc_resource, registry=registry, id="sync")
     @kopf.on.create(*rc_resource, registry=registry, id="sync")
     @kopf.on.update(*rc_resource, registry=registry, id="sync", field="spec")
     async def rc_sync(body: kopf.Body, patch: kopf.Patch, reason: str, source_secrets: kopf.Index, **_: Any) -> None:
         await rc_reconcile(str(reason), body, patch, source_secrets)
-
-    @kopf.timer(*rc_resource, registry=registry, id="watch", interval=settings.source_check_interval)
-    async def rc_tick(body: kopf.Body, patch: kopf.Patch, source_secrets: kopf.Index, **_: Any) -> None:
-        runtime.health.beat()
-        if body["metadata"].get("deletionTimestamp"):
-            return
-        status = dict(body.get("status") or {})
-        spec = dict(body.get("spec") or {})
-        secret = _source_secret(source_secrets, body["metadata"]["namespace"], spec)
-        if source_changed(status, secret):
-            await rc_reconcile("source", body, patch, source_secrets)
-        elif drift_due(status, body["metadata"]["uid"], settings.drift_interval, time.time()):
-            await rc_reconcile("drift", body, patch, source_secrets)
 
     @kopf.on.delete(*rc_resource, registry=registry, id="cleanup")
     async def rc_delete(body: kopf.Body, source_secrets: kopf.Index, **_: Any) -> None:
@@ -289,25 +302,18 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         return (meta["namespace"], meta["name"], meta.get("generation"),
                 dict(body.get("spec") or {}), dict(body.get("status") or {}))
 
-    async def xrepo_reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch) -> None:
+    async def xrepo_reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch,
+                              write_status: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
         args = xrepo_args(body)
-        await _run(CROSS_ACCOUNT_REPO_ACCESS.kind, trigger, body, patch, lambda: xrepo.reconcile(
+        return await _run(CROSS_ACCOUNT_REPO_ACCESS.kind, trigger, body, patch, lambda: xrepo.reconcile(
             *args, clients_for=runtime.clients_for, cluster_id=settings.cluster_id, now=_utcnow,
-            drift_check=(trigger == "drift")))
+            drift_check=(trigger == "drift")), write_status)
 
     @kopf.on.resume(*xrepo_resource, registry=registry, id="sync")
     @kopf.on.create(*xrepo_resource, registry=registry, id="sync")
     @kopf.on.update(*xrepo_resource, registry=registry, id="sync", field="spec")
     async def xrepo_sync(body: kopf.Body, patch: kopf.Patch, reason: str, **_: Any) -> None:
         await xrepo_reconcile(str(reason), body, patch)
-
-    @kopf.timer(*xrepo_resource, registry=registry, id="watch", interval=settings.source_check_interval)
-    async def xrepo_tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        runtime.health.beat()
-        if body["metadata"].get("deletionTimestamp"):
-            return
-        if drift_due(dict(body.get("status") or {}), body["metadata"]["uid"], settings.drift_interval, time.time()):
-            await xrepo_reconcile("drift", body, patch)
 
     @kopf.on.delete(*xrepo_resource, registry=registry, id="cleanup")
     async def xrepo_delete(body: kopf.Body, **_: Any) -> None:
@@ -317,6 +323,114 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         metrics.STATES.forget(CROSS_ACCOUNT_REPO_ACCESS.kind, body["metadata"]["uid"])
         runtime.locks.pop(body["metadata"]["uid"], None)
 
+    # ------------------------------------------------------------------ the scheduler's feed
+
+    def seen(indexes: dict[str, Any]) -> None:
+        if runtime.kopf_context is None:
+            runtime.kopf_context = contextvars.copy_context()
+        if not runtime.indexes:
+            runtime.indexes.update(indexes)
+
+    def follow(kind: str, event_type: str | None, body: kopf.Body, source_secret: Any = False) -> None:
+        """Keep the scheduler in step with one watch event of one resource (no API call)."""
+        scheduler = runtime.scheduler
+        if scheduler is None:
+            return
+        uid = body["metadata"]["uid"]
+        key = (kind, uid)
+        if event_type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+            # Deleted, or relabelled to another shard: the API server's filtered watch says
+            # DELETED and the other shard's watch says ADDED (it resumes the resource there).
+            scheduler.forget(key)
+            if event_type == "DELETED":
+                # No longer ours: its conditions leave this shard's regaccess_resources, so a
+                # sum over shards counts every resource once.
+                metrics.STATES.forget(kind, uid)
+                lock = runtime.locks.get(uid)
+                if lock is not None and not lock.locked():
+                    runtime.locks.pop(uid, None)
+                log.info("left the watch", kind=kind, namespace=body["metadata"].get("namespace"),
+                         name=body["metadata"].get("name"), shard=settings.shard or "default")
+            return
+        status = dict(body.get("status") or {})
+        scheduler.schedule(key, due_time(status, uid, settings.drift_interval))
+        if source_secret is not False and source_changed(status, source_secret):
+            # The Secret changed while a reconcile that read the older one was running.
+            scheduler.trigger(key)
+
+    @kopf.on.event(*rc_resource, registry=registry, id="schedule")
+    async def rc_event(type: str | None, body: kopf.Body, source_secrets: kopf.Index, rc_bodies: kopf.Index,
+                       xrepo_bodies: kopf.Index, **_: Any) -> None:
+        seen({"source_secrets": source_secrets, REGISTRY_CREDENTIAL.kind: rc_bodies,
+              CROSS_ACCOUNT_REPO_ACCESS.kind: xrepo_bodies})
+        spec = dict(body.get("spec") or {})
+        follow(REGISTRY_CREDENTIAL.kind, type, body, _source_secret(source_secrets, body["metadata"]["namespace"], spec))
+
+    @kopf.on.event(*xrepo_resource, registry=registry, id="schedule")
+    async def xrepo_event(type: str | None, body: kopf.Body, source_secrets: kopf.Index, rc_bodies: kopf.Index,
+                          xrepo_bodies: kopf.Index, **_: Any) -> None:
+        seen({"source_secrets": source_secrets, REGISTRY_CREDENTIAL.kind: rc_bodies,
+              CROSS_ACCOUNT_REPO_ACCESS.kind: xrepo_bodies})
+        follow(CROSS_ACCOUNT_REPO_ACCESS.kind, type, body)
+
+    @kopf.on.event("", "v1", "secrets", registry=registry, id="rotate",
+                   when=lambda body, **_: (body.get("type") or "Opaque") in SECRET_TYPES)
+    async def secret_event(namespace: str, name: str, source_secrets: kopf.Index,
+                           rc_bodies: kopf.Index, xrepo_bodies: kopf.Index, **_: Any) -> None:
+        # kopf indexes an event before it calls handlers: the index already holds this version.
+        seen({"source_secrets": source_secrets, REGISTRY_CREDENTIAL.kind: rc_bodies,
+              CROSS_ACCOUNT_REPO_ACCESS.kind: xrepo_bodies})
+        scheduler = runtime.scheduler
+        store = rc_bodies.get((namespace, name))
+        if scheduler is None or store is None:
+            return
+        for uid in store:
+            scheduler.trigger((REGISTRY_CREDENTIAL.kind, uid))
+
+    async def check(key: tuple[str, str]) -> float | None:
+        """One scheduled check: reconcile when the source changed or the drift check is due."""
+        kind, uid = key
+        body = _indexed(runtime.indexes.get(kind), uid)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None  # gone from the watch: its DELETED event forgets it as well
+        status = dict(body.get("status") or {})
+        now = time.time()
+        trigger = None
+        if kind == REGISTRY_CREDENTIAL.kind:
+            index = runtime.indexes["source_secrets"]
+            if source_changed(status, _source_secret(index, body["metadata"]["namespace"], body["spec"])):
+                trigger = "source"
+        if trigger is None and drift_due(status, uid, settings.drift_interval, now):
+            trigger = "drift"
+        if trigger is None:
+            return due_time(status, uid, settings.drift_interval)
+        plural = REGISTRY_CREDENTIAL.plural if kind == REGISTRY_CREDENTIAL.kind else CROSS_ACCOUNT_REPO_ACCESS.plural
+        writer = runtime.status_writer(body, plural)
+        patch = kopf.Patch()
+        try:
+            if kind == REGISTRY_CREDENTIAL.kind:
+                result = await rc_reconcile(trigger, body, patch, runtime.indexes["source_secrets"],
+                                            writer.merge if writer else None)
+            else:
+                result = await xrepo_reconcile(trigger, body, patch, writer.merge if writer else None)
+        except kopf.TemporaryError as error:
+            # Retryable (throttled, a dependency not there yet): the same backoff kopf would use.
+            return time.time() + (error.delay if error.delay is not None else ERROR_RECHECK)
+        # What was just written, until the watch brings the object back: a trigger arriving
+        # before that must not start from the status this check replaced.
+        body["status"] = patchable(dict(result.status))
+        return due_time(result.status, uid, settings.drift_interval)
+
+    def spawn(coroutine: Any) -> asyncio.Task[Any]:
+        # kopf.event() posts through kopf's queue, found in the context of a kopf handler.
+        context = runtime.kopf_context.copy() if runtime.kopf_context is not None else None
+        return asyncio.get_running_loop().create_task(coroutine, context=context)
+
+    def failed(key: Any, error: BaseException) -> None:
+        log.error("drift check failed", kind=key[0], uid=key[1], error=REDACTOR.scrub(str(error)))
+
+    runtime.scheduler = Scheduler(check, max_concurrent=settings.max_concurrent_drift_checks,
+                                  beat=runtime.health.beat, spawn=spawn, on_error=failed)
     register_pull_secrets(registry, runtime, _run)
     return registry
 

@@ -4,7 +4,9 @@ Called from a reconcile (in a worker thread) through ``StepContext.record_now``
 the moment an irreversible AWS create happens — a registered task or job
 definition revision — so that a crash right after cannot lose the record
 (crossplane's "external-create-pending" lesson). kopf applies its own patch
-only when the handler returns, which would be too late.
+only when the handler returns, which would be too late. The drift scheduler
+(``controller.handlers``), which runs outside any kopf handler, writes the
+status of its checks with ``StatusWriter.merge``.
 
 It uses the connection kopf logged in with (``kopf.ConnectionInfo``: server,
 CA, token or client certificate), over the standard library only. The TLS
@@ -111,7 +113,8 @@ def _patch(info: kopf.ConnectionInfo, url: str, body: bytes, headers: dict[str, 
 
 
 class StatusWriter:
-    """Merge-patches ``status.managed`` rows (upserted by kind and name) of one object."""
+    """Merge-patches the status of one object: ``status.managed`` rows (upserted by kind
+    and name) when called, or any status fields with ``merge``."""
 
     def __init__(self, info: kopf.ConnectionInfo, plural: str, namespace: str, name: str,
                  managed: list[dict[str, Any]]) -> None:
@@ -126,6 +129,16 @@ class StatusWriter:
                 key = (row.get("kind"), row.get("name"))
                 self._managed = [r for r in self._managed if (r.get("kind"), r.get("name")) != key] + [dict(row)]
             body = json.dumps({"status": {"managed": patchable(self._managed)}}).encode()
+        self._send(body)
+
+    def merge(self, status: dict[str, Any]) -> None:
+        """Merge-patch these status fields (a None value removes the field)."""
+        with self._lock:
+            if "managed" in status:
+                self._managed = [dict(row) for row in status.get("managed") or []]
+            self._send(json.dumps({"status": status}).encode())
+
+    def _send(self, body: bytes) -> None:
         headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
         if self._info.token:
             headers["Authorization"] = f"Bearer {self._info.token}"

@@ -7,10 +7,11 @@ a CA from a file, inline PEM data, the system store, or none (the throwaway
 control plane's self-signed certificate).
 
 Users: ``controller.demo`` (its own Kubernetes steps and the kubeconfig of the
-current context), ``controller.demo.controlplane`` (the readiness probe), the
-tests (``tests/e2e/kube.py`` adds test-only helpers on top) and, with the
-credentials kopf logged in with (``controller.kubeapi.client_for``), the
-operator's own Kubernetes writes: ECRPullSecret's Secret and ServiceAccounts
+current context), ``controller.demo.controlplane`` (the readiness probe),
+``regaccess plan --kube`` (GETs of live resources), the tests
+(``tests/e2e/kube.py`` adds test-only helpers on top) and, with the credentials
+kopf logged in with (``controller.kubeapi.client_for``), the operator's own
+Kubernetes writes: ECRPullSecret's Secret and ServiceAccounts
 (``controller.kubeobjects``) and that kind's status outside a kopf handler.
 Everything else of the operator talks to Kubernetes through kopf;
 ``controller.kubeapi.StatusWriter`` writes status over a kept-open connection of
@@ -35,6 +36,8 @@ import yaml
 from controller.api.models import GROUP, VERSION
 
 DEFAULT_TIMEOUT = 30.0
+# An object's metadata only (PartialObjectMetadata): for a Secret, never its data.
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
@@ -158,11 +161,15 @@ class Client:
 
     # ------------------------------------------------------------------ requests
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                accept: str | None = None) -> Any:
         """The answer's JSON (None when empty; text when not JSON, as /readyz);
-        ApiError on 4xx/5xx, OSError when unreachable."""
+        ApiError on 4xx/5xx, OSError when unreachable. ``accept``: another
+        representation (``METADATA_ONLY``)."""
         data = json.dumps(body).encode() if body is not None else None
         headers = dict(self._headers)
+        if accept:
+            headers["Accept"] = accept
         if data is not None:
             headers["Content-Type"] = content_type
         request = urllib.request.Request(self.server + path, data=data, method=method, headers=headers)
@@ -176,13 +183,13 @@ class Client:
             return None
         return json.loads(text) if is_json else text
 
-    def get(self, path: str) -> Any:
-        return self.request("GET", path)
+    def get(self, path: str, accept: str | None = None) -> Any:
+        return self.request("GET", path, accept=accept)
 
-    def get_or_none(self, path: str) -> Any:
+    def get_or_none(self, path: str, accept: str | None = None) -> Any:
         """The object, or None when it does not exist (404)."""
         try:
-            return self.get(path)
+            return self.get(path, accept=accept)
         except ApiError as error:
             if error.status == 404:
                 return None

@@ -267,7 +267,8 @@ def render() -> bytes:
 
 
 class Health:
-    """Liveness: the asyncio loop beat recently. Readiness: kopf is up and watching."""
+    """Liveness: the drift scheduler's loop (controller.scheduler) beat recently, so the asyncio
+    loop runs and so does the scheduler. Readiness: kopf is up and watching."""
 
     def __init__(self, max_heartbeat_age: float = 60.0) -> None:
         self.max_heartbeat_age = max_heartbeat_age

@@ -1,68 +1,59 @@
 """``regaccess plan -f FILE_OR_DIR``: validate manifests and preview what the operator would do.
 
-Called by ``controller.__main__`` (the ``plan`` subcommand); tests call
-``load_manifests()``, ``plan_objects()`` and ``render_text()`` / ``render_json()``
-directly.
+Called by ``controller.__main__`` (``plan``); tests and the demo call
+``load_manifests()``, ``plan_objects()``, ``render_text()`` / ``render_json()``.
 
-Two stages, each reusing the operator's own code so that a plan says exactly
-what the operator would decide:
+1. Validation with the operator's validators (``controller.api.validation*``;
+   ``extra=forbid`` catches typos the API server would silently prune). Source
+   Secrets among the manifests are checked for the keys the credential needs.
+2. Given AWS access, the operator's own reconcile runs with a recording actor
+   (``controller.reconcile.loop.RecordingActor``) and read-only clients: the loop
+   decides as in the operator, the actor records each write and predicts its result
+   (placeholder ARNs, next revision numbers). Nothing is decided here; the recorded
+   writes and the result's status rows and Ready condition become the report.
 
-1. Validation, with the operator's validators (``controller.api.validation``,
-   ``controller.api.validation_xrepo``; pydantic models with ``extra=forbid``
-   catch typos the API server would silently prune). Every problem names the
-   field and the rule broken. Source Secrets found among the manifests are
-   checked for the keys the credential needs (key names only, never values).
-2. Given AWS access (credentials from the standard chain; ``AWS_ENDPOINT_URL``
-   for moto or LocalStack), a read-only comparison with AWS through the pure
-   ``desired()`` / ``compare()`` functions of ``controller.aws.*``: which
-   objects would be created, updated, registered or left alone, field by field.
+Read-only by construction: every AWS client carries a ``before-call`` guard that
+refuses any non-read (a step writing around the actor is reported, exit 3). Secret
+values are never read: the source Secret is a placeholder credential and
+GetSecretValue is answered by the guard, so a value write is planned exactly when
+the operator would compare the value.
 
-Read-only by construction: every client this module uses carries a botocore
-``before-call`` guard that refuses any operation that is not a read
-(``ReadOnlyViolation``), and it never talks to Kubernetes. Secret values are
-never read or printed: the secret's value is reported as "set from Secret X".
+``--kube`` GETs the live resources (current kubeconfig context): their status is
+the previous status, so what the operator would stop managing shows as planned
+deletes and drift as drift; the source Secret is read as metadata only. Without it
+every resource is planned as new to the operator.
 
-What a plan cannot see: the resource's status in the cluster. So objects the
-operator would *stop* managing (a role removed from ``grants.executionRoles``,
-a repository removed from ``repositories``) are not listed, and every
-difference is shown as a change to apply (the operator may call some of them
-drift repairs).
-
-Exit codes: 0 valid (changes or not), 1 at least one manifest invalid,
-2 usage error (no such path, no manifests), 3 AWS could not be read for some
-object (the plan is incomplete).
+Exit codes: 0 valid, 1 a manifest is invalid, 2 usage error, 3 AWS or the cluster
+could not be read for some object (the plan is incomplete).
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import difflib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import yaml
-from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.api import reasons
-from controller.api.models import API_VERSION, CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL
-from controller.api.validation import (
-    OWNER_TAG,
-    Problem,
-    ResolvedRegistryCredential,
-    validate_registry_credential,
-)
-from controller.api.validation_xrepo import ResolvedCrossAccountRepoAccess, validate_cross_account
-from controller.aws import batch_job_definitions as jobdefs
-from controller.aws import ecs_task_definitions as taskdefs
-from controller.aws import errors as aws_errors
-from controller.aws import iam_policies, kms, policydoc
-from controller.aws import pull_through_cache as ptc
-from controller.aws import repository_policies as repo_policies
+from controller.api.models import API_VERSION, CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL, VERSION
+from controller.api.validation import Problem, ResolvedRegistryCredential, validate_registry_credential
+from controller.api.validation_xrepo import validate_cross_account
 from controller.aws import secrets as sm
 from controller.aws.clients import ClientFactory, Clients
-from controller.reconcile.wiring import execution_role_granted
+from controller.aws.protocol import Action, Difference, Observation, Written
+from controller.aws.repository_policies import STATEMENTS
+from controller.kubeclient import METADATA_ONLY, ApiError, Client, KubeconfigError
+from controller.reconcile import cross_account
+from controller.reconcile import registry_credential as rc
+from controller.reconcile.loop import RecordingActor
+from controller.reconcile.result import ReconcileResult
 from controller.sources import BASIC_AUTH, DOCKER_CONFIG_JSON
 
 EXIT_OK = 0
@@ -73,32 +64,59 @@ EXIT_AWS_ERROR = 3
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 TOP_LEVEL_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 READ_PREFIXES = ("Describe", "Get", "List")
+NOT_SENT = frozenset({"GetSecretValue"})  # reads of secret values: answered by the guard (below)
 
-# Actions; the first group writes to AWS when the operator applies the manifest.
-CREATE, UPDATE, PUT, REGISTER, REPLACE, ADOPT, RESTORE = (
-    "create", "update", "put", "register", "replace", "adopt", "restore")
-WRITE_ACTIONS = frozenset({CREATE, UPDATE, PUT, REGISTER, REPLACE, ADOPT, RESTORE})
-UNCHANGED, BLOCKED, CONFLICT, UNKNOWN = "unchanged", "blocked", "conflict", "unknown"
+# Actions: the loop's writes, then what plan says of objects nothing is written to.
+CREATE, UPDATE, ADOPT, DELETE = (a.value for a in Action)
+WRITE_ACTIONS = frozenset(a.value for a in Action)
+UNCHANGED = "unchanged"  # in the declared state
+REPORT = "report"        # differs, driftPolicy Report: recorded as drift, not written
+RETAIN = "retain"        # left in place (deletionPolicy Retain)
+BLOCKED = "blocked"      # the operator waits (a dependency, a limit, a spec that AWS refuses)
+CONFLICT = "conflict"    # another owner's or an unmarked object: never written
+UNKNOWN = "unknown"      # AWS or the cluster could not be read: the plan is incomplete
 
-PENDING_ARN = "<ARN of secret {name}, assigned when it is created>"
-VALUE_FROM = "set from Secret {secret} (value never read or shown by plan)"
+# Condition reasons that mean "could not read AWS" (plan never writes, so they came from a read).
+UNREADABLE_REASONS = frozenset({reasons.AWS_THROTTLED, reasons.AWS_UNAVAILABLE, reasons.AWS_ACCESS_DENIED,
+                                reasons.AWS_ERROR, reasons.AWS_REJECTED})
+READY_OBJECT = "Ready"  # a failure no status row names: the condition the operator would set
+
+SECRET_KIND, REPOSITORY_KIND = sm.KIND, STATEMENTS.kind
+VALUE_IN_AWS = "(not read)"
+VALUE_FROM = "from Secret {secret}, if different (plan never reads values)"
+PLACEHOLDER_USERNAME = "<username of Secret {ref}>"
+PLACEHOLDER_VALUE = "<value of Secret {ref}, never read by plan>"
+NO_VERSION = "<not known to plan>"
 MSG_UNKNOWN_KIND = "kind {kind!r} is not served by {group}; expected RegistryCredential or CrossAccountRepoAccess"
 MSG_API_VERSION = "apiVersion must be {expected}"
 MSG_PRUNED = "unknown top-level field; the API server would silently drop it"
 MSG_NAME = "metadata.name is required"
 MSG_SPEC = "spec is required and must be a mapping"
 MSG_NO_REGION = "no AWS Region: set AWS_REGION or spec.region"
+MSG_REFUSED = ("a step of the operator tried to write to AWS without going through the loop's actor, so plan "
+               "cannot predict what follows ({refused}); the plan of this resource is incomplete")
+MSG_KUBE_UNREADABLE = "could not read the live resource from the cluster: {error}"
+MSG_PREDICTED = "predicted: {facts}"
 
 
 class ReadOnlyViolation(RuntimeError):
     """A plan tried to call an AWS operation that is not a read (a bug: plan never writes)."""
 
 
-def read_only_guard(model: Any = None, **_: Any) -> None:
-    """botocore ``before-call`` hook: refuse every operation that is not a read."""
+def read_only_guard(model: Any = None, **_: Any) -> tuple[Any, dict[str, Any]] | None:
+    """botocore ``before-call`` hook: refuse every operation that is not a read.
+
+    GetSecretValue is answered here, never sent: plan cannot know the source's value, so
+    "no value" (taken as different) makes the loop plan a write wherever it would compare.
+    """
     name = getattr(model, "name", "")
+    if name in NOT_SENT:
+        from botocore.awsrequest import AWSResponse
+
+        return AWSResponse("", 200, {}, None), {"SecretString": None}
     if not name.startswith(READ_PREFIXES):
         raise ReadOnlyViolation(f"regaccess plan never writes to AWS; refused {name}")
+    return None
 
 
 # --------------------------------------------------------------------------- data
@@ -138,6 +156,8 @@ class Change:
     message: str = ""
     reason: str = ""                                  # a condition reason, for blocked/conflict/unknown
     diff: list[str] = field(default_factory=list)     # unified diff of a policy document
+    kind: str = ""                                    # the status row kind (secret, rolePolicy, ...)
+    predicted: dict[str, Any] = field(default_factory=dict)  # what the write would return (placeholders)
 
     @property
     def writes(self) -> bool:
@@ -291,10 +311,81 @@ def _secrets_in(manifests: list[Manifest], default_namespace: str) -> dict[tuple
     }
 
 
-# --------------------------------------------------------------------------- AWS: RegistryCredential
+# --------------------------------------------------------------------------- live resources (--kube)
+
+
+@dataclass(frozen=True)
+class Live:
+    """A resource as the cluster has it: what the operator would start from."""
+
+    generation: int | None
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+PLURALS = {REGISTRY_CREDENTIAL.kind: REGISTRY_CREDENTIAL.plural,
+           CROSS_ACCOUNT_REPO_ACCESS.kind: CROSS_ACCOUNT_REPO_ACCESS.plural}
+
+
+class KubeLive:
+    """The cluster, read-only, over GETs: ``get(path, accept) -> body | None`` (None: not found)."""
+
+    def __init__(self, get: Callable[[str, str], dict[str, Any] | None]) -> None:
+        self._get = get
+
+    @classmethod
+    def login(cls) -> "KubeLive":
+        """The current context of KUBECONFIG / ~/.kube/config, with the demo's and the tests' client."""
+        try:
+            client, _ = Client.from_kubeconfig()
+        except (KubeconfigError, OSError) as error:
+            raise UsageError(str(error)) from None
+        return cls(lambda path, accept: client.get_or_none(path, accept=accept))
+
+    def resource(self, kind: str, namespace: str, name: str) -> Live | None:
+        body = self._get(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURALS[kind]}/{name}", "application/json")
+        if body is None:
+            return None
+        return Live((body.get("metadata") or {}).get("generation"), body.get("spec") or {}, body.get("status") or {})
+
+    def source_version(self, namespace: str, name: str) -> str | None:
+        # Metadata only: the API server never sends the Secret's data.
+        body = self._get(f"/api/v1/namespaces/{namespace}/secrets/{name}", METADATA_ONLY)
+        return None if body is None else str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _placeholder_source(namespace: str, ref: str, resource_version: str) -> dict[str, Any]:
+    """A source Secret with the right shape and no real value: plan never reads the real one."""
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {"apiVersion": "v1", "kind": "Secret", "type": BASIC_AUTH,
+            "metadata": {"name": ref, "namespace": namespace, "resourceVersion": resource_version},
+            "data": {"username": b64(PLACEHOLDER_USERNAME.format(ref=ref)),
+                     "password": b64(PLACEHOLDER_VALUE.format(ref=ref))}}
+
+
+# --------------------------------------------------------------------------- the reconcile, recorded
+
+
+@dataclass
+class PlanActor(RecordingActor):
+    """The loop's recording actor, keeping also what a report shows: the differences and the prediction."""
+
+    details: list[tuple[Observation, Written]] = field(default_factory=list)
+
+    def perform(self, kind: Any, client: Any, action: Action, desired: Any, observation: Observation) -> Written:
+        written = super().perform(kind, client, action, desired, observation)
+        self.details.append((observation, written))
+        return written
 
 
 def _pretty(document: Any) -> list[str]:
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return [document]
     return json.dumps(document, indent=2, sort_keys=True).splitlines() if document is not None else []
 
 
@@ -303,319 +394,141 @@ def _document_diff(before: Any, after: Any, name: str) -> list[str]:
                                      lineterm=""))
 
 
-def _unknown(what: str, error: BaseException, service: str) -> Change:
-    found = aws_errors.classify(error, service)
-    return Change(UNKNOWN, what, message=f"could not read: {found.describe()}", reason=found.reason)
+def _written(actor: PlanActor, value_from: str = "") -> list[Change]:
+    """One change per write the loop asked the actor for, in the order the operator makes them."""
+    changes = []
+    for planned, (observation, written) in zip(actor.planned, actor.details):
+        # A field the write compares only when it runs (a restored or adopted secret's value).
+        later = [Difference(path) for path in written.facts.get("fields") or () if path not in observation.fields]
+        fields = [FieldChange(d.path, VALUE_IN_AWS, VALUE_FROM.format(secret=value_from))
+                  if planned.kind == SECRET_KIND and d.path == sm.FIELD_VALUE
+                  else FieldChange(d.path, d.observed, d.desired) for d in (*observation.differences, *later)]
+        diff: list[str] = []
+        for d in observation.differences:
+            if isinstance(d.observed, (dict, list)) or isinstance(d.desired, (dict, list)):
+                diff += _document_diff(d.observed, d.desired, f"{planned.name} {d.path}")
+        predicted = {k: v for k, v in sorted(written.facts.items()) if v is not None}
+        facts = ", ".join(f"{k}: {_short(v)}" for k, v in predicted.items())
+        changes.append(Change(planned.action, planned.name, fields, message=MSG_PREDICTED.format(facts=facts) if facts else "",
+                              diff=diff, kind=planned.kind, predicted=predicted))
+    return changes
 
 
-def _plan_secret(resolved: ResolvedRegistryCredential, clients: Clients, secret_ref: str) -> tuple[Change, str | None, str | None]:
-    """(change, the secret's ARN if it exists, the KMS key ARN to grant)."""
-    want = sm.desired(resolved)
-    what = f"secret {want.name}"
-    client = clients("secretsmanager")
-    key_arn: str | None = None
-    key_id = resolved.spec.secret.kmsKeyId
-    if key_id:
-        if kms.is_key_arn(key_id):
-            key_arn = key_id
+def _names(text: str) -> set[str]:
+    return set(re.split(r"[\s'\"]+", text)) - {""}
+
+
+def _warning_reasons(result: ReconcileResult) -> dict[str, str]:
+    return {e.message: e.reason for e in result.events if e.type == "Warning"}
+
+
+def _ready(result: ReconcileResult) -> dict[str, Any]:
+    return next((c for c in result.status.get("conditions") or [] if c.get("type") == "Ready"), {})
+
+
+def _failed_action(reason: str) -> str:
+    if reason == reasons.OWNERSHIP_CONFLICT:
+        return CONFLICT
+    if reason == reasons.DRIFT_REPORTED:
+        return REPORT
+    return UNKNOWN if reason in UNREADABLE_REASONS else BLOCKED
+
+
+ROW_STATES = {"Synced": UNCHANGED, "Retained": RETAIN, "Conflict": CONFLICT}
+
+
+def _row_change(kind: str, name: str, state: str, message: str, result: ReconcileResult) -> Change:
+    """A status row no write covers: unchanged, retained, reported or blocked (why: the Warning naming it)."""
+    action = ROW_STATES.get(state)
+    ready = _ready(result)
+    reason = _warning_reasons(result).get(message) or (ready.get("reason", "") if message and message == ready.get("message") else "")
+    if action is None:  # Pending / Error / not synced
+        action = _failed_action(reason) if reason else (REPORT if state == "Pending" else BLOCKED)
+        reason = reason or (reasons.DRIFT_REPORTED if action == REPORT else "")
+    return Change(action, f"{kind} {name}", message=message, reason=reason, kind=kind)
+
+
+def _in_order(rows: list[tuple[str, str, str, str]], result: ReconcileResult, written: list[Change]) -> list[Change]:
+    """The status rows (kind, name, state, message) in the operator's order, each row a write
+    covers replaced by that write; writes without a row (deletes) after their kind's rows."""
+    out: list[Change] = []
+    emitted: set[int] = set()
+    for kind, name, state, message in rows:
+        covering = [i for i, c in enumerate(written) if c.kind == kind and name in _names(c.object)]
+        if not covering:
+            out.append(_row_change(kind, name, state, message, result))
+            continue
+        for i in range(max(covering) + 1):  # earlier writes first: the operator made them first
+            if i not in emitted:
+                out.append(written[i])
+                emitted.add(i)
+        if message:  # what status will say of the object after the write (e.g. its role is not granted)
+            row = _row_change(kind, name, state, message, result)
+            last = written[max(covering)]
+            last.message = "; ".join(m for m in (last.message, message) if m)
+            last.reason = last.reason or row.reason
+    for i, change in enumerate(written):
+        if i not in emitted:
+            at = max((n + 1 for n, c in enumerate(out) if c.kind == change.kind), default=len(out))
+            out.insert(at, change)
+    return out
+
+
+def _stopped(result: ReconcileResult, changes: list[Change]) -> list[Change]:
+    """The failure that stopped the reconcile, when no row says it already."""
+    ready = _ready(result)
+    reason, message = ready.get("reason", ""), ready.get("message", "")
+    if ready.get("status") != "False" or reason in (reasons.RECONCILED, reasons.EXECUTION_ROLE_NOT_GRANTED):
+        return []
+    if any(message and (c.message == message or message.startswith(c.message)) for c in changes if c.message):
+        return []
+    return [Change(_failed_action(reason), READY_OBJECT, message=message, reason=reason)]
+
+
+def _same_spec(kind: str, namespace: str, name: str, live: dict[str, Any], spec: dict[str, Any],
+               cluster_id: str) -> bool:
+    """Would applying ``spec`` leave the live spec's meaning (and so its generation) as it is?"""
+    validate = validate_registry_credential if kind == REGISTRY_CREDENTIAL.kind else validate_cross_account
+    before, after = (validate(namespace, name, s, cluster_id=cluster_id)[0] for s in (live, spec))
+    return before is not None and after is not None and before.spec == after.spec
+
+
+def plan_aws(kind: str, namespace: str, name: str, spec: dict[str, Any], clients_for: rc.ClientsFor, *,
+             cluster_id: str, current: Live | None = None, source_ref: str = "",
+             source_version: str | None = NO_VERSION) -> tuple[list[Change], list[Problem]]:
+    """The writes the resource's reconcile would make (recorded, not made) and what it leaves alone.
+
+    ``current``: the live resource (None: new to the operator); ``source_version``: the
+    source Secret's resourceVersion (None: no such Secret)."""
+    same = current is not None and _same_spec(kind, namespace, name, current.spec, spec, cluster_id)
+    generation = 1 if current is None or current.generation is None else current.generation + (0 if same else 1)
+    previous = current.status if current else {}
+    actor = PlanActor()
+    try:
+        if kind == REGISTRY_CREDENTIAL.kind:
+            source = None if source_version is None else _placeholder_source(namespace, source_ref, source_version)
+            result = rc.reconcile(rc.Request(namespace, name, generation, spec, previous, source, cluster_id),
+                                  clients_for, actor=actor)
         else:
-            try:
-                info = kms.describe(clients("kms"), key_id)
-            except (ClientError, BotoCoreError) as error:
-                if aws_errors.is_not_found(error, "kms"):
-                    return (Change(BLOCKED, what, message=f"KMS key {key_id} does not exist; the operator waits for it",
-                                   reason=reasons.DEPENDENCY_MISSING), None, None)
-                return _unknown(f"KMS key {key_id}", error, "kms"), None, None
-            key_arn = info.arn if info.customer_managed else None
-    try:
-        obs = sm.observe(client, want.name, resolved.owner)
-    except (ClientError, BotoCoreError) as error:
-        return _unknown(what, error, "secretsmanager"), None, key_arn
-    value = FieldChange("SecretString", None, VALUE_FROM.format(secret=secret_ref))
-    if not obs.exists:
-        fields = [FieldChange("Description", None, want.description),
-                  FieldChange("Tags", None, dict(sorted(want.tags.items()))), value]
-        if want.kms_key_id:
-            fields.insert(1, FieldChange("KmsKeyId", None, want.kms_key_id))
-        return Change(CREATE, what, fields), None, key_arn
-    observed = obs.observed
-    arn = observed.get("ARN")
-    if not obs.owned and not resolved.spec.adoptExisting:
-        from controller.reconcile.secret import CONFLICT_MESSAGE
-
-        return (Change(CONFLICT, what, message=CONFLICT_MESSAGE.format(name=want.name, owner=resolved.owner),
-                       reason=reasons.OWNERSHIP_CONFLICT), arn, key_arn)
-    changes: list[FieldChange] = []
-    action = UNCHANGED
-    messages = []
-    if not obs.owned:
-        action = ADOPT
-        have = {t["Key"]: t.get("Value", "") for t in observed.get("Tags") or []}
-        changes.append(FieldChange(f"Tags[{OWNER_TAG}]", have.get(OWNER_TAG), resolved.owner))
-    if observed.get("DeletedDate"):
-        action = RESTORE if action == UNCHANGED else action
-        messages.append("scheduled for deletion: the operator restores it")
-    kms_equal = None
-    if want.kms_key_id and observed.get("KmsKeyId") not in (None, want.kms_key_id) and key_arn:
-        try:
-            kms_equal = kms.describe(clients("kms"), observed["KmsKeyId"]).arn == key_arn
-        except (ClientError, BotoCoreError) as error:
-            return _unknown(what, error, "kms"), arn, key_arn
-    differences = sm.compare(want, observed, kms_key_equal=kms_equal)
-    have_tags = {t["Key"]: t.get("Value", "") for t in observed.get("Tags") or []}
-    for name in differences:
-        if name == "Description":
-            changes.append(FieldChange("Description", observed.get("Description"), want.description))
-        elif name == "KmsKeyId":
-            changes.append(FieldChange("KmsKeyId", observed.get("KmsKeyId"), want.kms_key_id or "alias/aws/secretsmanager"))
-        elif name == "Tags":
-            for key, val in sorted(want.tags.items()):
-                if have_tags.get(key) != val and not (key == OWNER_TAG and action == ADOPT):
-                    changes.append(FieldChange(f"Tags[{key}]", have_tags.get(key), val))
-    if differences and action == UNCHANGED:
-        action = UPDATE
-    messages.append("value: kept equal to Secret " + secret_ref + "; compared when the operator runs (plan never reads values)")
-    return Change(action, what, changes, message="; ".join(messages)), arn, key_arn
-
-
-def _plan_pull_through_cache(resolved: ResolvedRegistryCredential, clients: Clients, secret_arn: str | None) -> Change:
-    prefix = resolved.spec.pullThroughCache.ecrRepositoryPrefix  # type: ignore[union-attr]
-    what = f"pullThroughCacheRule {prefix}"
-    credential = secret_arn or PENDING_ARN.format(name=resolved.secret_name)
-    want = ptc.desired(resolved, credential)
-    try:
-        obs = ptc.observe(clients("ecr"), want, secret_arn=secret_arn, previous=None, adopt=resolved.spec.adoptExisting)
-    except (ClientError, BotoCoreError) as error:
-        return _unknown(what, error, "ecr")
-    if not obs.exists:
-        return Change(CREATE, what, [FieldChange(k, None, v) for k, v in want.items() if k != "ecrRepositoryPrefix"])
-    ownership = ptc.ownership(obs.observed, secret_arn=secret_arn, previous=None, adopt=resolved.spec.adoptExisting)
-    if ownership is ptc.Ownership.CONFLICT:
-        return Change(CONFLICT, what, reason=reasons.OWNERSHIP_CONFLICT,
-                      message=f"a rule for prefix {prefix} exists with another credential; set spec.adoptExisting: "
-                              "true to take it over, or choose another ecrRepositoryPrefix")
-    fields = [FieldChange(name, obs.observed.get(name), want.get(name)) for name in obs.differences]
-    if not fields:
-        return Change(UNCHANGED, what)
-    action = REPLACE if ptc.needs_recreate(obs.differences) else UPDATE
-    message = "ECR cannot change a rule's upstream: delete and create" if action == REPLACE else ""
-    return Change(action, what, fields, message=message)
-
-
-def _plan_role_policies(resolved: ResolvedRegistryCredential, clients: Clients, secret_arn: str | None,
-                        key_arn: str | None) -> list[Change]:
-    policy = resolved.policy_name
-    want = iam_policies.desired(secret_arn or PENDING_ARN.format(name=resolved.secret_name), key_arn)
-    changes = []
-    iam = clients("iam") if resolved.spec.grants.executionRoles else None
-    for role in resolved.spec.grants.executionRoles:
-        ref = iam_policies.role_ref(role)
-        what = f"rolePolicy {policy} on role {ref.name}"
-        problem = iam_policies.account_problem(ref, secret_arn) if secret_arn else None
-        if problem:
-            changes.append(Change(BLOCKED, what, message=problem, reason=reasons.INVALID_GRANT))
-            continue
-        try:
-            obs = iam_policies.observe(iam, ref.name, policy, want)
-        except iam_policies.RoleMissing as missing:
-            changes.append(Change(BLOCKED, what, message=f"{missing}; the operator waits for it",
-                                  reason=reasons.DEPENDENCY_MISSING))
-            continue
-        except (ClientError, BotoCoreError) as error:
-            changes.append(_unknown(what, error, "iam"))
-            continue
-        if obs.up_to_date:
-            changes.append(Change(UNCHANGED, what))
-            continue
-        try:
-            sizes = iam_policies.other_policy_sizes(iam, ref.name, policy)
-        except iam_policies.RoleMissing as missing:
-            changes.append(Change(BLOCKED, what, message=f"{missing}; the operator waits for it",
-                                  reason=reasons.DEPENDENCY_MISSING))
-            continue
-        except (ClientError, BotoCoreError) as error:
-            changes.append(_unknown(what, error, "iam"))
-            continue
-        budget = iam_policies.budget_problem(ref.name, sizes, policydoc.size(want))
-        if budget:
-            changes.append(Change(BLOCKED, what, message=budget, reason=reasons.POLICY_BUDGET_EXCEEDED))
-            continue
-        before = obs.observed if obs.exists else None
-        changes.append(Change(PUT, what, [FieldChange(iam_policies.DOCUMENT_FIELD, before, want)],
-                              message="create" if before is None else "replace the document",
-                              diff=_document_diff(before, want, f"{ref.name}/{policy}")))
-    return changes
-
-
-def _not_granted_note(resolved: ResolvedRegistryCredential, execution_role: str, what: str) -> str:
-    if execution_role_granted(execution_role, list(resolved.spec.grants.executionRoles)):
-        return ""
-    return (f"{reasons.EXECUTION_ROLE_NOT_GRANTED}: {what} runs with execution role {execution_role}, which is not "
-            "in spec.grants.executionRoles; its tasks could not read the credential")
-
-
-def _plan_task_definitions(resolved: ResolvedRegistryCredential, clients: Clients, secret_arn: str | None) -> list[Change]:
-    changes = []
-    arn = secret_arn or PENDING_ARN.format(name=resolved.secret_name)
-    ecs = clients("ecs") if resolved.spec.consumers.ecsTaskDefinitions else None
-    for consumer in resolved.spec.consumers.ecsTaskDefinitions:
-        what = f"taskDefinition {consumer.family}"
-        try:
-            obs = taskdefs.observe(ecs, consumer.family)
-        except (ClientError, BotoCoreError) as error:
-            changes.append(_unknown(what, error, "ecs"))
-            continue
-        if not obs.exists:
-            changes.append(Change(BLOCKED, what, reason=reasons.TASK_DEFINITION_NOT_FOUND,
-                                  message=taskdefs.FAMILY_MISSING_MESSAGE.format(family=consumer.family)
-                                  + "; the operator waits for one"))
-            continue
-        latest: taskdefs.Latest = obs.observed["latest"]
-        definition = latest.task_definition
-        chosen, unknown = taskdefs.chosen_containers(definition, consumer.containers)
-        if unknown:
-            known = ", ".join(c.get("name", "") for c in definition.get("containerDefinitions", []))
-            changes.append(Change(BLOCKED, what, reason=reasons.CONTAINER_NOT_FOUND,
-                                  message=taskdefs.UNKNOWN_CONTAINERS_MESSAGE.format(
-                                      revision=latest.label, unknown=", ".join(unknown), known=known)))
-            continue
-        role = definition.get("executionRoleArn")
-        if not role:
-            changes.append(Change(BLOCKED, what, reason=reasons.EXECUTION_ROLE_MISSING,
-                                  message=taskdefs.NO_EXECUTION_ROLE_MESSAGE.format(revision=latest.label)))
-            continue
-        note = _not_granted_note(resolved, role, f"task definition {latest.label}")
-        differences = taskdefs.compare(definition, chosen, secret_arn or "", resolved.secret_name)
-        if not differences:
-            changes.append(Change(UNCHANGED, what, message=note, reason=reasons.EXECUTION_ROLE_NOT_GRANTED if note else ""))
-            continue
-        request = taskdefs.revision_request(latest, chosen, arn, resolved.owner)
-        fields = []
-        by_name = {c.get("name"): c for c in definition.get("containerDefinitions", [])}
-        for container in request.get("containerDefinitions", []):
-            name = container.get("name")
-            if name in chosen:
-                before = ((by_name.get(name) or {}).get("repositoryCredentials") or {}).get("credentialsParameter")
-                after = container["repositoryCredentials"]["credentialsParameter"]
-                if before != after:
-                    fields.append(FieldChange(f"containerDefinitions[{name}].repositoryCredentials.credentialsParameter",
-                                              before, after))
-        revision = int(definition.get("revision") or 0)
-        message = f"register revision {revision + 1} of family {consumer.family} (a copy of {latest.label})"
-        changes.append(Change(REGISTER, what, fields, message=message + (f"; {note}" if note else ""),
-                              reason=reasons.EXECUTION_ROLE_NOT_GRANTED if note else ""))
-    return changes
-
-
-def _plan_job_definitions(resolved: ResolvedRegistryCredential, clients: Clients, secret_arn: str | None) -> list[Change]:
-    changes = []
-    arn = secret_arn or PENDING_ARN.format(name=resolved.secret_name)
-    batch = clients("batch") if resolved.spec.consumers.batchJobDefinitions else None
-    for consumer in resolved.spec.consumers.batchJobDefinitions:
-        what = f"jobDefinition {consumer.name}"
-        try:
-            obs = jobdefs.observe(batch, consumer.name)
-        except (ClientError, BotoCoreError) as error:
-            changes.append(_unknown(what, error, "batch"))
-            continue
-        if not obs.exists:
-            changes.append(Change(BLOCKED, what, reason=reasons.JOB_DEFINITION_NOT_FOUND,
-                                  message=jobdefs.NOT_FOUND_MESSAGE.format(name=consumer.name) + "; the operator waits for one"))
-            continue
-        latest: jobdefs.Latest = obs.observed["latest"]
-        container = latest.container
-        if container is None:
-            changes.append(Change(BLOCKED, what, reason=reasons.UNSUPPORTED_JOB_DEFINITION,
-                                  message=jobdefs.UNSUPPORTED_MESSAGE.format(revision=latest.label)))
-            continue
-        role = container.get("executionRoleArn")
-        if not role:
-            changes.append(Change(BLOCKED, what, reason=reasons.EXECUTION_ROLE_MISSING,
-                                  message=jobdefs.NO_EXECUTION_ROLE_MESSAGE.format(revision=latest.label)))
-            continue
-        note = _not_granted_note(resolved, role, f"job definition {latest.label}")
-        if not jobdefs.compare(latest.job_definition, secret_arn or "", resolved.secret_name):
-            changes.append(Change(UNCHANGED, what, message=note, reason=reasons.EXECUTION_ROLE_NOT_GRANTED if note else ""))
-            continue
-        before = (container.get("repositoryCredentials") or {}).get("credentialsParameter")
-        revision = int(latest.job_definition.get("revision") or 0)
-        message = f"register revision {revision + 1} of job definition {consumer.name} (a copy of {latest.label})"
-        changes.append(Change(REGISTER, what,
-                              [FieldChange(jobdefs.CREDENTIAL_FIELD + ".credentialsParameter", before, arn)],
-                              message=message + (f"; {note}" if note else ""),
-                              reason=reasons.EXECUTION_ROLE_NOT_GRANTED if note else ""))
-    return changes
-
-
-def plan_registry_credential(resolved: ResolvedRegistryCredential, clients: Clients, secret_ref: str) -> list[Change]:
-    """Every change the RegistryCredential reconciler would make, in its step order."""
-    secret_change, secret_arn, key_arn = _plan_secret(resolved, clients, secret_ref)
-    changes = [secret_change]
-    if secret_change.action in (CONFLICT, UNKNOWN):
-        # The operator stops at the secret too: nothing after it runs.
-        return changes
-    if resolved.spec.pullThroughCache is not None:
-        changes.append(_plan_pull_through_cache(resolved, clients, secret_arn))
-    changes += _plan_role_policies(resolved, clients, secret_arn, key_arn)
-    changes += _plan_task_definitions(resolved, clients, secret_arn)
-    changes += _plan_job_definitions(resolved, clients, secret_arn)
-    return changes
-
-
-# --------------------------------------------------------------------------- AWS: CrossAccountRepoAccess
-
-
-def _statement_fields(existing: dict[str, Any] | None, prefix: str, desired: list[dict[str, Any]],
-                      differences: tuple[str, ...]) -> list[FieldChange]:
-    have = {s["Sid"]: s for s in repo_policies.owned_statements(existing, prefix)}
-    want = {s["Sid"]: s for s in desired}
-    fields = []
-    for name in differences:
-        sid = name[len("Statement["):-1]
-        fields.append(FieldChange(name, have.get(sid), want.get(sid)))
-    return fields
-
-
-def plan_cross_account(resolved: ResolvedCrossAccountRepoAccess, clients: Clients) -> list[Change]:
-    """Per repository: the owned statements to add, change or remove (others are kept untouched)."""
-    model = resolved.spec
-    prefix = repo_policies.sid_prefix(resolved.namespace, resolved.name)
-    desired = repo_policies.desired_statements(
-        resolved, partition=repo_policies.partition_of(model.region or clients.region))
-    alone = repo_policies.grants_too_large_message(prefix, desired)
-    if alone:
-        return [Change(BLOCKED, "repositoryPolicy (all)", message=alone, reason=reasons.REPOSITORY_POLICY_TOO_LARGE)]
-    ecr = clients("ecr")
-    changes = []
-    for repository in model.repositories:
-        what = f"repositoryPolicy {repository}"
-        try:
-            obs = repo_policies.observe(ecr, repository, prefix, desired)
-        except (ClientError, BotoCoreError) as error:
-            changes.append(_unknown(what, error, "ecr"))
-            continue
-        if not obs.exists:
-            changes.append(Change(BLOCKED, what, reason=reasons.DEPENDENCY_MISSING,
-                                  message=f"repository {repository} does not exist in "
-                                          f"{model.region or clients.region}; the operator waits for it"))
-            continue
-        existing = obs.observed.get("policy")
-        foreign = len(policydoc.statements(existing)) - len(repo_policies.owned_statements(existing, prefix))
-        if obs.up_to_date:
-            changes.append(Change(UNCHANGED, what))
-            continue
-        merged = repo_policies.merge(existing, prefix, desired)
-        too_large = repo_policies.oversize_message(repository, merged, prefix, desired)
-        if too_large:
-            changes.append(Change(BLOCKED, what, message=too_large, reason=reasons.REPOSITORY_POLICY_TOO_LARGE))
-            continue
-        kept = f"{foreign} statement(s) of others kept unchanged" if foreign else "no other statements"
-        changes.append(Change(UPDATE if existing else CREATE, what,
-                              _statement_fields(existing, prefix, desired, obs.differences),
-                              message=("set the repository policy" if not existing else "update owned statements")
-                              + f"; {kept}",
-                              diff=_document_diff(existing, merged, f"{repository} policy")))
-    return changes
+            result = cross_account.reconcile(namespace, name, generation, spec, previous, clients_for=clients_for,
+                                             cluster_id=cluster_id, now=lambda: dt.datetime.now(dt.timezone.utc),
+                                             actor=actor)
+    except ReadOnlyViolation as error:
+        return _written(actor) + [Change(UNKNOWN, "AWS", message=MSG_REFUSED.format(refused=error))], []
+    ready = _ready(result)
+    if result.outcome == "invalid":  # the condition message is "field: rule; ..."
+        field_name, _, rule = str(ready.get("message", "")).partition(": ")
+        return [], [Problem(ready.get("reason", reasons.INVALID_SPEC), field_name, rule)]
+    status = result.status
+    if kind == REGISTRY_CREDENTIAL.kind:
+        rows = [(SECRET_KIND, status["secretName"], "Synced", "")] if status.get("secretName") else []
+        rows += [(r.get("kind", ""), str(r.get("name", "")), r.get("state", ""), r.get("message") or "")
+                 for r in status.get("managed") or []]
+    else:
+        rows = [(REPOSITORY_KIND, str(r.get("name", "")), "Synced" if r.get("synced") else "", r.get("message") or "")
+                for r in status.get("repositories") or []]
+    changes = _in_order(rows, result, _written(actor, value_from=f"{namespace}/{source_ref}"))
+    return changes + _stopped(result, changes), []
 
 
 # --------------------------------------------------------------------------- driver
@@ -637,10 +550,17 @@ def read_only_factory() -> ClientFactory:
     return ClientFactory(max_attempts=2, hooks=[("before-call", read_only_guard)])
 
 
+def _clients_for(factory: ClientFactory) -> Callable[[str | None, str | None, str | None], Clients]:
+    return lambda region, role, external: Clients(factory, region=region, role_arn=role, external_id=external)
+
+
 def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default", cluster_id: str = "default",
-                 factory: ClientFactory | None = None,
+                 factory: ClientFactory | None = None, live: KubeLive | None = None,
                  progress: Callable[[str], None] | None = None) -> list[ObjectPlan]:
-    """Validate each manifest and, with a factory, compare it with AWS (reads only)."""
+    """Validate each manifest and, with a factory, run its reconcile with the recording actor (reads only).
+
+    ``live``: where the resources' current status comes from (``KubeLive``); None plans
+    every resource as new to the operator."""
     secrets = _secrets_in(manifests, default_namespace)
     plans: list[ObjectPlan] = []
     for manifest in manifests:
@@ -658,39 +578,37 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
             continue
         plan.problems += _envelope_problems(manifest)
         spec = manifest.body.get("spec") if isinstance(manifest.body.get("spec"), dict) else {}
-        if kind == REGISTRY_CREDENTIAL.kind:
-            resolved, problems = validate_registry_credential(namespace, manifest.name or "x", spec, cluster_id=cluster_id)
-            plan.problems += problems
-            if resolved is None or plan.problems:
-                continue
+        validate = validate_registry_credential if kind == REGISTRY_CREDENTIAL.kind else validate_cross_account
+        resolved, problems = validate(namespace, manifest.name or "x", spec, cluster_id=cluster_id)
+        plan.problems += problems
+        if resolved is None or plan.problems:
+            continue
+        ref = ""
+        if isinstance(resolved, ResolvedRegistryCredential):
             ref = resolved.spec.source.secretRef.name
             source = secrets.get((namespace, ref))
             plan.problems += _source_secret_problems(resolved, source)
             if plan.problems:
                 continue
-            if source is None:
+            if source is None and live is None:
                 plan.notes.append(f"source Secret {namespace}/{ref} is not among these manifests: it must exist in the cluster")
-            if factory is None:
-                continue
-            clients = Clients(factory, region=resolved.spec.region, role_arn=resolved.spec.roleArn,
-                              external_id=resolved.spec.externalId)
-            if not clients.region:
-                plan.changes.append(Change(UNKNOWN, "AWS", message=MSG_NO_REGION, reason=reasons.INVALID_SPEC))
-                continue
-            plan.changes += plan_registry_credential(resolved, clients, f"{namespace}/{ref}")
-        else:
-            resolved_x, problems = validate_cross_account(namespace, manifest.name or "x", spec, cluster_id=cluster_id)
-            plan.problems += problems
-            if resolved_x is None or plan.problems:
-                continue
-            if factory is None:
-                continue
-            clients = Clients(factory, region=resolved_x.spec.region, role_arn=resolved_x.spec.roleArn,
-                              external_id=resolved_x.spec.externalId)
-            if not clients.region:
-                plan.changes.append(Change(UNKNOWN, "AWS", message=MSG_NO_REGION, reason=reasons.INVALID_SPEC))
-                continue
-            plan.changes += plan_cross_account(resolved_x, clients)
+        if factory is None:
+            continue
+        if not Clients(factory, region=resolved.spec.region, role_arn=None, external_id=None).region:
+            plan.changes.append(Change(UNKNOWN, "AWS", message=MSG_NO_REGION, reason=reasons.INVALID_SPEC))
+            continue
+        try:
+            current = live.resource(kind, namespace, manifest.name) if live else None
+            version = live.source_version(namespace, ref) if live and ref else NO_VERSION
+            if version is None and (namespace, ref) in secrets:
+                version = NO_VERSION  # not in the cluster yet: applied with these manifests
+        except (OSError, ValueError, ApiError) as error:  # refused connections, 4xx/5xx, a body that is not JSON
+            plan.changes.append(Change(UNKNOWN, plan.label, message=MSG_KUBE_UNREADABLE.format(error=error)))
+            continue
+        changes, problems = plan_aws(kind, namespace, manifest.name, spec, _clients_for(factory), cluster_id=cluster_id,
+                                     current=current, source_ref=ref, source_version=version)
+        plan.changes += changes
+        plan.problems += problems
     return plans
 
 
@@ -700,13 +618,13 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
 def _short(value: Any) -> str:
     if value is None:
         return "(none)"
-    if isinstance(value, (dict, list)):
+    if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return str(value)
 
 
-SYMBOLS = {CREATE: "+", UPDATE: "~", PUT: "~", REGISTER: "+", REPLACE: "-/+", ADOPT: "~", RESTORE: "~",
-           UNCHANGED: "=", BLOCKED: "!", CONFLICT: "!", UNKNOWN: "?"}
+SYMBOLS = {CREATE: "+", UPDATE: "~", ADOPT: "~", DELETE: "-", UNCHANGED: "=", RETAIN: "=", REPORT: "*",
+           BLOCKED: "!", CONFLICT: "!", UNKNOWN: "?"}
 
 
 def render_text(plan: Plan, *, show_unchanged: bool = True) -> str:
@@ -783,7 +701,7 @@ def render_json(plan: Plan) -> str:
 
 
 def run(paths: list[str], *, output: str = "text", aws: str = "auto", namespace: str = "default",
-        cluster_id: str = "default", stdout: Any = None, stderr: Any = None) -> int:
+        cluster_id: str = "default", kube: bool = False, stdout: Any = None, stderr: Any = None) -> int:
     """The ``plan`` subcommand: returns the exit code."""
     import sys
 
@@ -802,9 +720,19 @@ def run(paths: list[str], *, output: str = "text", aws: str = "auto", namespace:
         factory = read_only_factory()
     else:
         notes.append("no AWS credentials found (standard chain): validation only")
+    live = None
+    if kube and factory is not None:
+        try:
+            live = KubeLive.login()
+        except UsageError as error:
+            print(f"regaccess plan: --kube: {error}", file=stderr)
+            return EXIT_USAGE
+        notes.append("live status read from the cluster (--kube): objects the operator would stop managing are listed")
+    elif kube:
+        notes.append("--kube has no effect without AWS: validation only")
     progress = (lambda text: print(text, file=stderr)) if output == "text" and getattr(stderr, "isatty", lambda: False)() else None
     objects = broken + plan_objects(manifests, default_namespace=namespace, cluster_id=cluster_id,
-                                    factory=factory, progress=progress)
+                                    factory=factory, live=live, progress=progress)
     if not objects:
         print("regaccess plan: no RegistryCredential or CrossAccountRepoAccess in the given manifests", file=stderr)
         return EXIT_USAGE

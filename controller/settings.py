@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 ENV_PREFIX = "REGACCESS_"
+# The label that assigns a resource to a shard (like Flux's sharding.fluxcd.io/key).
+SHARD_LABEL = "regaccess.io/shard"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> str:
+    """A label value (a shard name goes into the watch's label selector as is)."""
+    if text and not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", text):
+        raise argparse.ArgumentTypeError(f"not a label value: {text!r}")
+    return text
+
+
 def _rate_limits(text: str) -> str:
     """Validate the rules now (a typo must stop startup, not surface at the first AWS call)."""
     from controller.aws.ratelimit import RuleError, parse_rules
@@ -75,8 +85,12 @@ RUN_OPTIONS: list[Option] = [
            "default"),
     Option(("--drift-interval",), "drift_interval", "Seconds between drift checks of each "
            "resource (with up to 10%% jitter).", 300.0, _positive_float),
-    Option(("--source-check-interval",), "source_check_interval", "Seconds between checks of the "
-           "in-memory Secret index for rotated source Secrets (no API calls).", 2.0, _positive_float),
+    Option(("--max-concurrent-drift-checks",), "max_concurrent_drift_checks", "Drift checks (and "
+           "source Secret reconciles) the scheduler runs at once; the rest wait in due-time order. "
+           "Raise it when checks fall behind the interval.", 8, _positive_int),
+    Option(("--shard",), "shard", "The shard this operator owns: only resources labelled "
+           f"{SHARD_LABEL}=NAME, filtered by the API server. Empty: the default shard, the resources "
+           "without that label. Run one operator per shard name, plus one default shard.", "", _shard),
     Option(("--metrics-port",), "metrics_port", "Port of /metrics, /healthz and /readyz "
            "(0 disables).", 8080, _port),
     Option(("--metrics-bind",), "metrics_bind", "Address the metrics server binds to.", "0.0.0.0"),
@@ -114,7 +128,8 @@ class Settings:
     all_namespaces: bool = True
     cluster_id: str = "default"
     drift_interval: float = 300.0
-    source_check_interval: float = 2.0
+    max_concurrent_drift_checks: int = 8
+    shard: str = ""
     metrics_port: int = 8080
     metrics_bind: str = "0.0.0.0"
     aws_retry_mode: str = "standard"

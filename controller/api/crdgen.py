@@ -102,6 +102,10 @@ def _printer_columns(info: KindInfo) -> list[dict[str, Any]]:
 def crd_for(info: KindInfo) -> dict[str, Any]:
     spec_schema = openapi_schema(info.spec_model)
     status_schema = openapi_schema(info.status_model, defaults=False)
+    # The API server fills this in on every read until the operator writes status: a new
+    # resource then reads "generation 1, observed 0" (kstatus: InProgress, Argo CD:
+    # Progressing) instead of kstatus' "no status, so Current".
+    status_schema["default"] = {"observedGeneration": 0}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

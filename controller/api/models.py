@@ -397,7 +397,7 @@ class ECRPullSecretSpec(_Model):
 
 
 class Condition(_Model):
-    type: str = Field(description="Ready, Synced or Drifted.")
+    type: str = Field(description="Ready, Synced or Drifted; Reconciling or Stalled while not Ready.")
     status: str = Field(description="True, False or Unknown.")
     reason: str = Field(description="Stable CamelCase reason (see docs/conditions.md).")
     message: str = Field(default="", description="Human-readable detail; never secret material.")
@@ -429,12 +429,22 @@ class PullThroughCacheStatus(_Model):
 
 
 class RegistryCredentialStatus(_Model):
-    observedGeneration: int | None = None
+    observedGeneration: int | None = Field(
+        default=None, description="Generation the conditions describe (set by every reconcile)."
+    )
+    syncedGeneration: int | None = Field(
+        default=None,
+        description="Generation last applied to AWS in full, or found invalid; 0: none yet.",
+    )
     conditions: list[Condition] = Field(default_factory=list)
     secretName: str | None = None
     secretArn: str | None = None
     secretVersionId: str | None = Field(
         default=None, description="Secrets Manager version the operator last wrote or verified."
+    )
+    reportedSecretVersionId: str | None = Field(
+        default=None, description="driftPolicy Report: the AWSCURRENT version whose value was found "
+        "different and reported; not read again until AWSCURRENT or the source Secret changes.",
     )
     kmsKeyId: str | None = Field(default=None, description="spec.secret.kmsKeyId that kmsKeyArn was resolved from.")
     kmsKeyArn: str | None = Field(default=None, description="Key ARN of the customer managed KMS key, if any.")
@@ -466,7 +476,9 @@ class RepositoryStatus(_Model):
 
 
 class CrossAccountRepoAccessStatus(_Model):
-    observedGeneration: int | None = None
+    observedGeneration: int | None = Field(
+        default=None, description="Generation the conditions describe (set by every reconcile)."
+    )
     conditions: list[Condition] = Field(default_factory=list)
     repositories: list[RepositoryStatus] = Field(default_factory=list)
     lastSyncTime: str | None = None

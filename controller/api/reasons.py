@@ -7,10 +7,14 @@ users' scripts match on them, so never rename one.
 
 from __future__ import annotations
 
-# Condition types.
+# Condition types. Reconciling and Stalled are kstatus's "abnormal-true" conditions (present
+# only while the resource is not Ready; their reason is Ready's): see docs/conditions.md.
 READY = "Ready"
 SYNCED = "Synced"
 DRIFTED = "Drifted"
+RECONCILING_TYPE = "Reconciling"  # the reason RECONCILING below has the same spelling
+STALLED = "Stalled"
+CONDITION_TYPES = (READY, SYNCED, DRIFTED, RECONCILING_TYPE, STALLED)
 
 # Success / neutral.
 RECONCILED = "Reconciled"
@@ -72,5 +76,5 @@ EXECUTION_ROLE_NOT_GRANTED = "ExecutionRoleNotGranted"  # its execution role is 
 ALL_REASONS = sorted(
     value
     for name, value in dict(globals()).items()
-    if name.isupper() and isinstance(value, str) and name not in ("READY", "SYNCED", "DRIFTED")
+    if name.isupper() and isinstance(value, str) and name not in ("READY", "SYNCED", "DRIFTED", "RECONCILING_TYPE", "STALLED")
 )

@@ -20,7 +20,11 @@ from controller.api.models import (
     UpstreamRegistry,
 )
 
+# The tag that marks an AWS object as one resource's (its one home; controller.aws.protocol
+# re-exports it for the adapters).
 OWNER_TAG = "regaccess.io/owner"
+# AWS allows 50 user tags on secrets, task and job definitions; one is the owner tag.
+MAX_TAGS = 50
 RESERVED_TAG_PREFIXES = ("regaccess.io/", "aws:")
 SECRET_NAME_MAX = 512
 SECRET_VALUE_MAX_BYTES = 65_536
@@ -116,8 +120,9 @@ def _tag_problems(tags: dict[str, str]) -> list[Problem]:
             problems.append(Problem(reasons.INVALID_SPEC, field, "tag keys must be 1-128 characters"))
         if len(value) > 256:
             problems.append(Problem(reasons.INVALID_SPEC, field, "tag values must be at most 256 characters"))
-    if len(tags) > 49:  # AWS allows 50 tags; one is the owner tag.
-        problems.append(Problem(reasons.INVALID_SPEC, "spec.secret.tags", "at most 49 tags (the owner tag is the 50th)"))
+    if len(tags) > MAX_TAGS - 1:  # one of AWS's 50 is the owner tag
+        problems.append(Problem(reasons.INVALID_SPEC, "spec.secret.tags",
+                                f"at most {MAX_TAGS - 1} tags (the owner tag is the {MAX_TAGS}th)"))
     return problems
 
 

@@ -6,8 +6,9 @@
 specific reason:
 
 - ``InvalidRegistryId``: ``registries[].registryId`` is not exactly 12 digits;
-- ``UnknownRegion``: a Region (``registries[].region``) that is not an ECR
-  Region botocore knows in any partition, or one that is malformed;
+- ``UnknownRegion``: a Region (``registries[].region``) that is not among the
+  ``known_regions`` given (the reconcile passes every ECR Region botocore knows,
+  ``controller.aws.ecr_tokens.regions()``), or one that is malformed;
 - ``InvalidSpec``: anything else (a duplicate registry, a bad secretName,
   ServiceAccount name or roleArn, an unknown field).
 
@@ -18,11 +19,9 @@ needs the API server: the reconcile judges those (``ServiceAccountNotFound``,
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection
 
-import botocore.session
 import pydantic
 
 from controller.api import reasons
@@ -53,18 +52,12 @@ class ResolvedPullSecret:
     owner: str  # <cluster-id>/<namespace>/<name>
 
 
-@functools.lru_cache(maxsize=1)
-def ecr_regions() -> frozenset[str]:
-    """Every Region with an ECR endpoint in botocore's bundled endpoint data (no network)."""
-    session = botocore.session.get_session()
-    return frozenset(region for partition in session.get_available_partitions()
-                     for region in session.get_available_regions("ecr", partition_name=partition))
-
-
-def region_problem(region: str | None, field: str) -> Problem | None:
-    if region is None or region in ecr_regions():
+def region_problem(region: str | None, field: str, known: Collection[str] | None) -> Problem | None:
+    """``known``: the Regions with ECR (``controller.aws.ecr_tokens.regions()``, from botocore's
+    endpoint data; this layer does not import botocore); None skips the check."""
+    if region is None or known is None or region in known:
         return None
-    examples = ", ".join(sorted(ecr_regions())[:3])
+    examples = ", ".join(sorted(known)[:3])
     return Problem(reasons.UNKNOWN_REGION, field, MSG_REGION.format(region=region, examples=examples))
 
 
@@ -84,7 +77,8 @@ def _parse_problems(error: pydantic.ValidationError) -> list[Problem]:
 
 
 def validate_pull_secret(namespace: str, name: str, spec: dict[str, Any], *, cluster_id: str,
-                         default_region: str | None = None) -> tuple[ResolvedPullSecret | None, list[Problem]]:
+                         default_region: str | None = None, known_regions: Collection[str] | None = None,
+                         ) -> tuple[ResolvedPullSecret | None, list[Problem]]:
     """Parse and check an ECRPullSecret spec; (resolved, []) or (None, problems).
 
     ``default_region`` (the operator's) is checked too when a registry leaves its
@@ -99,9 +93,9 @@ def validate_pull_secret(namespace: str, name: str, spec: dict[str, Any], *, clu
     seen: dict[tuple[str | None, str | None], int] = {}
     for index, registry in enumerate(registries):
         field = f"spec.registries[{index}]"
-        problem = region_problem(registry.region, f"{field}.region")
+        problem = region_problem(registry.region, f"{field}.region", known_regions)
         if problem is None and registry.region is None:
-            problem = region_problem(default_region, f"{field}.region (the operator's AWS_REGION)")
+            problem = region_problem(default_region, f"{field}.region (the operator's AWS_REGION)", known_regions)
         if problem:
             problems.append(problem)
         key = (registry.registry_id, registry.region or default_region)

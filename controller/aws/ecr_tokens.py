@@ -13,9 +13,9 @@ ECR supports no resource-level permissions for this action: the IAM policy
 grants ``ecr:GetAuthorizationToken`` on ``Resource: "*"``; what the token may
 pull is decided by each repository's policy (CrossAccountRepoAccess).
 
-The token is a credential. It is registered with ``controller.logging.REDACTOR``
-the moment it is read (so no log line, Event or exception text can carry it),
-and ``Token``'s repr never shows it. Deciding when to refresh is not done here
+The token is a credential: ``Token``'s repr never shows it, and the reconcile
+(``controller.reconcile.pull_secret``) registers it and its password with the
+log redactor the moment ``fetch`` returns (this layer never imports it). Deciding when to refresh is not done here
 (``controller.reconcile.pull_secret``).
 """
 
@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from controller.logging import REDACTOR
+import botocore.session
 
 SERVICE = "ecr"
 
@@ -54,6 +55,23 @@ def _utc(value: Any) -> dt.datetime:
     return dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
 
 
+@functools.lru_cache(maxsize=1)
+def regions() -> frozenset[str]:
+    """Every Region with an ECR endpoint in botocore's bundled endpoint data (no network)."""
+    session = botocore.session.get_session()
+    return frozenset(region for partition in session.get_available_partitions()
+                     for region in session.get_available_regions(SERVICE, partition_name=partition))
+
+
+def secrets_of(token: Token) -> tuple[str, ...]:
+    """Pure: the strings of a token that must never be shown (auth and the password inside)."""
+    try:
+        password = base64.b64decode(token.auth).decode().split(":", 1)[-1]
+    except (ValueError, UnicodeDecodeError):
+        password = ""
+    return tuple(value for value in (token.auth, password) if value)
+
+
 def fetch(ecr: Any, registry_ids: list[str] | tuple[str, ...] = ()) -> list[Token]:
     """One GetAuthorizationToken call; one Token per registry ECR answered for.
 
@@ -64,11 +82,6 @@ def fetch(ecr: Any, registry_ids: list[str] | tuple[str, ...] = ()) -> list[Toke
     tokens: list[Token] = []
     for item in answer.get("authorizationData") or []:
         auth = str(item.get("authorizationToken") or "")
-        try:
-            password = base64.b64decode(auth).decode().split(":", 1)[-1]
-        except (ValueError, UnicodeDecodeError):
-            password = ""
-        REDACTOR.remember(*(value for value in (auth, password) if value))
         host = urlsplit(str(item.get("proxyEndpoint") or "")).hostname or ""
         tokens.append(Token(host.split(".", 1)[0], host, _utc(item.get("expiresAt") or 0), auth))
     return tokens

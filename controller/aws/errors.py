@@ -9,10 +9,12 @@ AWS have performed it anyway? ``controller.aws.retries`` uses it to keep
 botocore from retrying non-idempotent writes blindly, and the reconcile loop
 uses it to observe again before deciding to write.
 
-Messages are cleaned of every secret value the operator has read
-(``controller.logging.REDACTOR``), of request IDs and of long hex tokens: a message that
-changes on every attempt defeats kopf's backoff and makes status patch loops
-(crossplane provider-aws issues 69 and 461).
+Messages are cleaned of request IDs and long hex tokens: a message that changes
+on every attempt defeats kopf's backoff and makes status patch loops (crossplane
+provider-aws issues 69 and 461). Secret values an AWS error may quote back are
+masked by the reconcile loop (``controller.reconcile.loop.describe``), which is the
+only way a classified message reaches status, Events or logs; this layer never
+sees the registry of known secrets.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from controller.api import reasons
 from controller.kubeclient import ApiError
-from controller.logging import REDACTOR
 
 
 class ErrorClass(str, Enum):
@@ -135,10 +136,10 @@ class Classified:
 
 
 def clean_message(message: str) -> str:
-    # An AWS error may quote the request back (a validation message naming the value);
-    # the result goes into status, Events and logs, so known secrets are masked here, once.
-    message = REDACTOR.scrub(message or "")
-    message = _REQUEST_ID.sub("<id>", message)
+    # Known secret values an AWS error may quote back are masked one layer up, at the
+    # reconcile loop's classifier boundary (controller.reconcile.loop.describe): the AWS
+    # layer never holds the registry of secrets.
+    message = _REQUEST_ID.sub("<id>", message or "")
     message = _LONG_HEX.sub("<hex>", message)
     message = " ".join(message.split())
     return message[:_MAX_MESSAGE]

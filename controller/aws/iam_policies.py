@@ -32,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from controller.aws import base, policydoc
+from controller.aws import policydoc
 from controller.aws.errors import is_not_found
 from controller.aws.protocol import ABSENT, Action, Difference, Observation, Owner, Written, owner_of_mark
 from controller.aws.repository_policies import SID_HEAD, SID_TAIL
@@ -332,19 +332,3 @@ def other_policy_sizes(client: Any, role_name: str, policy_name: str) -> list[in
     return sizes
 
 
-def observe(client: Any, role_name: str, policy_name: str, want: dict[str, Any], *,
-            check_role: bool = True) -> base.Observation:
-    """Compatibility for ``controller.plan`` until it runs on the loop: read one policy and
-    compare what it grants with ``want`` (Sids ignored: plan builds ``want`` without an
-    owner). Raises RoleMissing when the role is gone (one GetRole after a miss)."""
-    try:
-        response = client.get_role_policy(RoleName=role_name, PolicyName=policy_name)
-    except ClientError as error:
-        if not is_not_found(error, "iam"):
-            raise
-        if check_role and not role_exists(client, role_name):
-            raise RoleMissing(role_name) from None
-        return base.ABSENT
-    document = policydoc.parse(response.get("PolicyDocument"))
-    differences = () if same_grants(want, document) else (DOCUMENT_FIELD,)
-    return base.Observation(exists=True, owned=True, differences=differences, observed=document)

@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-# The tag that marks an AWS object as managed by one resource (one home for the name).
-OWNER_TAG = "regaccess.io/owner"
-# AWS allows 50 user tags on secrets, task and job definitions; one is ours.
-MAX_TAGS = 50
+# The owner tag and the tag limit live once, in the api layer (validation checks them too).
+from controller.api.validation import MAX_TAGS, OWNER_TAG
+
+__all__ = ["ABSENT", "Action", "Difference", "Kind", "MAX_TAGS", "OWNER_TAG", "Observation", "Owner", "Written",
+           "owner_of_mark"]
 
 
 class Owner(str, Enum):

@@ -23,14 +23,12 @@ such secret or no credential -> **unmarked**.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from controller.api.validation import ResolvedRegistryCredential
 from controller.aws.clients import Clients
-from controller.aws import base
 from controller.aws.errors import is_not_found
 from controller.aws.secrets import mark_of
 from controller.aws.protocol import (
@@ -58,14 +56,6 @@ STATUS_FIELDS = ("ecrRepositoryPrefix", FIELD_UPSTREAM_URL, FIELD_CREDENTIAL)
 
 
 SECRETS_SERVICE = "secretsmanager"
-
-
-class Ownership(str, Enum):
-    """Pre-protocol verdict, kept for controller.plan (its helper moves it onto the loop)."""
-
-    OURS = "Ours"          # act on it
-    ADOPT = "Adopt"        # not ours, but spec.adoptExisting: take it over
-    CONFLICT = "Conflict"  # not ours: report, never write
 
 
 @dataclass(frozen=True)
@@ -149,18 +139,6 @@ def observation_of(want: DesiredRule, rule: dict[str, Any], *, credential_mark: 
         fields = tuple(f for f in fields if f != FIELD_CREDENTIAL)  # ours is not known yet
     found = tuple(Difference(name, rule.get(name), want.request.get(name)) for name in fields)
     return Observation(exists=True, owner=owner, differences=found, observed=rule, mark=mark)
-
-
-def ownership(observed: dict[str, Any], *, secret_arn: str | None, previous: dict[str, Any] | None,
-              adopt: bool) -> Ownership:
-    """Pre-protocol: whose an existing rule is (controller.plan; the loop uses ``observation_of``)."""
-    prefix = observed.get("ecrRepositoryPrefix")
-    credential = observed.get(FIELD_CREDENTIAL)
-    if secret_arn and credential == secret_arn:
-        return Ownership.OURS
-    if previous and previous.get("ecrRepositoryPrefix") == prefix:
-        return Ownership.OURS  # we created it; a different credential is drift, not a stranger
-    return Ownership.ADOPT if adopt else Ownership.CONFLICT
 
 
 def credential_secret_name(credential_arn: str | None) -> str | None:
@@ -273,17 +251,3 @@ def delete_rule(client: Any, prefix: str) -> bool:
             return False
         raise
     return True
-
-
-# --------------------------------------------------------------------------- for controller.plan
-# plan.py still calls this (its helper moves it onto the loop); thin and compatible.
-
-
-def observe(client: Any, want: dict[str, Any], *, secret_arn: str | None, previous: dict[str, Any] | None,
-            adopt: bool) -> base.Observation:
-    """One DescribePullThroughCacheRules for the prefix as the pre-protocol Observation."""
-    rule = _describe_rule(client, want["ecrRepositoryPrefix"])
-    if rule is None:
-        return base.ABSENT
-    owner = ownership(rule, secret_arn=secret_arn, previous=previous, adopt=adopt)
-    return base.Observation(exists=True, owned=owner is Ownership.OURS, differences=compare(want, rule), observed=rule)

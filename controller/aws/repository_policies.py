@@ -50,7 +50,6 @@ from controller.api.models import Access
 from controller.api.validation_xrepo import ResolvedCrossAccountRepoAccess
 from controller.aws import policydoc
 from controller.aws import protocol
-from controller.aws.base import ABSENT, Observation
 from controller.aws.protocol import Action, Difference, Owner, Written
 
 MAX_POLICY_CHARS = 10_240
@@ -417,20 +416,6 @@ def _read(ecr: Any, repository: str, known_arn: str | None) -> dict[str, Any]:
     return {"arn": arn, "registryId": registry_id, "policy": policydoc.parse(text) if text else None}
 
 
-def observe(ecr: Any, repository: str, prefix: str, desired: list[dict[str, Any]],
-            known_arn: str | None = None) -> Observation:
-    """The repository as a whole (``controller.aws.base`` shape), for ``regaccess plan``.
-
-    A missing repository is ``ABSENT``; ``differences`` are the Sid paths.
-    Kept until plan goes through ``STATEMENTS``.
-    """
-    try:
-        found = _read(ecr, repository, known_arn)
-    except RepositoryMissing:
-        return ABSENT
-    return Observation(exists=True, owned=True, differences=compare(found["policy"], prefix, desired), observed=found)
-
-
 def put(ecr: Any, repository: str, document: dict[str, Any]) -> None:
     """SetRepositoryPolicy; ECR's answers for a missing repository or principal are raised as facts."""
     try:
@@ -514,8 +499,13 @@ class RepositoryStatements:
         return Written(1)
 
     def predict(self, desired: DesiredStatements, observation: protocol.Observation, action: Action) -> Written:
-        facts = {} if action is Action.DELETE else {"arn": (observation.observed or {}).get("arn")}
-        return Written(1, facts)
+        policy = (observation.observed or {}).get("policy")
+        # What plan shows: how many statements of others the write keeps, and whether a
+        # delete removes the whole policy (DeleteRepositoryPolicy) or rewrites it.
+        others = len(policydoc.statements(policy)) - len(owned_statements(policy, desired.prefix))
+        if action is Action.DELETE:
+            return Written(1, {"policyDeleted": others == 0, "othersKept": others})
+        return Written(1, {"arn": (observation.observed or {}).get("arn"), "othersKept": others})
 
 
 STATEMENTS = RepositoryStatements()

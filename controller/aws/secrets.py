@@ -6,7 +6,8 @@ whether to create, adopt, update, only report or refuse is the loop's decision.
 
 - ``observe``: one DescribeSecret (metadata, tags and the AWSCURRENT version ID,
   never the value). GetSecretValue only when the value may differ: AWSCURRENT
-  is not the version status recorded, or the source Secret changed, and only
+  is not the version status recorded, or the source Secret changed, and it is
+  not the version already reported as different (versions never change), and only
   of our own secret (an unmarked one's value is compared when it is adopted;
   another owner's is never read). A KMS key spelled
   differently in AWS (key ARN) and in the spec (alias) is settled with the key
@@ -31,7 +32,7 @@ from typing import Any
 
 from controller.api.validation import ResolvedRegistryCredential
 from controller.aws.clients import Clients
-from controller.aws import base, errors, kms
+from controller.aws import errors, kms
 from controller.aws.protocol import (
     ABSENT,
     OWNER_TAG,
@@ -75,6 +76,8 @@ class DesiredSecret:
     known_version: str | None = None
     # The source Secret changed since the last sync: the value must be compared.
     source_changed: bool = True
+    # status.reportedSecretVersionId: a version already found to differ (driftPolicy Report).
+    reported_version: str | None = None
     # The key ARN kms_key_id resolves to (resolved once by the caller, carried in status).
     kms_key_arn: str | None = None
     recovery_window_days: int | None = None
@@ -106,7 +109,8 @@ class SecretFacts:
 
 
 def desired(resolved: ResolvedRegistryCredential, *, value: str | None = None, known_version: str | None = None,
-            source_changed: bool = True, kms_key_arn: str | None = None) -> DesiredSecret:
+            source_changed: bool = True, kms_key_arn: str | None = None,
+            reported_version: str | None = None) -> DesiredSecret:
     spec = resolved.spec.secret
     tags = dict(spec.tags)
     tags[OWNER_TAG] = resolved.owner
@@ -119,6 +123,7 @@ def desired(resolved: ResolvedRegistryCredential, *, value: str | None = None, k
         known_version=known_version,
         source_changed=source_changed,
         kms_key_arn=kms_key_arn,
+        reported_version=reported_version,
         recovery_window_days=spec.recoveryWindowInDays,
         force_delete=bool(spec.forceDeleteWithoutRecovery),
     )
@@ -203,6 +208,13 @@ def value_may_differ(want: DesiredSecret, described: dict[str, Any]) -> bool:
     return version is None or version != want.known_version or want.source_changed
 
 
+def known_to_differ(want: DesiredSecret, described: dict[str, Any]) -> bool:
+    """Pure: AWSCURRENT is the version already found to differ (and reported), for the same
+    source value. A Secrets Manager version never changes, so it still differs: no read."""
+    return (want.reported_version is not None and not want.source_changed
+            and current_version(described) == want.reported_version)
+
+
 def observation_of(want: DesiredSecret, described: dict[str, Any], *, value_differs: bool | None = None,
                    kms_key_equal: bool | None = None) -> Observation:
     """Pure: the Observation of a described secret (owner from its tag, named differences)."""
@@ -266,7 +278,8 @@ class SecretKind:
         value_differs = None
         if owner is Owner.OURS and value_may_differ(want, described):
             # An unmarked secret's value is read only if it is adopted (see update).
-            value_differs = not same_value(_read_value(client, described["ARN"]), want.value)
+            value_differs = known_to_differ(want, described) or not same_value(
+                _read_value(client, described["ARN"]), want.value)
         return observation_of(want, described, value_differs=value_differs, kms_key_equal=kms_equal)
 
     def create(self, clients: Clients, want: DesiredSecret, observation: Observation) -> Written:
@@ -349,11 +362,16 @@ class SecretKind:
             return Written(1)
         facts: SecretFacts = observation.observed
         fields = set(observation.fields)
+        paths = tuple(d.path for d in observation.differences)
+        if want.value is not None and facts.value_differs is None and (
+                FIELD_DELETED in fields or observation.owner is not Owner.OURS):
+            # update() compares the value only then (restored, or adopted): it may be written.
+            fields.add(FIELD_VALUE)
+            paths += (FIELD_VALUE,)
         calls = sum((FIELD_DELETED in fields, bool(fields.intersection(METADATA_FIELDS)), FIELD_TAGS in fields,
                      FIELD_VALUE in fields))
         version = PENDING_VERSION if FIELD_VALUE in fields else facts.version
-        return Written(calls, {"arn": facts.arn, "versionId": version,
-                               "fields": tuple(d.path for d in observation.differences)})
+        return Written(calls, {"arn": facts.arn, "versionId": version, "fields": paths})
 
 
 SECRET = SecretKind()
@@ -394,18 +412,3 @@ def _scheduled_for_deletion(client: Any, arn: str) -> bool:
         if errors.is_not_found(error, SERVICE):
             return True  # gone meanwhile (the recovery window ended): deleted either way
         raise
-
-
-# --------------------------------------------------------------------------- for controller.plan
-# plan.py still calls these (its helper moves it onto the loop); thin and compatible.
-
-
-def observe(client: Any, name: str, owner: str) -> base.Observation:
-    """One DescribeSecret as the pre-protocol Observation (``owned``: our tag)."""
-    try:
-        observed = client.describe_secret(SecretId=name)
-    except Exception as error:  # noqa: BLE001 - classified below
-        if errors.is_not_found(error, SERVICE):
-            return base.ABSENT
-        raise
-    return base.Observation(exists=True, owned=mark_of(observed) == owner, observed=observed)

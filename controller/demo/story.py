@@ -336,8 +336,12 @@ class Demo:
 
         with self.step(title) as s:
             manifests = [planner.Manifest(f"{d['kind']}/{d['metadata']['name']}", copy.deepcopy(d)) for d in self.manifests]
+            # The live status (plan --kube): after the operator ran, plan starts from where it left off.
+            kube = self.kube
+            assert kube is not None
+            live = planner.KubeLive(lambda path, accept: kube.get_or_none(path, accept=accept))
             objects = planner.plan_objects(manifests, default_namespace=self.namespace, cluster_id=DEMO_CLUSTER_ID,
-                                           factory=planner.read_only_factory())
+                                           factory=planner.read_only_factory(), live=live)
             result = planner.Plan(objects, aws=True)
             if not result.valid:
                 raise DemoFailure("the examples are invalid:\n" + planner.render_text(result))
@@ -365,7 +369,7 @@ class Demo:
             if self.kubeconfig:
                 env["KUBECONFIG"] = self.kubeconfig
             env.update({"REGACCESS_CLUSTER_ID": DEMO_CLUSTER_ID, "REGACCESS_DRIFT_INTERVAL": DRIFT_INTERVAL,
-                        "REGACCESS_SOURCE_CHECK_INTERVAL": "1", "REGACCESS_METRICS_BIND": "127.0.0.1",
+                        "REGACCESS_METRICS_BIND": "127.0.0.1",
                         "REGACCESS_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"})
             args = [sys.executable, "-m", "controller", "run", "-n", self.namespace, "--metrics-port", str(port)]
             handle = open(log, "ab")
@@ -504,7 +508,7 @@ class Demo:
         return policydoc.parse(document)
 
     def check_policy(self, secret_arn: str) -> None:
-        from controller.aws import iam_policies, policydoc
+        from controller.aws import iam_policies
 
         have = self.current_policy()
         want = iam_policies.desired(secret_arn)

@@ -41,7 +41,6 @@ from controller.api.validation import Problem
 from controller.api.validation_xrepo import validate_cross_account
 from controller.aws import repository_policies as policies
 from controller.aws.clients import Clients
-from controller.aws.errors import classify
 from controller.aws.repository_policies import STATEMENTS, DesiredStatements, PrincipalRejected, RepositoryMissing
 from controller.reconcile import loop
 from controller.reconcile.conditions import set_condition
@@ -257,7 +256,7 @@ def _principal_rejected(ctx: _Context, repository: str, arn: str | None, previou
         reason = reasons.PRINCIPAL_REJECTED
         message = MSG_PRINCIPAL_REJECTED.format(
             repository=repository, principals=principals, window=int(PRINCIPAL_PROPAGATION_WINDOW.total_seconds()),
-            since=since, aws=classify(rejected.error, STATEMENTS.service).describe(),
+            since=since, aws=loop.describe(rejected.error, STATEMENTS.service),
         )
     # Retried either way: after the window slowly, so a role created later is picked up.
     error = StepError(reason, bounded(message), True, decision.retry_after)

@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from controller.aws.errors import ErrorClass, classify, outcome_unknown
 from controller.aws.protocol import Action, Kind, Observation, Owner, Written
 from controller.kubeclient import ApiError
+from controller.logging import REDACTOR
 from controller.reconcile.steps import StepError
 
 # What the loop may catch from an adapter: botocore's errors, the socket-level ones that
@@ -96,10 +97,17 @@ def conflict_message(kind: Kind, desired: Any, observation: Observation, ours: s
     return CONFLICT_UNMARKED.format(what=what, ours=ours)
 
 
+def describe(error: BaseException, service: str) -> str:
+    """An AWS error as text for status and Events: classified, and every known secret masked.
+
+    An AWS error may quote the request back (a validation message naming the value)."""
+    return REDACTOR.scrub(classify(error, service).describe())
+
+
 def failure(error: BaseException, service: str, what: str) -> StepError:
     """The one classifier boundary: an AWS exception as a StepError naming the object."""
     found = classify(error, service)
-    return StepError(found.reason, f"{what}: {found.describe()}", found.retryable)
+    return StepError(found.reason, f"{what}: {describe(error, service)}", found.retryable)
 
 
 # --------------------------------------------------------------------------- actors

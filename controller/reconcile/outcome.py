@@ -15,6 +15,9 @@ everything users see, the same way for both kinds:
 - ``retry_after`` / ``outcome`` for the handler and metrics;
 - ``invalid()``: the result for a spec (or source) that cannot be used, no AWS call.
 
+The handlers then pass every result through ``result.settle()``: observedGeneration for
+every outcome and the kstatus conditions Reconciling / Stalled (``conditions.progress``).
+
 Status rows of both kinds (``managed[]`` and ``repositories[]``) come from
 ``status_row()``. Pure functions over dicts: no kopf, no AWS.
 """

@@ -59,6 +59,7 @@ from controller.api import reasons
 from controller.api.validation_pull import ResolvedPullSecret, validate_pull_secret
 from controller.aws import ecr_tokens
 from controller.aws.clients import Clients
+from controller.logging import REDACTOR
 from controller.kubeobjects import IMAGE_PULL_SECRETS, PULL_SECRETS, DesiredPullEntry, DesiredPullSecret
 from controller.reconcile import loop
 from controller.reconcile.conditions import get_condition, set_condition
@@ -194,6 +195,8 @@ def _fetch(resolved: ResolvedPullSecret, clients_for: ClientsFor) -> list[ecr_to
         named = [i for i in ids if i]
         for group in ([named] if named else []) + ([[]] if None in ids else []):
             for token in ecr_tokens.fetch(ecr, group):
+                # Known to the redactor before anything could log, post or raise with it.
+                REDACTOR.remember(*ecr_tokens.secrets_of(token))
                 tokens[token.host] = token
     return [tokens[host] for host in sorted(tokens)]
 
@@ -257,7 +260,8 @@ def reconcile(request: Request, *, clients_for: ClientsFor, kube: Any, cluster_i
     status = dict(request.status or {})
     default_region = clients_for(None, None, None).region
     resolved, problems = validate_pull_secret(request.namespace, request.name, request.spec,
-                                              cluster_id=cluster_id, default_region=default_region)
+                                              cluster_id=cluster_id, default_region=default_region,
+                                              known_regions=ecr_tokens.regions())
     if resolved is None:
         result = invalid(status, request.generation, problems, stamp)
         result.status.pop("nextRefreshTime", None)

@@ -32,7 +32,7 @@ from controller.reconcile import secret as secret_step
 from controller.reconcile import definitions, pull_through_cache, wiring
 from controller.reconcile.conditions import now_rfc3339
 from controller.reconcile.outcome import RETRY_DEPENDENCY, RETRY_TRANSIENT, Pass, assemble, invalid
-from controller.reconcile.result import ReconcileResult, warning
+from controller.reconcile.result import ReconcileResult, synced_generation, warning
 from controller.reconcile.steps import Step, StepContext, StepOutcome
 from controller.sources import Credential, SourceError, read_credential
 
@@ -107,6 +107,7 @@ def _invalid(request: Request, problems: list[Problem]) -> ReconcileResult:
     # Seen, even though unusable: the timer then waits for the next change of the Secret
     # instead of re-validating it every tick.
     result.status["sourceResourceVersion"] = _source_resource_version(request.source_secret)
+    result.status["syncedGeneration"] = request.generation
     return result
 
 
@@ -124,7 +125,7 @@ def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable
 
     previous = request.status or {}
     source_rv = _source_resource_version(request.source_secret)
-    spec_changed = previous.get("observedGeneration") != request.generation
+    spec_changed = synced_generation(previous) != request.generation
     source_changed = previous.get("sourceResourceVersion") != source_rv
     report_only = resolved.spec.driftPolicy == "Report" and not spec_changed and not source_changed
     now = now_rfc3339()
@@ -175,7 +176,7 @@ def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], fai
     not_granted = [row["message"] for row in managed
                    if str(row.get("message", "")).startswith(reasons.EXECUTION_ROLE_NOT_GRANTED)]
     error = failed[1].error if failed is not None else None
-    return assemble(previous, status, Pass(
+    result = assemble(previous, status, Pass(
         generation=request.generation,
         now=now,
         failures=[error] if error is not None else [],
@@ -190,6 +191,11 @@ def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], fai
         drift_check=request.drift_check,
         not_ready=(reasons.EXECUTION_ROLE_NOT_GRANTED, "; ".join(not_granted)) if not_granted else None,
     ))
+    # What this pass applied (a report-only stop counts, as it always has for this kind);
+    # observedGeneration is settle()'s, set for every outcome because kstatus reads it.
+    applied = error is None or error.reason == reasons.DRIFT_REPORTED
+    result.status["syncedGeneration"] = request.generation if applied else (synced_generation(previous) or 0)
+    return result
 
 
 def delete(request: Request, clients_for: ClientsFor, *, actor: Any = None) -> ReconcileResult:

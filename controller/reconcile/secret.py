@@ -13,7 +13,8 @@ never tagged, written or deleted (not even when our resource is deleted).
 
 Call budget: one DescribeSecret per sync. GetSecretValue only when the value
 may differ (the source Secret changed, or AWS's AWSCURRENT version is not the
-one status recorded); PutSecretValue only when it really differs, so writing
+one status recorded, nor the one whose drift was already reported under
+driftPolicy Report); PutSecretValue only when it really differs, so writing
 the same value again makes no new version. A KMS alias is resolved once and
 carried in status (``kmsKeyArn``).
 """
@@ -32,11 +33,6 @@ from controller.reconcile.steps import StepContext, StepError, StepOutcome
 
 OBJECT = "secret"
 MSG_DELETED_OUTSIDE = "secret {name!r} was deleted outside regaccess"
-# Kept for controller.plan (its helper moves it onto the loop's conflict_message).
-CONFLICT_MESSAGE = (
-    "secret {name!r} exists and is not tagged regaccess.io/owner={owner}; set spec.adoptExisting: "
-    "true to take it over, or choose another spec.secret.name"
-)
 
 
 def _value(ctx: StepContext) -> str:
@@ -85,7 +81,7 @@ def sync(ctx: StepContext) -> StepOutcome:
     want = sm.desired(
         ctx.resolved, value=_value(ctx), known_version=previous.get("secretVersionId"),
         source_changed=previous.get("sourceResourceVersion") != ctx.source_resource_version,
-        kms_key_arn=kms_key_arn,
+        kms_key_arn=kms_key_arn, reported_version=previous.get("reportedSecretVersionId"),
     )
     result = loop.sync_object(
         sm.SECRET, ctx.clients, want, actor=ctx.actor or loop.AWS_ACTOR,
@@ -105,17 +101,21 @@ def sync(ctx: StepContext) -> StepOutcome:
     facts = result.written.facts if result.written is not None else {}
     observed: sm.SecretFacts | None = result.observation.observed if result.observation.exists else None
     arn = facts.get("arn") or (observed.arn if observed else None)
+    reported = None
     if result.decision is Decision.REPORT and sm.FIELD_VALUE in result.observation.fields:
         # The hand-written value is reported, not taken as ours: keep the version we know,
-        # so the next check compares the value again and still finds the drift.
+        # so the next check still finds the drift, and remember the reported version, so
+        # that finding it costs no GetSecretValue until AWSCURRENT moves again.
         version = want.known_version
+        reported = observed.version if observed else None
     else:
         version = facts.get("versionId") or (observed.version if observed else None)
     out.remediated = result.remediated
     if result.written is not None:
         out.events += _events(name, result.decision, facts)
     out.status.update(
-        secretName=name, secretArn=arn, secretVersionId=version, kmsKeyArn=kms_key_arn,
+        secretName=name, secretArn=arn, secretVersionId=version, reportedSecretVersionId=reported,
+        kmsKeyArn=kms_key_arn,
         kmsKeyId=ctx.resolved.spec.secret.kmsKeyId, sourceResourceVersion=ctx.source_resource_version,
     )
     ctx.secret_arn, ctx.kms_key_arn = arn, kms_key_arn
@@ -143,7 +143,8 @@ def delete(ctx: StepContext) -> StepOutcome:
 
 
 def status_fields() -> tuple[str, ...]:
-    return ("secretName", "secretArn", "secretVersionId", "kmsKeyArn", "kmsKeyId", "sourceResourceVersion")
+    return ("secretName", "secretArn", "secretVersionId", "reportedSecretVersionId", "kmsKeyArn", "kmsKeyId",
+            "sourceResourceVersion")
 
 
-__all__: list[Any] = ["sync", "delete", "CONFLICT_MESSAGE"]
+__all__: list[Any] = ["sync", "delete"]

@@ -48,7 +48,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from controller.api import reasons
 from controller.api.models import DeletionPolicy
 from controller.aws import iam_policies, kms, policydoc
-from controller.aws.errors import classify, is_not_found
+from controller.aws.errors import is_not_found
 from controller.reconcile import loop
 from controller.reconcile.result import normal, warning
 from controller.reconcile.steps import StepContext, StepError, StepOutcome
@@ -79,12 +79,6 @@ RETAINED_MESSAGE = "kept: deletionPolicy is Retain"
 
 def _row(kind: str, name: str, arn: str | None, state: str, message: str = "") -> dict[str, Any]:
     return {"kind": kind, "name": name, "arn": arn, "state": state, "message": message}
-
-
-def _aws_error(error: Exception, service: str, what: str) -> StepError:
-    """One classification for every AWS failure; the message names the object, never a value."""
-    found = classify(error, service)
-    return StepError(found.reason, f"{what}: {found.describe()}", found.retryable)
 
 
 def _summary(errors: list[StepError]) -> StepError | None:
@@ -189,7 +183,7 @@ def _kms_key_arn(ctx: StepContext) -> tuple[str | None, StepError | None]:
         if is_not_found(error, "kms"):
             # The key may be created (or the alias pointed) soon: retry.
             return None, StepError(reasons.DEPENDENCY_MISSING, KMS_KEY_MISSING_MESSAGE.format(key=candidate), True)
-        return None, _aws_error(error, "kms", f"KMS key {candidate}")
+        return None, loop.failure(error, "kms", f"KMS key {candidate}")
     return (info.arn if info.customer_managed else None), None
 
 

@@ -69,8 +69,11 @@ def test_report_drift_is_never_repaired_by_a_later_check(aws_server, factory):
     for check in range(3):
         mark = aws_server.calls.mark()
         result = run(factory, spec, status, drift_check=True)
-        _, writes = on_the_wire(aws_server, mark)
+        reads, writes = on_the_wire(aws_server, mark)
         assert writes == [], f"check {check} wrote {writes}"
+        # The hand-written value is read once; the same AWSCURRENT version is not read again
+        # (a version never changes), yet its drift stays reported.
+        assert reads["secretsmanager:GetSecretValue"] == (1 if check == 0 else 0), (check, reads)
         found = {(r["object"], r["field"]) for r in result.status["drift"]}
         assert expected <= found, found
         drifted = next(c for c in result.status["conditions"] if c["type"] == "Drifted")
@@ -84,6 +87,15 @@ def test_report_drift_is_never_repaired_by_a_later_check(aws_server, factory):
     assert len(status["drift"]) == len({(r["object"], r["field"]) for r in status["drift"]})
     assert world.rules(raw, PREFIX) == []
     assert world.role_policy(raw, "exec-a", POLICY)["Statement"][0]["Resource"] == "*"
+
+    # AWSCURRENT moves again (another hand-written value): read once, still reported.
+    world.put_secret_value(raw, secret_arn, {"username": "someone", "accessToken": "other"})
+    mark = aws_server.calls.mark()
+    moved = run(factory, spec, status, drift_check=True)
+    reads, _ = on_the_wire(aws_server, mark)
+    assert reads["secretsmanager:GetSecretValue"] == 1
+    assert ("secret", "SecretString") in {(r["object"], r["field"]) for r in moved.status["drift"]}
+    assert moved.status["reportedSecretVersionId"] != status["reportedSecretVersionId"]
 
 
 def test_report_then_remediate_repairs(aws_server, factory):

@@ -22,6 +22,7 @@ from controller import plan
 from controller.aws.clients import Clients
 from controller.reconcile import cross_account
 from controller.reconcile import registry_credential as rc
+from tests.harness import world
 
 pytestmark = pytest.mark.aws
 
@@ -52,9 +53,22 @@ def source_secret() -> dict[str, Any]:
             "data": {"username": base64.b64encode(b"robot").decode(), "password": base64.b64encode(PASSWORD.encode()).decode()}}
 
 
-def run_plan(factory, *docs: dict[str, Any]) -> list[plan.ObjectPlan]:
+def run_plan(factory, *docs: dict[str, Any], live: Any = None) -> list[plan.ObjectPlan]:
     manifests = [plan.Manifest(f"doc{i}", d) for i, d in enumerate(docs)]
-    return plan.plan_objects(manifests, default_namespace=NS, cluster_id=CLUSTER, factory=factory)
+    return plan.plan_objects(manifests, default_namespace=NS, cluster_id=CLUSTER, factory=factory, live=live)
+
+
+class Converged:
+    """The cluster as ``plan --kube`` reads it: the status the operator wrote, the source's version."""
+
+    def __init__(self, spec: dict[str, Any], status: dict[str, Any]) -> None:
+        self.live = plan.Live(1, spec, status)
+
+    def resource(self, kind: str, namespace: str, name: str) -> plan.Live | None:
+        return self.live
+
+    def source_version(self, namespace: str, name: str) -> str | None:
+        return source_secret()["metadata"]["resourceVersion"]
 
 
 def actions(objects: list[plan.ObjectPlan]) -> list[tuple[str, str]]:
@@ -100,66 +114,79 @@ def converge_rc(factory, doc: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- RegistryCredential
 
 
-def test_new_credential_lists_creates_puts_and_registration_without_writing(ro_factory, role_and_family, no_writes):
+def test_new_credential_lists_creates_and_a_revision_with_predicted_results(ro_factory, role_and_family, no_writes):
     no_writes()
     doc = rc_manifest(grants={"executionRoles": ["exec"]}, consumers={"ecsTaskDefinitions": [{"family": "web", "containers": ["app"]}]},
                       secret={"description": "robot", "tags": {"team": "a"}})
     [obj] = run_plan(ro_factory, doc, source_secret())
 
     assert not obj.problems
-    assert actions([obj]) == [("create", "secret regaccess/team/hub"),
-                              ("put", "rolePolicy regaccess-team-hub on role exec"),
-                              ("register", "taskDefinition web")]
+    assert actions([obj]) == [("create", "secret 'regaccess/team/hub'"),
+                              ("create", "inline policy regaccess-team-hub on role exec"),
+                              ("update", "task definition web")]
     secret, policy, taskdef = obj.changes
-    fields = {f.field: f.after for f in secret.fields}
-    assert fields["Description"] == "robot"
-    assert fields["Tags"] == {"regaccess.io/owner": "plan/team/hub", "team": "a"}
-    assert fields["SecretString"] == "set from Secret team/hub-robot (value never read or shown by plan)"
-    assert any('"Action": "secretsmanager:GetSecretValue"' in line for line in policy.diff)
-    assert "register revision 2 of family web (a copy of web:1)" in taskdef.message
-    assert [f.field for f in taskdef.fields] == ["containerDefinitions[app].repositoryCredentials.credentialsParameter"]
-    assert taskdef.fields[0].before is None
+    pending = "<ARN of secret regaccess/team/hub, assigned when it is created>"
+    assert secret.predicted["arn"] == pending
+    assert taskdef.predicted["revision"] == 2  # the next revision of family web
+    assert [(f.field, f.before, f.after) for f in taskdef.fields] == [
+        ("containerDefinitions[app].repositoryCredentials", None, pending)]
 
 
 def test_after_the_operator_converged_plan_lists_nothing_to_do(factory, ro_factory, role_and_family, no_writes):
     doc = rc_manifest(grants={"executionRoles": ["exec"]}, consumers={"ecsTaskDefinitions": [{"family": "web"}]})
-    converge_rc(factory, doc)
+    status = converge_rc(factory, doc)
     no_writes()
 
-    [obj] = run_plan(ro_factory, doc)
+    [obj] = run_plan(ro_factory, doc, live=Converged(doc["spec"], status))
 
     assert {c.action for c in obj.changes} == {"unchanged"}, actions([obj])
     assert len(obj.changes) == 3
 
 
-def test_drifted_inline_policy_is_a_put_with_a_document_diff(factory, ro_factory, role_and_family, no_writes):
+def test_drifted_inline_policy_is_an_update_with_a_document_diff(factory, ro_factory, role_and_family, no_writes):
     doc = rc_manifest(grants={"executionRoles": ["exec"]})
-    converge_rc(factory, doc)
-    boto3.client("iam", region_name=REGION).put_role_policy(
-        RoleName="exec", PolicyName="regaccess-team-hub",
-        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Sid": "ReadRegistryCredential", "Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}]}))
+    status = converge_rc(factory, doc)
+    world.edit_role_policy(lambda service: boto3.client(service, region_name=REGION), "exec", "regaccess-team-hub")
     no_writes()
 
-    [obj] = run_plan(ro_factory, doc)
+    [obj] = run_plan(ro_factory, doc, live=Converged(doc["spec"], status))
 
-    assert actions([obj]) == [("unchanged", "secret regaccess/team/hub"), ("put", "rolePolicy regaccess-team-hub on role exec")]
+    assert actions([obj]) == [("unchanged", "secret regaccess/team/hub"),
+                              ("update", "inline policy regaccess-team-hub on role exec")]
     diff = "\n".join(obj.changes[1].diff)
-    assert '-      "Action": "secretsmanager:*",' in diff
-    assert '+      "Action": "secretsmanager:GetSecretValue",' in diff
+    assert '-      "Resource": "*",' in diff
+    assert f'+      "Resource": "{status["secretArn"]}",' in diff
+
+
+def test_without_status_the_value_is_planned_as_compared_never_read(factory, ro_factory, aws, aws_server):
+    doc = rc_manifest()
+    status = converge_rc(factory, doc)
+    since = aws_server.calls.mark()
+
+    [fresh] = run_plan(ro_factory, doc)                                     # no --kube: new to the operator
+    [known] = run_plan(ro_factory, doc, live=Converged(doc["spec"], status))  # --kube: status says it is synced
+
+    [secret] = fresh.changes
+    assert secret.action == "update"
+    assert [(f.field, f.before, f.after) for f in secret.fields] == [
+        ("SecretString", "(not read)", "from Secret team/hub-robot, if different (plan never reads values)")]
+    assert actions([known]) == [("unchanged", "secret regaccess/team/hub")]
+    assert aws_server.calls.count(operation="GetSecretValue", since=since) == 0
+    assert aws_server.calls.writes(since=since) == []
 
 
 def test_changed_description_and_tag_are_field_updates(factory, ro_factory, aws, no_writes):
     doc = rc_manifest(secret={"description": "old", "tags": {"team": "a"}})
-    converge_rc(factory, doc)
+    status = converge_rc(factory, doc)
     no_writes()
     changed = rc_manifest(secret={"description": "new", "tags": {"team": "b"}})
 
-    [obj] = run_plan(ro_factory, changed)
+    [obj] = run_plan(ro_factory, changed, live=Converged(doc["spec"], status))
 
     [secret] = obj.changes
     assert secret.action == "update"
-    assert [(f.field, f.before, f.after) for f in secret.fields] == [("Description", "old", "new"), ("Tags[team]", "a", "b")]
+    assert [(f.field, f.before, f.after) for f in secret.fields] == [("Description", "old", "new"),
+                                                                     ("Tags", {"team": "a"}, {"team": "b"})]
 
 
 @pytest.mark.parametrize("adopt, action", [(False, "conflict"), (True, "adopt")], ids=["conflict", "adopt"])
@@ -172,9 +199,11 @@ def test_a_secret_made_by_someone_else(ro_factory, aws, no_writes, adopt, action
     assert obj.changes[0].action == action
     if action == "conflict":
         assert obj.changes[0].reason == "OwnershipConflict"
+        assert "regaccess/team/hub" in obj.changes[0].message
         assert len(obj.changes) == 1  # the operator stops at the secret too
     else:
-        assert obj.changes[0].fields[0].field == "Tags[regaccess.io/owner]"
+        tags = next(f for f in obj.changes[0].fields if f.field == "Tags")
+        assert tags.after == {"regaccess.io/owner": "plan/team/hub"}
 
 
 @pytest.mark.parametrize("spec, reason", [
@@ -198,10 +227,10 @@ def test_execution_role_not_granted_is_said_on_the_registration(ro_factory, role
     [obj] = run_plan(ro_factory, rc_manifest(consumers={"ecsTaskDefinitions": [{"family": "web"}]}))
 
     register = obj.changes[-1]
-    assert register.action == "register" and register.reason == "ExecutionRoleNotGranted"
-    assert [f.field for f in register.fields] == [
-        "containerDefinitions[app].repositoryCredentials.credentialsParameter",
-        "containerDefinitions[sidecar].repositoryCredentials.credentialsParameter"]
+    assert (register.action, register.object) == ("update", "task definition web")
+    assert register.reason == "ExecutionRoleNotGranted" and "not in spec.grants.executionRoles" in register.message
+    assert [f.field for f in register.fields] == ["containerDefinitions[app].repositoryCredentials",
+                                                  "containerDefinitions[sidecar].repositoryCredentials"]
 
 
 def test_pull_through_cache_rule_create(ro_factory, aws, no_writes):
@@ -210,10 +239,10 @@ def test_pull_through_cache_rule_create(ro_factory, aws, no_writes):
 
     [obj] = run_plan(ro_factory, doc)
 
-    assert actions([obj]) == [("create", "secret ecr-pullthroughcache/team/hub"), ("create", "pullThroughCacheRule hub")]
-    fields = {f.field: f.after for f in obj.changes[1].fields}
-    assert fields["upstreamRegistryUrl"] == "registry-1.docker.io"
-    assert fields["upstreamRegistry"] == "docker-hub"
+    assert actions([obj]) == [("create", "secret 'ecr-pullthroughcache/team/hub'"), ("create", "pull-through cache rule 'hub'")]
+    rule = obj.changes[1].predicted["rule"]
+    assert rule["upstreamRegistryUrl"] == "registry-1.docker.io" and rule["upstreamRegistry"] == "docker-hub"
+    assert rule["credentialArn"] == "<ARN of secret ecr-pullthroughcache/team/hub, assigned when it is created>"
 
 
 # --------------------------------------------------------------------------- CrossAccountRepoAccess
@@ -228,18 +257,18 @@ def repository(aws):
     return ecr
 
 
-def test_repository_policy_update_keeps_foreign_statements(ro_factory, repository, no_writes):
+def test_repository_policy_statements_added_keep_foreign_ones(ro_factory, repository, no_writes):
     no_writes()
 
     [obj] = run_plan(ro_factory, xrepo_manifest())
 
     [change] = obj.changes
-    assert (change.action, change.object) == ("update", "repositoryPolicy base/python")
-    assert "1 statement(s) of others kept unchanged" in change.message
+    assert (change.action, change.object) == ("create", "repository base/python")
+    assert change.predicted["othersKept"] == 1
     [field] = change.fields
     assert field.field.startswith("Statement[Regaccess") and field.before is None
     assert field.after["Principal"] == {"AWS": "arn:aws:iam::444455556666:root"}
-    assert not any(line.startswith("-") and "Theirs" in line for line in change.diff)
+    assert not any("Theirs" in line for line in change.diff)
 
 
 def test_repository_converged_then_missing_repository(factory, ro_factory, repository, no_writes):
@@ -312,3 +341,24 @@ def test_unreadable_aws_is_exit_3(aws, monkeypatch, tmp_path):
     assert plan.run([str(path)], output="json", stdout=out, stderr=io.StringIO()) == plan.EXIT_AWS_ERROR
     report = json.loads(out.getvalue())
     assert report["objects"][0]["changes"][0]["action"] == "unknown"
+
+
+class EmptyCluster:
+    """--kube against a cluster that has neither the resource nor its source Secret yet."""
+
+    def resource(self, kind: str, namespace: str, name: str) -> plan.Live | None:
+        return None
+
+    def source_version(self, namespace: str, name: str) -> str | None:
+        return None
+
+
+def test_with_kube_a_source_secret_neither_in_the_cluster_nor_the_manifests_is_invalid(ro_factory, aws, no_writes):
+    no_writes()
+
+    [missing] = run_plan(ro_factory, rc_manifest(), live=EmptyCluster())
+    [applied_with] = run_plan(ro_factory, rc_manifest(), source_secret(), live=EmptyCluster())
+
+    assert [(p.field, p.reason) for p in missing.problems] == [("spec.source.secretRef.name", "SourceSecretNotFound")]
+    assert missing.changes == []
+    assert applied_with.problems == [] and actions([applied_with]) == [("create", "secret 'regaccess/team/hub'")]

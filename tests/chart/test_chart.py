@@ -129,7 +129,7 @@ def test_monitoring_objects():
     rule = one(docs, "PrometheusRule")
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert alerts == {"RegaccessOperatorDown", "RegaccessReconcileErrorsSustained", "RegaccessDriftNotRemediated",
-                      "RegaccessAwsThrottlingSustained", "RegaccessDriftChecksStale"}
+                      "RegaccessAwsThrottlingSustained", "RegaccessDriftChecksStale", "RegaccessPullSecretExpiring"}
     for g in rule["spec"]["groups"]:
         for r in g["rules"]:
             assert r["annotations"]["runbook"] and r["annotations"]["runbook_url"].endswith("#" + r["alert"].lower())
@@ -284,3 +284,52 @@ def test_dockerfile_matches_the_chart():
                if line.strip() and not line.startswith("#")}
     for path in copied:
         assert (REPO / path).exists() and path not in ignored, path
+
+
+@pytest.mark.parametrize("values, peering", [({"shards": ["a", "b"]}, False),
+                                             ({"shards": ["a", "b"], "replicaCount": 2}, True)],
+                         ids=["standalone", "peering"])
+def test_one_deployment_per_shard_plus_the_default_shard(values, peering):
+    report = helm().lint(CHART, values, strict=True, namespace=NAMESPACE)
+    assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == [], report
+    docs = render(values)
+    deployments = {d["metadata"]["name"]: d for d in find(docs, "Deployment")}
+    assert set(deployments) == {"regaccess", "regaccess-shard-a", "regaccess-shard-b"}
+    shards = {name: env_of(d)["REGACCESS_SHARD"] for name, d in deployments.items()}
+    assert shards == {"regaccess": "", "regaccess-shard-a": "a", "regaccess-shard-b": "b"}
+    # No Deployment selects another's pods (the default keeps its original, immutable selector).
+    selectors = {name: d["spec"]["selector"]["matchLabels"] for name, d in deployments.items()}
+    assert selectors["regaccess"] == {"app.kubernetes.io/name": "regaccess", "app.kubernetes.io/instance": "regaccess"}
+    for name, selector in selectors.items():
+        for other, d in deployments.items():
+            pod_labels = d["spec"]["template"]["metadata"]["labels"]
+            matches = all(pod_labels.get(k) == v for k, v in selector.items())
+            assert matches is (name == other), (name, other)
+    # One metrics Service per shard, each selecting its own pods.
+    services = {s["metadata"]["name"]: s for s in find(docs, "Service")}
+    assert set(services) == {"regaccess-metrics", "regaccess-shard-a-metrics", "regaccess-shard-b-metrics"}
+    assert services["regaccess-shard-a-metrics"]["spec"]["selector"] == selectors["regaccess-shard-a"]
+    names = {name: env_of(d)["REGACCESS_PEERING"] for name, d in deployments.items()}
+    if peering:
+        # Shards never pause each other: one peering object each, and RBAC for all of them.
+        assert names == {"regaccess": "regaccess", "regaccess-shard-a": "regaccess-shard-a",
+                         "regaccess-shard-b": "regaccess-shard-b"}
+        assert {p["metadata"]["name"] for p in find(docs, "ClusterKopfPeering")} == set(names.values())
+        rules = [r for role in find(docs, "ClusterRole") for r in role["rules"] if r.get("resourceNames")]
+        assert any(set(r["resourceNames"]) == set(names.values()) for r in rules)
+    else:
+        assert set(names.values()) == {""}
+    import argparse
+
+    for d in deployments.values():
+        env = env_of(d)
+        parser = argparse.ArgumentParser()
+        add_run_arguments(parser, env)
+        assert settings_from_args(parser.parse_args([]), env).shard == env["REGACCESS_SHARD"]
+
+
+def test_schema_refuses_a_shard_name_that_is_no_dns_label():
+    h = helm()
+    with h.Chart.load(CHART) as chart:
+        with pytest.raises(h.HelmValuesError):
+            chart.validate_schema({"shards": ["Shard_A"]})

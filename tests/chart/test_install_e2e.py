@@ -44,7 +44,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 SA_USER = controlplane.SA_USER
 # Values for the test run: short intervals so that drift is found within seconds.
-RUN_VALUES = {"operator": {"driftInterval": 3, "sourceCheckInterval": 1, "logLevel": "DEBUG"}, "clusterId": "e2e"}
+RUN_VALUES = {"operator": {"driftInterval": 3, "logLevel": "DEBUG"}, "clusterId": "e2e"}
 
 # How a refused request shows in the operator's log: kopf's APIForbiddenError and its
 # "Not enough permissions" fallbacks, urllib's error (StatusWriter), the API's reason.
@@ -438,7 +438,8 @@ def test_namespaced_manifests(plane, admin, aws_session, moto_server, tmp_path):
         # ... and the operator does not serve resources outside the watched namespaces.
         admin.create(admin.rc_path(other), registry_credential(other, "ignored", {"source": {"secretRef": {"name": "x"}}}))
         time.sleep(3)
-        assert not (admin.get(admin.rc_path(other, "ignored")).get("status") or {})
+        # Only the CRD's status default (observedGeneration 0): the operator wrote nothing.
+        assert admin.get(admin.rc_path(other, "ignored")).get("status") == {"observedGeneration": 0}
         replica.stop()
         check_rbac(plane, docs, [replica], since=start)
         # Outside the watched namespaces the ServiceAccount has no access at all: a real 403

@@ -116,7 +116,6 @@ def start_operator(control_plane, aws_url: str, tmp_path: Path, *, kubeconfig: P
         "AWS_REGION": "us-east-1",
         "REGACCESS_CLUSTER_ID": "e2e",
         "REGACCESS_DRIFT_INTERVAL": E2E_DRIFT_INTERVAL,
-        "REGACCESS_SOURCE_CHECK_INTERVAL": "1",
         "REGACCESS_METRICS_BIND": "127.0.0.1",
         "REGACCESS_LOG_LEVEL": "DEBUG",
         "PYTHONUNBUFFERED": "1",

@@ -60,7 +60,6 @@ def scoped_operator(control_plane, aws_url: str, log_dir: Path, namespaces: Iter
         "AWS_REGION": REGION,
         "REGACCESS_CLUSTER_ID": "e2e",
         "REGACCESS_DRIFT_INTERVAL": "30",
-        "REGACCESS_SOURCE_CHECK_INTERVAL": "1",
         "REGACCESS_METRICS_BIND": "127.0.0.1",
         "REGACCESS_LOG_LEVEL": "DEBUG",
         "PYTHONUNBUFFERED": "1",

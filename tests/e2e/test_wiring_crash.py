@@ -81,14 +81,15 @@ def test_kill_between_register_and_status_patch_registers_once(
             return obj if managed(obj).get(("taskDefinition", family), {}).get("arn") == new_task else None
 
         obj = wait_for(recorded, WINDOW_SECONDS, "the revision ARN in status.managed", interval=POLL)
-        assert condition(obj, "Ready") == {} and "observedGeneration" not in obj["status"], obj["status"]
+        # observedGeneration 0 is the CRD's default: kopf has patched nothing yet.
+        assert condition(obj, "Ready") == {} and obj["status"].get("observedGeneration") == 0, obj["status"]
         op.kill(signal.SIGKILL)
         # Killed inside the window (the slow next call keeps the reconcile from returning
         # for WINDOW_SECONDS): the Batch step had not registered, kopf had not patched.
         assert time.monotonic() - registered_at < WINDOW_SECONDS
         assert server.calls.count(SLOW_SERVICE, "RegisterJobDefinition", since=mark) == 0
         after_kill = kube.get(rc_path(namespace, "crash"))
-        assert condition(after_kill, "Ready") == {} and "observedGeneration" not in after_kill["status"]
+        assert condition(after_kill, "Ready") == {} and after_kill["status"].get("observedGeneration") == 0
 
         server.faults.clear()
         op.restart()

@@ -18,6 +18,7 @@ import yaml
 
 from controller import docgen, plan
 from controller.api.validation_pull import validate_pull_secret
+from controller.aws.ecr_tokens import regions as ecr_regions
 from controller.api import reasons
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +78,8 @@ def test_examples_pass_the_operators_validators(origin, text):
     for doc in pulls:
         meta = doc.get("metadata") or {}
         _, problems = validate_pull_secret(meta.get("namespace", "default"), meta["name"], doc.get("spec") or {},
-                                           cluster_id="docs", default_region="eu-west-1")
+                                           cluster_id="docs", default_region="eu-west-1",
+                                           known_regions=ecr_regions())
         assert [str(p) for p in problems] == [], f"{origin}: {meta['name']}"
     if pulls:
         text = yaml.safe_dump_all([d for d in documents if d.get("kind") != "ECRPullSecret"])

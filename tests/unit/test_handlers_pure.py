@@ -82,3 +82,25 @@ def test_a_drift_check_of_an_invalid_spec_is_stamped_and_quiet():
     again = xrepo.reconcile("ns", "n", 1, spec, first.status, clients_for=None, cluster_id="c", now=now, drift_check=True)
     assert first.events and not again.events
     assert again.status["lastDriftCheckTime"] and "lastDriftCheckTime" not in first.status
+
+
+def test_no_kopf_timer_or_daemon_per_resource():
+    """Idle work must not grow with the resources: one scheduler, fed by watch events."""
+    from controller import handlers
+    from controller.aws.clients import ClientFactory
+    from controller.settings import Settings
+
+    runtime = handlers.Runtime(settings=Settings(), factory=ClientFactory())
+    registry = handlers.build_registry(runtime)
+    assert registry._spawning.get_all_handlers() == []  # kopf's timers and daemons
+    assert {h.id for h in registry._indexing.get_all_handlers()} == {
+        "source_secrets", "rc_bodies", "xrepo_bodies"}
+    assert runtime.scheduler is not None and runtime.scheduler.max_concurrent == Settings().max_concurrent_drift_checks
+
+
+@pytest.mark.parametrize("shard, selector", [("", "!regaccess.io/shard"), ("a", "regaccess.io/shard=a")],
+                         ids=["default-shard-takes-the-unlabelled", "named-shard"])
+def test_shard_selector(shard, selector):
+    from controller.handlers import shard_selector
+
+    assert shard_selector(shard) == selector

@@ -94,7 +94,32 @@ def test_guard_allows_reads_only():
             self.name = name
 
     for name in ("DescribeSecret", "GetRolePolicy", "ListRolePolicies"):
-        plan.read_only_guard(model=Op(name))
+        assert plan.read_only_guard(model=Op(name)) is None  # sent to AWS
     for name in ("PutRolePolicy", "CreateSecret", "RegisterTaskDefinition", "TagResource", "SetRepositoryPolicy"):
         with pytest.raises(plan.ReadOnlyViolation):
             plan.read_only_guard(model=Op(name))
+    # A secret's value is never fetched: answered locally with "no value" (the operator compares, plan cannot).
+    http, parsed = plan.read_only_guard(model=Op("GetSecretValue"))
+    assert http.status_code == 200 and parsed == {"SecretString": None}
+
+
+def test_kube_live_reads_the_resource_and_only_the_source_secrets_metadata():
+    asked = []
+    bodies = {
+        "/apis/regaccess.io/v1alpha1/namespaces/team/registrycredentials/hub":
+            {"metadata": {"generation": 3}, "spec": {"x": 1}, "status": {"secretArn": "arn"}},
+        "/api/v1/namespaces/team/secrets/robot": {"kind": "PartialObjectMetadata", "metadata": {"resourceVersion": "42"}},
+    }
+
+    def get(path, accept):
+        asked.append((path, accept))
+        return bodies.get(path)
+
+    live = plan.KubeLive(get)
+
+    assert live.resource("RegistryCredential", "team", "hub") == plan.Live(3, {"x": 1}, {"secretArn": "arn"})
+    assert live.resource("CrossAccountRepoAccess", "team", "hub") is None
+    assert live.source_version("team", "robot") == "42"
+    assert live.source_version("team", "gone") is None
+    assert [accept for path, accept in asked if "/secrets/" in path] == [plan.METADATA_ONLY] * 2
+    assert asked[1][0] == "/apis/regaccess.io/v1alpha1/namespaces/team/crossaccountrepoaccesses/hub"

@@ -9,7 +9,7 @@ import pytest
 
 from controller.api import reasons
 from controller.api.validation_pull import validate_pull_secret
-from controller.aws.ecr_tokens import Token
+from controller.aws.ecr_tokens import Token, regions
 from controller.aws.protocol import Owner
 from controller.kubeobjects import (
     DOCKER_CONFIG_JSON, EXPIRES_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION, PULL_SECRETS,
@@ -133,20 +133,23 @@ def test_a_whole_day_of_refreshes_never_lets_a_token_expire():
 ], ids=["short-id", "letters-in-id", "unknown-region", "malformed-region", "duplicate", "secret-name",
         "duplicate-sa", "unknown-field"])
 def test_bad_input_has_a_specific_reason(spec, reason, field):
-    resolved, problems = validate_pull_secret("ns", "pull", spec, cluster_id="c", default_region="eu-west-1")
+    resolved, problems = validate_pull_secret("ns", "pull", spec, cluster_id="c", default_region="eu-west-1",
+                                              known_regions=regions())
     assert resolved is None
     assert (problems[0].reason, problems[0].field) == (reason, field)
 
 
 def test_defaults():
-    resolved, problems = validate_pull_secret("ns", "pull", {}, cluster_id="c", default_region="eu-west-1")
+    resolved, problems = validate_pull_secret("ns", "pull", {}, cluster_id="c", default_region="eu-west-1",
+                                              known_regions=regions())
     assert problems == []
     assert resolved.secret_name == "pull" and resolved.owner == "c/ns/pull"
     assert [(r.registry_id, r.region) for r in resolved.registries] == [(None, None)]
 
 
 def test_unknown_operator_region_is_named():
-    _, problems = validate_pull_secret("ns", "pull", {}, cluster_id="c", default_region="mars-north-1")
+    _, problems = validate_pull_secret("ns", "pull", {}, cluster_id="c", default_region="mars-north-1",
+                                   known_regions=regions())
     assert problems[0].reason == reasons.UNKNOWN_REGION and "AWS_REGION" in problems[0].field
 
 

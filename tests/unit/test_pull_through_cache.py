@@ -83,26 +83,6 @@ def test_compare_names_the_differences_and_whether_ecr_can_update_them(want, obs
     assert rules.needs_recreate(differences) is recreate
 
 
-OWNERSHIP_CASES = {
-    "our-credential": (_rule(), None, False, rules.Ownership.OURS),
-    "our-credential-even-when-adopting": (_rule(), None, True, rules.Ownership.OURS),
-    "recorded-in-status-credential-changed-by-hand": (
-        _rule(credentialArn=THEIRS), {"ecrRepositoryPrefix": "docker", "credentialArn": OURS}, False,
-        rules.Ownership.OURS),
-    "foreign": (_rule(credentialArn=THEIRS), None, False, rules.Ownership.CONFLICT),
-    "foreign-with-status-for-another-prefix": (
-        _rule(credentialArn=THEIRS), {"ecrRepositoryPrefix": "ghcr"}, False, rules.Ownership.CONFLICT),
-    "foreign-without-credential": (_rule(credentialArn=None), None, False, rules.Ownership.CONFLICT),
-    "foreign-adopted": (_rule(credentialArn=THEIRS), None, True, rules.Ownership.ADOPT),
-}
-
-
-@pytest.mark.parametrize(("observed", "previous", "adopt", "expected"), OWNERSHIP_CASES.values(),
-                         ids=OWNERSHIP_CASES.keys())
-def test_ownership(observed, previous, adopt, expected):
-    assert rules.ownership(observed, secret_arn=OURS, previous=previous, adopt=adopt) is expected
-
-
 DRIFT_CASES = {
     "credential-changed-by-hand": (("credentialArn",), _rule(), _rule(), ["credentialArn"]),
     "our-secret-changed-is-not-drift": (("credentialArn",), _rule(credentialArn=THEIRS), _rule(), []),

@@ -343,10 +343,19 @@ def test_adapter_merges_into_foreign_statements_as_the_same_dicts():
     assert merged["Version"] == "2008-10-17"
 
 
-@pytest.mark.parametrize("action, facts", [(Action.CREATE, {"arn": ARN}), (Action.UPDATE, {"arn": ARN}),
-                                           (Action.DELETE, {})], ids=["create", "update", "delete"])
-def test_predict_is_one_write_with_the_known_arn(action, facts):
+THEIRS = {"Sid": "Theirs", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+          "Action": "ecr:BatchGetImage"}
+
+
+@pytest.mark.parametrize("action, others, facts", [
+    (Action.CREATE, [], {"arn": ARN, "othersKept": 0}),
+    (Action.UPDATE, [THEIRS], {"arn": ARN, "othersKept": 1}),
+    (Action.DELETE, [], {"policyDeleted": True, "othersKept": 0}),       # DeleteRepositoryPolicy
+    (Action.DELETE, [THEIRS], {"policyDeleted": False, "othersKept": 1}),  # SetRepositoryPolicy with the rest
+], ids=["create", "update-keeps-theirs", "delete-the-policy", "delete-ours-only"])
+def test_predict_is_one_write_with_the_known_arn(action, others, facts):
     desired = rp.DesiredStatements("app", PREFIX, [ours()])
-    observation = rp.observation_of({"arn": ARN, "policy": None}, desired)
+    policy = {"Version": "2012-10-17", "Statement": [*others, ours()]}
+    observation = rp.observation_of({"arn": ARN, "policy": policy}, desired)
     assert rp.STATEMENTS.predict(desired, observation, action) == Written(1, facts)
     assert rp.STATEMENTS.label(desired) == "repository app" and rp.STATEMENTS.kind == "repositoryPolicy"

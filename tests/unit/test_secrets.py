@@ -118,9 +118,15 @@ PREDICT_CASES = {
                                         "versionId": "<new version>"}),
     "value-put-gives-a-new-version": (Action.UPDATE, {"value_differs": True}, 1,
                                       {"arn": ARN, "versionId": "<new version>"}),
-    "adopt-tags-and-keeps-the-version": (Action.ADOPT, {"owner": None}, 1, {"arn": ARN, "versionId": "v1"}),
-    "restore-and-describe": (Action.UPDATE, {"DeletedDate": "2026", "Description": "x"}, 2,
-                             {"arn": ARN, "versionId": "v1"}),
+    # The value of an unmarked or restored secret is compared only by the write itself
+    # (update reads it then), so a value write may follow: planned as one.
+    "adopt-tags-then-compares-the-value": (Action.ADOPT, {"owner": None}, 2,
+                                           {"arn": ARN, "versionId": "<new version>",
+                                            "fields": ("Tags", "SecretString")}),
+    "restore-describe-then-compares-the-value": (Action.UPDATE, {"DeletedDate": "2026", "Description": "x"}, 3,
+                                                 {"arn": ARN, "versionId": "<new version>"}),
+    "adopt-of-a-value-already-compared-keeps-the-version": (Action.ADOPT, {"owner": None, "value_differs": False}, 1,
+                                                           {"arn": ARN, "versionId": "v1"}),
 }
 
 
@@ -133,3 +139,20 @@ def test_predict_says_what_a_write_would_return(action, fields, calls, facts):
     written = sm.SECRET.predict(want, seen, action)
     assert written.calls == calls
     assert {k: written.facts[k] for k in facts} == facts
+
+
+KNOWN_CASES = {
+    # driftPolicy Report: a version already found different is not read again
+    "reported-version-still-current": ({"VersionIdsToStages": {"v2": ["AWSCURRENT"]}}, {"reported_version": "v2"}, True),
+    "aws-moved-on-since": ({"VersionIdsToStages": {"v3": ["AWSCURRENT"]}}, {"reported_version": "v2"}, False),
+    "source-changed-compares-again": (
+        {"VersionIdsToStages": {"v2": ["AWSCURRENT"]}}, {"reported_version": "v2", "source_changed": True}, False),
+    "nothing-reported": ({"VersionIdsToStages": {"v2": ["AWSCURRENT"]}}, {}, False),
+}
+
+
+@pytest.mark.parametrize(("described", "want_fields", "expected"), KNOWN_CASES.values(), ids=KNOWN_CASES.keys())
+def test_a_reported_version_is_known_to_differ_without_a_read(described, want_fields, expected):
+    want = _want()
+    want = sm.DesiredSecret(**{**{f: getattr(want, f) for f in want.__dataclass_fields__}, **want_fields})
+    assert sm.known_to_differ(want, _described(**described)) is expected

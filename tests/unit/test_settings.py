@@ -31,6 +31,16 @@ def test_env_then_flag_precedence():
     assert parse([], env).cluster_id == "prod"
 
 
+@pytest.mark.parametrize("argv, env, shard", [
+    ([], {}, ""),
+    (["--shard", "a"], {}, "a"),
+    ([], {"REGACCESS_SHARD": "team-b.2"}, "team-b.2"),
+    (["--shard", "a"], {"REGACCESS_SHARD": "b"}, "a"),
+], ids=["default-shard", "flag", "env", "flag-wins"])
+def test_shard(argv, env, shard):
+    assert parse(argv, env).shard == shard
+
+
 def test_namespaces():
     assert parse(["-n", "a", "-n", "b"]).namespaces == ("a", "b")
     assert parse([], {"REGACCESS_NAMESPACE": "a, b"}).namespaces == ("a", "b")
@@ -40,7 +50,12 @@ def test_namespaces():
 
 
 @pytest.mark.parametrize("argv", [["--drift-interval", "0"], ["--metrics-port", "70000"], ["--log-level", "LOUD"],
-                                  ["--workers", "0"]], ids=["zero-interval", "bad-port", "bad-level", "no-workers"])
+                                  ["--workers", "0"], ["--max-concurrent-drift-checks", "0"],
+                                  ["--shard", "a,b"], ["--shard", "-a"], ["--shard", "x" * 64],
+                                  ["--source-check-interval", "2"]],
+                         ids=["zero-interval", "bad-port", "bad-level", "no-workers", "no-drift-checks",
+                              "shard-not-a-label-value", "shard-starts-with-dash", "shard-too-long",
+                              "the-removed-polling-option"])
 def test_bad_values_are_rejected(argv):
     with pytest.raises(SystemExit):
         parse(argv)

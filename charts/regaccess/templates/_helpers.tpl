@@ -22,6 +22,29 @@ app.kubernetes.io/name: {{ include "regaccess.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The shards this release runs: the default shard ("") first, then .Values.shards. */}}
+{{- define "regaccess.shards" -}}
+{{- toJson (prepend (.Values.shards | default list) "") -}}
+{{- end -}}
+
+{{/* Name suffix of one shard's objects: empty for the default shard, "-shard-NAME" otherwise. */}}
+{{- define "regaccess.shardSuffix" -}}
+{{- if . -}}-shard-{{ . }}{{- end -}}
+{{- end -}}
+
+{{/* Pod selector of one shard's Deployment (dict root, shard). The default shard keeps the
+selector it always had (selectors are immutable); a named shard's differs in its name label,
+so no two Deployments select each other's pods. */}}
+{{- define "regaccess.shardSelectorLabels" -}}
+{{- if .shard -}}
+app.kubernetes.io/name: {{ include "regaccess.name" .root }}-shard
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+regaccess.io/shard: {{ .shard | quote }}
+{{- else -}}
+{{ include "regaccess.selectorLabels" .root }}
+{{- end -}}
+{{- end -}}
+
 {{- define "regaccess.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "regaccess.selectorLabels" . }}
@@ -49,6 +72,12 @@ app.kubernetes.io/part-of: regaccess
 
 {{- define "regaccess.peeringName" -}}
 {{- default (include "regaccess.fullname" .) .Values.peering.name -}}
+{{- end -}}
+
+{{/* One peering per shard (dict root, shard): replicas of one shard stand by for each
+other; shards never pause each other. */}}
+{{- define "regaccess.shardPeeringName" -}}
+{{- include "regaccess.peeringName" .root -}}{{- include "regaccess.shardSuffix" .shard -}}
 {{- end -}}
 
 {{/* The namespaced rules the operator needs wherever it watches (shared by ClusterRole and Role). */}}
