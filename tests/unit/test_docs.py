@@ -14,11 +14,8 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from controller import docgen, plan
-from controller.api.validation_pull import validate_pull_secret
-from controller.aws.ecr_tokens import regions as ecr_regions
 from controller.api import reasons
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,20 +68,6 @@ def test_there_are_examples_of_both_kinds():
 
 @pytest.mark.parametrize("origin, text", EXAMPLE_DOCS, ids=[o for o, _ in EXAMPLE_DOCS])
 def test_examples_pass_the_operators_validators(origin, text):
-    # ECRPullSecret examples go to its own validator: `regaccess plan` does not know the kind
-    # yet (plan.py is being rewritten onto the reconcile loop; the kind joins it there).
-    documents = [d for d in yaml.safe_load_all(text) if d]
-    pulls = [d for d in documents if d.get("kind") == "ECRPullSecret"]
-    for doc in pulls:
-        meta = doc.get("metadata") or {}
-        _, problems = validate_pull_secret(meta.get("namespace", "default"), meta["name"], doc.get("spec") or {},
-                                           cluster_id="docs", default_region="eu-west-1",
-                                           known_regions=ecr_regions())
-        assert [str(p) for p in problems] == [], f"{origin}: {meta['name']}"
-    if pulls:
-        text = yaml.safe_dump_all([d for d in documents if d.get("kind") != "ECRPullSecret"])
-        if len(pulls) == len(documents):
-            return
     manifests, broken = plan.load_text(text, origin)
     objects = broken + plan.plan_objects(manifests, factory=None)
     assert objects, f"{origin}: no custom resource found"
