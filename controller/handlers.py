@@ -38,14 +38,17 @@ from typing import Any, Callable
 import kopf
 
 from controller import metrics, sources
-from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL, VERSION
+from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL, VERSION
 from controller.aws.clients import ClientFactory, Clients
-from controller.kubeapi import StatusWriter, patchable
+from controller.kubeapi import StatusWriter, client_for, patchable
+from controller.kubeclient import custom_resource_path
 from controller.logging import REDACTOR, get_logger
 from controller.reconcile import cross_account as xrepo
+from controller.reconcile import pull_secret as ps
 from controller.reconcile import registry_credential as rc
 from controller.reconcile.result import ReconcileResult, settle, synced_generation
 from controller.scheduler import DRIFT_JITTER, ERROR_RECHECK, Scheduler, due_time, drift_due
+from controller.scheduler import parse_time as _parse_time
 from controller.scheduler import jitter as _jitter
 from controller.settings import SHARD_LABEL, Settings
 from controller.sources import BASIC_AUTH, DOCKER_CONFIG_JSON
@@ -434,4 +437,153 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     runtime.scheduler = Scheduler(check, max_concurrent=settings.max_concurrent_drift_checks,
                                   beat=runtime.health.beat, spawn=spawn, on_error=failed)
+    register_pull_secrets(registry, runtime, _run)
     return registry
+
+
+# ---------------------------------------------------------------------- ECRPullSecret
+# Kept apart from the drift scheduler above for now: the refresh handles below could
+# become its entries (check(key) -> status.nextRefreshTime); see the ECRPullSecret notes.
+
+STATUS_RETRY = 10.0  # a status write that failed: the pass is repeated after this long
+
+
+def pull_secret_needs_pass(secret: dict[str, Any], resource: dict[str, Any], cluster_id: str) -> bool:
+    """Pure: does this watch event of a pull Secret call for a pass now (hand edit, not ours)?"""
+    from controller.api.validation import owner_value
+    from controller.kubeobjects import PULL_SECRETS, DesiredPullSecret
+
+    meta = resource["metadata"]
+    desired = DesiredPullSecret(meta["namespace"], (secret.get("metadata") or {}).get("name", ""),
+                                owner_value(cluster_id, meta["namespace"], meta["name"]), meta["name"], meta["uid"])
+    observation = PULL_SECRETS.judge(PULL_SECRETS.facts(secret), desired)
+    return bool(observation.differences)
+
+
+def _status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    patch: dict[str, Any] = dict(patchable(new))
+    patch.update({key: None for key in old if key not in new})
+    return patch
+
+
+def _refresh_metrics(namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    if new.get("lastRefreshTime") and new.get("lastRefreshTime") != old.get("lastRefreshTime"):
+        metrics.PULL_SECRET_REFRESHES.labels("success").inc()
+    if int(new.get("refreshFailures") or 0) > int(old.get("refreshFailures") or 0):
+        metrics.PULL_SECRET_REFRESHES.labels("failure").inc()
+    metrics.PULL_SECRET_EXPIRY.set(namespace, name, _parse_time(new.get("expiresAt")))
+
+
+def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run: Callable[..., Any]) -> None:
+    settings = runtime.settings
+    resource = (GROUP, VERSION, ECR_PULL_SECRET.plural)
+    kind = ECR_PULL_SECRET.kind
+    timing = ps.Timing(fraction=settings.pull_secret_refresh_fraction,
+                       max_lifetime=settings.pull_secret_max_lifetime)
+    log = get_logger("regaccess.pullsecrets")
+    bodies: dict[str, dict[str, Any]] = {}          # uid -> the latest body the watch reported
+    by_secret: dict[tuple[str, str], str] = {}      # (namespace, Secret name) -> uid
+    handles: dict[str, asyncio.TimerHandle] = {}    # uid -> the armed refresh
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def request(body: Any) -> ps.Request:
+        meta = body["metadata"]
+        return ps.Request(meta["namespace"], meta["name"], meta["uid"], meta.get("generation"),
+                          dict(body.get("spec") or {}), dict(body.get("status") or {}))
+
+    def kube() -> Any:
+        if runtime.connection is None:
+            raise RuntimeError("not logged in to Kubernetes yet")
+        return client_for(runtime.connection)
+
+    def reconcile_call(body: Any) -> Callable[[], ReconcileResult]:
+        req = request(body)
+        return lambda: ps.reconcile(req, clients_for=runtime.clients_for, kube=kube(), cluster_id=settings.cluster_id,
+                                    now=_utcnow(), timing=timing)
+
+    def arm(uid: str, when: float | None) -> None:
+        old = handles.pop(uid, None)
+        if old is not None:
+            old.cancel()
+        if when is None:
+            return
+        loop = asyncio.get_running_loop()
+        handles[uid] = loop.call_later(max(when - time.time(), 0.0), lambda: start(uid, "refresh"))
+
+    def start(uid: str, trigger: str) -> None:
+        task = asyncio.get_running_loop().create_task(check(uid, trigger))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def forget(uid: str) -> None:
+        arm(uid, None)
+        body = bodies.pop(uid, None)
+        for key in [k for k, v in by_secret.items() if v == uid]:
+            by_secret.pop(key, None)
+        if body is not None:
+            metrics.PULL_SECRET_EXPIRY.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+
+    async def check(uid: str, trigger: str) -> None:
+        """One pass outside a kopf handler (refresh time, or the Secret changed)."""
+        body = bodies.get(uid)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        meta, old = body["metadata"], dict(body.get("status") or {})
+        try:
+            result = await run(kind, trigger, body, None, reconcile_call(body))
+            path = custom_resource_path(ECR_PULL_SECRET.plural, meta["namespace"], meta["name"]) + "/status"
+            await runtime.blocking(kube().merge_patch, path, {"status": _status_patch(old, result.status)})
+        except Exception as error:  # noqa: BLE001 - an API server outage must not end the refreshes
+            log.warning("pull secret pass failed", namespace=meta["namespace"], name=meta["name"],
+                        trigger=trigger, error=REDACTOR.scrub(str(error)))
+            arm(uid, time.time() + STATUS_RETRY)
+            return
+        _refresh_metrics(meta["namespace"], meta["name"], old, result.status)
+        # The watch reports the new status and arms the next refresh from it; until then, this.
+        body["status"] = result.status
+        arm(uid, _parse_time(result.status.get("nextRefreshTime")))
+
+    @kopf.on.resume(*resource, registry=registry, id="sync")
+    @kopf.on.create(*resource, registry=registry, id="sync")
+    @kopf.on.update(*resource, registry=registry, id="sync", field="spec")
+    async def pull_sync(body: kopf.Body, patch: kopf.Patch, reason: str, **_: Any) -> None:
+        old = dict(body.get("status") or {})
+        result = await run(kind, str(reason), body, patch, reconcile_call(body))
+        _refresh_metrics(body["metadata"]["namespace"], body["metadata"]["name"], old, result.status)
+
+    @kopf.on.event(*resource, registry=registry, id="follow")
+    async def pull_follow(type: str | None, body: kopf.Body, **_: Any) -> None:
+        uid = body["metadata"]["uid"]
+        if type == "DELETED":
+            forget(uid)
+            return
+        slim = _slim(body)
+        bodies[uid] = slim
+        for key in [k for k, v in by_secret.items() if v == uid]:
+            by_secret.pop(key, None)
+        secret = slim["spec"].get("secretName") or slim["metadata"]["name"]
+        by_secret[(slim["metadata"]["namespace"], secret)] = uid
+        if slim["status"].get("secretName"):
+            by_secret[(slim["metadata"]["namespace"], slim["status"]["secretName"])] = uid
+        if not slim["metadata"].get("deletionTimestamp"):
+            arm(uid, _parse_time(slim["status"].get("nextRefreshTime")))
+
+    @kopf.on.event("", "v1", "secrets", registry=registry, id="pull_secret_watch")
+    async def pull_secret_watch(type: str | None, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+        uid = by_secret.get((namespace, name))
+        resource_body = bodies.get(uid) if uid else None
+        if resource_body is None or not resource_body["status"].get("observedGeneration"):
+            return  # not a pull Secret, or its resource's first pass is the create handler's
+        if type == "DELETED" or pull_secret_needs_pass(dict(body), resource_body, settings.cluster_id):
+            start(uid, "secret")
+
+    @kopf.on.delete(*resource, registry=registry, id="cleanup")
+    async def pull_delete(body: kopf.Body, **_: Any) -> None:
+        req = request(body)
+        uid = body["metadata"]["uid"]
+        arm(uid, None)
+        await run(kind, "delete", body, None, lambda: ps.delete(req, kube=kube(), cluster_id=settings.cluster_id,
+                                                                 now=_utcnow()))
+        metrics.STATES.forget(kind, uid)
+        forget(uid)
+        runtime.locks.pop(uid, None)

@@ -128,6 +128,8 @@ def document(o: Options | None = None) -> dict[str, Any]:
                    ["ecr:DescribeRepositoryCreationTemplates", "ecr:CreateRepositoryCreationTemplate",
                     "ecr:UpdateRepositoryCreationTemplate", "ecr:DeleteRepositoryCreationTemplate",
                     "ecr:GetRegistryPolicy", "ecr:PutRegistryPolicy", "ecr:DeleteRegistryPolicy"], "*"),
+        # ECRPullSecret: ECR offers no resource-level permission for this call ("*" is the only form).
+        _statement("EcrAuthorizationTokenNoResourceLevelPermissions", ["ecr:GetAuthorizationToken"], "*"),
         _statement("EcrReadRepositoriesOfTheAccount", ["ecr:DescribeRepositories", "ecr:GetRepositoryPolicy"],
                    _arn(o, "ecr", "repository/*")),
         _statement("EcrRepositoryPolicyOnlyOnGrantableRepositories",

@@ -31,7 +31,7 @@ from typing import Any
 import kopf
 
 from controller.api.models import GROUP, VERSION
-from controller.kubeclient import tls_context
+from controller.kubeclient import Client, tls_context
 
 
 def patchable(value: Any) -> Any:
@@ -146,3 +146,15 @@ class StatusWriter:
             raw = f"{self._info.username}:{self._info.password}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
         _patch(self._info, self._url, body, headers)
+
+
+@functools.lru_cache(maxsize=8)
+def client_for(info: kopf.ConnectionInfo) -> Client:
+    """A ``controller.kubeclient.Client`` with the credentials kopf logged in with.
+
+    Used for the operator's own writes of Kubernetes objects (ECRPullSecret's Secret and
+    ServiceAccounts, ``controller.kubeobjects``) and for status written outside a kopf
+    handler (the pull-secret refresh scheduler).
+    """
+    basic = (info.username, info.password) if info.username and info.password else None
+    return Client(info.server, info.token, context=_ssl_context(info), basic_auth=basic)

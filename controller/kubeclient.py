@@ -8,10 +8,14 @@ control plane's self-signed certificate).
 
 Users: ``controller.demo`` (its own Kubernetes steps and the kubeconfig of the
 current context), ``controller.demo.controlplane`` (the readiness probe),
-``regaccess plan --kube`` (GETs of live resources) and the tests (``tests/e2e/kube.py`` adds test-only helpers on top). The operator itself
-talks to Kubernetes through kopf; only ``controller.kubeapi.StatusWriter`` writes
-status outside kopf, over a kept-open connection of its own (its hot path), with
-the TLS context built by :func:`tls_context` here.
+``regaccess plan --kube`` (GETs of live resources), the tests
+(``tests/e2e/kube.py`` adds test-only helpers on top) and, with the credentials
+kopf logged in with (``controller.kubeapi.client_for``), the operator's own
+Kubernetes writes: ECRPullSecret's Secret and ServiceAccounts
+(``controller.kubeobjects``) and that kind's status outside a kopf handler.
+Everything else of the operator talks to Kubernetes through kopf;
+``controller.kubeapi.StatusWriter`` writes status over a kept-open connection of
+its own (its hot path), with the TLS context built by :func:`tls_context` here.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ AWS calls are counted from botocore's event hooks (``before-call`` /
 client factory, so no call can be missed. Labels are bounded: kind, trigger,
 result, service, operation, outcome, object type, condition, status, reason
 (a constant of ``controller.api.reasons``), version — never ARNs, names,
-namespaces or UIDs. Every metric is described in docs/metrics.md.
+namespaces or UIDs (one exception: ``regaccess_pull_secret_expiry_seconds``, see
+``PullSecretExpiry``). Every metric is described in docs/metrics.md.
 
 The HTTP server (``serve``) answers /metrics, /healthz (the event loop
 heartbeat is fresh) and /readyz (kopf is watching).
@@ -130,6 +131,58 @@ class ResourceStates:
 
 
 STATES = ResourceStates()
+
+PULL_SECRET_REFRESHES = Counter(
+    "regaccess_pull_secret_refreshes_total",
+    "ECRPullSecret token refreshes by result (success: new tokens written; failure: a refresh failed).",
+    ["result"], registry=REGISTRY,
+)
+
+
+class PullSecretExpiry:
+    """``regaccess_pull_secret_expiry_seconds``: seconds until the earliest token of each
+    ECRPullSecret expires, computed at scrape time (a gauge set at refresh time would stand
+    still between refreshes).
+
+    The one metric labelled by namespace and name: the alert must say which pull secret
+    is about to fail. Its series are bounded by the number of ECRPullSecrets (usually a
+    handful per namespace) and removed with the resource.
+    """
+
+    NAME = "regaccess_pull_secret_expiry_seconds"
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._lock = threading.Lock()
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._clock = clock
+
+    def set(self, namespace: str, name: str, expires_at: float | None) -> None:
+        with self._lock:
+            if expires_at is None:
+                self._expiry.pop((namespace, name), None)
+            else:
+                self._expiry[(namespace, name)] = expires_at
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.set(namespace, name, None)
+
+    def describe(self) -> list[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        return [GaugeMetricFamily(self.NAME, "Seconds until the earliest ECR token of an ECRPullSecret expires "
+                                  "(negative: expired).", labels=["namespace", "name"])]
+
+    def collect(self) -> list[Any]:
+        family = self.describe()[0]
+        now = self._clock()
+        with self._lock:
+            for (namespace, name), expires in sorted(self._expiry.items()):
+                family.add_metric([namespace, name], expires - now)
+        return [family]
+
+
+PULL_SECRET_EXPIRY = PullSecretExpiry()
+REGISTRY.register(PULL_SECRET_EXPIRY)
 
 
 def _service(service_model: Any) -> str:

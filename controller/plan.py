@@ -42,7 +42,11 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from controller.api import reasons
-from controller.api.models import API_VERSION, CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL, VERSION
+from controller.api.models import (
+    API_VERSION, CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL, VERSION,
+)
+from controller.api.validation_pull import validate_pull_secret
+from controller.aws.ecr_tokens import regions as ecr_regions
 from controller.api.validation import Problem, ResolvedRegistryCredential, validate_registry_credential
 from controller.api.validation_xrepo import validate_cross_account
 from controller.aws import secrets as sm
@@ -554,6 +558,10 @@ def _clients_for(factory: ClientFactory) -> Callable[[str | None, str | None, st
     return lambda region, role, external: Clients(factory, region=region, role_arn=role, external_id=external)
 
 
+MSG_PULL_SECRET_NOTE = ("spec valid; the Secret and ServiceAccount writes and the GetAuthorizationToken call are "
+                        "not planned yet (the operator writes the Secret in this namespace, and refreshes it)")
+
+
 def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default", cluster_id: str = "default",
                  factory: ClientFactory | None = None, live: KubeLive | None = None,
                  progress: Callable[[str], None] | None = None) -> list[ObjectPlan]:
@@ -566,13 +574,24 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
     for manifest in manifests:
         kind = manifest.kind
         api_version = str(manifest.body.get("apiVersion") or "")
-        if not api_version.startswith(GROUP + "/") and kind not in (REGISTRY_CREDENTIAL.kind, CROSS_ACCOUNT_REPO_ACCESS.kind):
+        if not api_version.startswith(GROUP + "/") and kind not in (REGISTRY_CREDENTIAL.kind, CROSS_ACCOUNT_REPO_ACCESS.kind,
+                                                                    ECR_PULL_SECRET.kind):
             continue  # Secrets, Namespaces, ...: applied by kubectl, not planned here
         namespace = manifest.namespace(default_namespace)
         plan = ObjectPlan(manifest.source, kind, namespace, manifest.name)
         plans.append(plan)
         if progress:
             progress(f"planning {plan.label} ({manifest.source})")
+        if kind == ECR_PULL_SECRET.kind:
+            # Judged like the operator judges it; its writes are Kubernetes objects (a Secret,
+            # ServiceAccounts), which the plan does not yet run through the recording actor.
+            plan.problems += _envelope_problems(manifest)
+            spec = manifest.body.get("spec") if isinstance(manifest.body.get("spec"), dict) else {}
+            plan.problems += validate_pull_secret(namespace, manifest.name or "x", spec, cluster_id=cluster_id,
+                                                  known_regions=ecr_regions())[1]
+            if not plan.problems:
+                plan.notes.append(MSG_PULL_SECRET_NOTE)
+            continue
         if kind not in (REGISTRY_CREDENTIAL.kind, CROSS_ACCOUNT_REPO_ACCESS.kind):
             plan.problems.append(Problem(reasons.INVALID_SPEC, "kind", MSG_UNKNOWN_KIND.format(kind=kind, group=GROUP)))
             continue

@@ -39,6 +39,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -124,6 +131,12 @@ RUN_OPTIONS: list[Option] = [
            "creation templates the operator creates for CrossAccountRepoAccess repositoryPrefixes, "
            "comma-separated from PULL_THROUGH_CACHE, REPLICATION, CREATE_ON_PUSH.",
            "PULL_THROUGH_CACHE,REPLICATION", _applied_for),
+    Option(("--pull-secret-refresh-fraction",), "pull_secret_refresh_fraction", "ECRPullSecret: "
+           "refresh a token at this fraction of its lifetime (up to 10%% earlier per resource); 0.5 "
+           "leaves half of ECR's 12 hours for retries through an outage.", 0.5, _fraction),
+    Option(("--pull-secret-max-lifetime",), "pull_secret_max_lifetime", "ECRPullSecret: seconds a "
+           "token is taken to live at most, whatever its expiresAt says (ECR: 43200).", 43200.0,
+           _positive_float),
     Option(("--peering",), "peering", "kopf peering name for running several replicas "
            "(needs kopf's peering CRD); empty runs standalone.", ""),
 ]
@@ -149,6 +162,8 @@ class Settings:
     log_format: str = "json"
     peering: str = ""
     template_applied_for: str = "PULL_THROUGH_CACHE,REPLICATION"
+    pull_secret_refresh_fraction: float = 0.5
+    pull_secret_max_lifetime: float = 43200.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 

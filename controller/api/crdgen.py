@@ -84,7 +84,7 @@ def openapi_schema(model: type, *, defaults: bool = True) -> dict[str, Any]:
     return schema if defaults else _strip_defaults(schema)
 
 
-def _printer_columns() -> list[dict[str, Any]]:
+def _printer_columns(info: KindInfo) -> list[dict[str, Any]]:
     def condition(name: str) -> dict[str, Any]:
         return {
             "name": name,
@@ -93,9 +93,8 @@ def _printer_columns() -> list[dict[str, Any]]:
         }
 
     return [
-        condition("Ready"),
-        condition("Synced"),
-        condition("Drifted"),
+        *(condition(name) for name in info.conditions),
+        *({"name": name, "type": type_, "jsonPath": path} for name, type_, path in info.printer_columns),
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
 
@@ -131,7 +130,7 @@ def crd_for(info: KindInfo) -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": _printer_columns(),
+                    "additionalPrinterColumns": _printer_columns(info),
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",

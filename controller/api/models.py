@@ -1,4 +1,4 @@
-"""Pydantic models of both custom resources' spec and status.
+"""Pydantic models of the custom resources' spec and status.
 
 These models are the single source of truth for the API: the CRD YAML in
 ``crds/`` is generated from them (``controller.api.crdgen``), the operator
@@ -358,6 +358,62 @@ class CrossAccountRepoAccessSpec(_Model):
     )
 
 
+# --------------------------------------------------------------------------- ECRPullSecret spec
+
+
+class EcrRegistry(_Model):
+    registryId: str | None = Field(
+        default=None,
+        description="AWS account ID of the registry (12 digits). Default: the account of the "
+        "operator's identity, or of roleArn when set.",
+        pattern=ACCOUNT_ID_PATTERN,
+    )
+    region: str | None = Field(
+        default=None,
+        description="AWS Region of the registry. Default: the operator's AWS_REGION.",
+        pattern=REGION_PATTERN,
+    )
+
+
+class ECRPullSecretSpec(_Model):
+    registries: list[EcrRegistry] = Field(
+        default_factory=list,
+        description="Registries the Secret holds an auths entry for "
+        "(<registryId>.dkr.ecr.<region>.amazonaws.com). Default: one, the registry of the "
+        "operator's (or roleArn's) account in the operator's Region.",
+    )
+    roleArn: str | None = Field(
+        default=None,
+        description="Role to assume for GetAuthorizationToken: the pulling account's principal of "
+        "a cross-account grant.",
+        pattern=ROLE_ARN_PATTERN,
+    )
+    externalId: str | None = Field(
+        default=None, description="External ID for assuming roleArn.", pattern=EXTERNAL_ID_PATTERN,
+        min_length=2, max_length=1224,
+    )
+    secretName: str | None = Field(
+        default=None,
+        description="Name of the kubernetes.io/dockerconfigjson Secret, in the resource's own "
+        "namespace. Default: metadata.name.",
+        min_length=1,
+        max_length=253,
+        pattern=K8S_NAME_PATTERN,
+    )
+    serviceAccounts: list[Annotated[str, Field(min_length=1, max_length=253, pattern=K8S_NAME_PATTERN)]] = Field(
+        default_factory=list,
+        description="ServiceAccounts in the same namespace whose imagePullSecrets get the Secret "
+        "(removed again when the resource is deleted or the entry dropped); nothing else of "
+        "them is changed.",
+    )
+    adoptExisting: bool = Field(
+        default=False,
+        description="Take over an existing Secret of that name that the operator did not create "
+        "(no regaccess.io/owner annotation) instead of reporting a conflict. A Secret of "
+        "another ECRPullSecret is never taken over.",
+    )
+
+
 # --------------------------------------------------------------------------- status
 
 
@@ -468,6 +524,31 @@ class CrossAccountRepoAccessStatus(_Model):
     drift: list[DriftRecord] = Field(default_factory=list)
 
 
+class ECRPullSecretStatus(_Model):
+    observedGeneration: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    secretName: str | None = Field(default=None, description="The Secret kept.")
+    registries: list[str] = Field(
+        default_factory=list, description="Registry hosts the Secret holds an entry for."
+    )
+    serviceAccounts: list[str] = Field(
+        default_factory=list, description="ServiceAccounts whose imagePullSecrets carry the Secret."
+    )
+    expiresAt: str | None = Field(
+        default=None, description="When the earliest token in the Secret expires (RFC 3339)."
+    )
+    lastRefreshTime: str | None = Field(
+        default=None, description="When the tokens in the Secret were fetched (RFC 3339)."
+    )
+    nextRefreshTime: str | None = Field(
+        default=None, description="When the operator fetches new tokens (or retries a failed refresh)."
+    )
+    refreshFailures: int | None = Field(
+        default=None, description="Failed refresh attempts since the last successful one."
+    )
+    lastSyncTime: str | None = None
+
+
 # --------------------------------------------------------------------------- kinds
 
 
@@ -481,6 +562,9 @@ class KindInfo(BaseModel):
     spec_model: type[BaseModel]
     status_model: type[BaseModel]
     description: str
+    # Printer columns besides the conditions and Age: (name, type, jsonPath).
+    printer_columns: list[tuple[str, str, str]] = []
+    conditions: list[str] = ["Ready", "Synced", "Drifted"]
 
 
 REGISTRY_CREDENTIAL = KindInfo(
@@ -505,4 +589,17 @@ CROSS_ACCOUNT_REPO_ACCESS = KindInfo(
     "an AWS Organization pull and/or push.",
 )
 
-KINDS = [REGISTRY_CREDENTIAL, CROSS_ACCOUNT_REPO_ACCESS]
+ECR_PULL_SECRET = KindInfo(
+    kind="ECRPullSecret",
+    plural="ecrpullsecrets",
+    singular="ecrpullsecret",
+    short_names=["ecrpull"],
+    spec_model=ECRPullSecretSpec,
+    status_model=ECRPullSecretStatus,
+    description="A kubernetes.io/dockerconfigjson Secret kept fresh from ECR's 12-hour "
+    "authorization token, optionally listed in ServiceAccounts' imagePullSecrets.",
+    printer_columns=[("Expires", "date", ".status.expiresAt")],
+    conditions=["Ready", "Synced"],
+)
+
+KINDS = [REGISTRY_CREDENTIAL, CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET]

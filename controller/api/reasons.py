@@ -41,6 +41,18 @@ INVALID_GRANT = "InvalidGrant"
 INVALID_REPOSITORY_NAME = "InvalidRepositoryName"
 REPOSITORY_POLICY_TOO_LARGE = "RepositoryPolicyTooLarge"
 
+# ECRPullSecret input (terminal until the spec changes, except a missing ServiceAccount).
+INVALID_REGISTRY_ID = "InvalidRegistryId"            # registries[].registryId is not 12 digits
+UNKNOWN_REGION = "UnknownRegion"                     # a Region botocore does not know for ECR
+SERVICE_ACCOUNT_NOT_FOUND = "ServiceAccountNotFound"  # spec.serviceAccounts names a missing one
+
+# ECRPullSecret tokens.
+TOKEN_EXPIRING = "TokenExpiring"  # a refresh failed and the token in the Secret expires before a retry
+
+# Kubernetes API answers to the operator's own writes (the ECRPullSecret's Secret and ServiceAccounts).
+KUBERNETES_FORBIDDEN = "KubernetesForbidden"
+KUBERNETES_ERROR = "KubernetesError"
+
 # AWS state.
 OWNERSHIP_CONFLICT = "OwnershipConflict"
 AWS_THROTTLED = "AwsThrottled"

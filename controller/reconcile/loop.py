@@ -29,12 +29,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.aws.errors import ErrorClass, classify, outcome_unknown
 from controller.aws.protocol import Action, Kind, Observation, Owner, Written
+from controller.kubeclient import ApiError
 from controller.logging import REDACTOR
 from controller.reconcile.steps import StepError
 
-# What the loop may catch from an adapter: botocore's errors and the socket-level ones
-# that escape it. Anything else is a bug and propagates.
-AWS_ERRORS = (ClientError, BotoCoreError, ConnectionError, TimeoutError)
+# What the loop may catch from an adapter: botocore's errors, the socket-level ones that
+# escape it, and the API server's answers to the Kubernetes-side adapters (ECRPullSecret's
+# Secret and ServiceAccounts). Anything else is a bug and propagates.
+AWS_ERRORS = (ClientError, BotoCoreError, ConnectionError, TimeoutError, ApiError)
 
 CONFLICT_FOREIGN = "{what} carries the mark of {mark}, another owner; it is never adopted, written or deleted"
 CONFLICT_UNMARKED = (

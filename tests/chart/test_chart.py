@@ -133,7 +133,7 @@ def test_monitoring_objects():
     rule = one(docs, "PrometheusRule")
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert alerts == {"RegaccessOperatorDown", "RegaccessReconcileErrorsSustained", "RegaccessDriftNotRemediated",
-                      "RegaccessAwsThrottlingSustained", "RegaccessDriftChecksStale"}
+                      "RegaccessAwsThrottlingSustained", "RegaccessDriftChecksStale", "RegaccessPullSecretExpiring"}
     for g in rule["spec"]["groups"]:
         for r in g["rules"]:
             assert r["annotations"]["runbook"] and r["annotations"]["runbook_url"].endswith("#" + r["alert"].lower())
@@ -181,7 +181,7 @@ def test_chart_crds_are_the_repository_crds():
     assert extra == {"kopf.dev_peerings.yaml"}
     names = {d["metadata"]["name"] for d in crds()}  # Helm loads all of them
     assert names == {"registrycredentials.regaccess.io", "crossaccountrepoaccesses.regaccess.io",
-                     "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+                     "ecrpullsecrets.regaccess.io", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
 
 
 def test_every_run_option_is_set_from_values_and_parses():

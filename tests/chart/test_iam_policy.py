@@ -34,6 +34,7 @@ MODULE_SERVICE: dict[str, str | tuple[str, ...]] = {
     "kms": "kms",
     "pull_through_cache": "ecr",
     "repository_policies": "ecr",
+    "ecr_tokens": "ecr",  # ECRPullSecret: GetAuthorizationToken (Resource "*": ECR has no resource-level permission for it)
     "revisioned_definitions": ("ecs", "batch"),
 }
 
@@ -148,7 +149,8 @@ def test_policy_document_shape():
 # for those actions (docs/install.md, "IAM policy").
 UNSCOPED = {"EcsDescribeTaskDefinitionsNoResourceLevelPermissions", "EcsRegisterOnlyWithOurOwnerTag",
             "BatchDescribeJobDefinitionsNoResourceLevelPermissions", "EcrPullThroughCacheRulesRegistryLevel",
-            "EcrCreationTemplatesAndRegistryPolicyRegistryLevel"}
+            "EcrCreationTemplatesAndRegistryPolicyRegistryLevel",
+            "EcrAuthorizationTokenNoResourceLevelPermissions"}
 OWNER_KEY = "aws:ResourceTag/regaccess.io/owner"
 REQUEST_OWNER_KEY = "aws:RequestTag/regaccess.io/owner"
 GRANTABLE_KEY = "aws:ResourceTag/regaccess.io/grantable"

@@ -6,7 +6,8 @@ all-namespaces mode, and its rendered manifests are applied in the namespaced mo
 operator then runs outside the cluster with the static token ``sa-token``
 (system:serviceaccount:regaccess-system:regaccess-operator) and the env the chart's Deployment
 sets, through create / rotate the source Secret / drift / delete of a RegistryCredential
-(with an IAM grant and an ECS consumer) and a CrossAccountRepoAccess.
+(with an IAM grant and an ECS consumer), a CrossAccountRepoAccess and an ECRPullSecret
+(its Secret written, deleted by hand and restored, a ServiceAccount patched).
 
 - a missing RBAC rule: a real 403, in the audit log and the operator log -> the test fails;
 - an unused rule: every (apiGroup, resource, verb) the chart grants must appear in the audit
@@ -276,6 +277,10 @@ def xrepo_path(namespace: str, name: str | None = None) -> str:
     return Kube.rc_path(namespace, name, plural="crossaccountrepoaccesses")
 
 
+def pull_path(namespace: str, name: str | None = None) -> str:
+    return Kube.rc_path(namespace, name, plural="ecrpullsecrets")
+
+
 def full_cycle(kube: Kube, session, namespace: str, before_delete=None) -> None:
     """create / rotate / drift / delete of both kinds in one namespace, driven through the API."""
     iam, sm, ecs, ecr = (session.client(s) for s in ("iam", "secretsmanager", "ecs", "ecr"))
@@ -301,8 +306,24 @@ def full_cycle(kube: Kube, session, namespace: str, before_delete=None) -> None:
     kube.create(xrepo_path(namespace), {
         "apiVersion": "regaccess.io/v1alpha1", "kind": "CrossAccountRepoAccess", "metadata": {"name": "share"},
         "spec": {"repositories": [repo], "grants": [{"access": "Pull", "principals": [{"accountId": "444455556666"}]}]}})
+    # ECRPullSecret: its Secret written and its ServiceAccount patched with the chart's RBAC.
+    kube.create(f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "builder"}})
+    kube.create(pull_path(namespace), {
+        "apiVersion": "regaccess.io/v1alpha1", "kind": "ECRPullSecret", "metadata": {"name": "pull"},
+        "spec": {"serviceAccounts": ["builder"]}})
     obj = wait_for(rc_ready(kube, namespace, "hub"), 60, "RegistryCredential Ready")
     secret_name = obj["status"]["secretName"]
+    wait_for(lambda: condition(kube.get(pull_path(namespace, "pull")), "Ready").get("status") == "True", 60,
+             "ECRPullSecret Ready")
+    assert kube.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/builder")["imagePullSecrets"] == [{"name": "pull"}]
+    old = kube.get(kube.secret_path(namespace, "pull"))["metadata"]["uid"]
+    kube.delete(kube.secret_path(namespace, "pull"))
+    wait_for(lambda: ((kube.get_or_none(kube.secret_path(namespace, "pull")) or {}).get("metadata") or {}).get("uid")
+             not in (None, old), 30, "pull Secret restored")
+    written = kube.get(kube.secret_path(namespace, "pull"))["data"]
+    kube.merge_patch(kube.secret_path(namespace, "pull"), {"data": {".dockerconfigjson": b64('{"auths":{}}')}})
+    wait_for(lambda: kube.get(kube.secret_path(namespace, "pull"))["data"] == written, 30, "hand edit undone")
     policy_name = f"regaccess-{namespace}-hub"
     wait_for(lambda: condition(kube.get(xrepo_path(namespace, "share")), "Ready").get("status") == "True", 60,
              "CrossAccountRepoAccess Ready")
@@ -326,6 +347,10 @@ def full_cycle(kube: Kube, session, namespace: str, before_delete=None) -> None:
 
     kube.delete(kube.rc_path(namespace, "hub"))
     kube.delete(xrepo_path(namespace, "share"))
+    kube.delete(pull_path(namespace, "pull"))
+    wait_for(lambda: kube.get_or_none(kube.secret_path(namespace, "pull")) is None, 60, "pull Secret deleted")
+    wait_for(lambda: not kube.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/builder").get("imagePullSecrets"),
+             60, "imagePullSecrets entry removed")
     wait_for(lambda: kube.get_or_none(kube.rc_path(namespace, "hub")) is None, 60, "RegistryCredential deleted")
     wait_for(lambda: kube.get_or_none(xrepo_path(namespace, "share")) is None, 60, "CrossAccountRepoAccess deleted")
     assert policy_name not in iam.list_role_policies(RoleName=role)["PolicyNames"]

@@ -207,7 +207,7 @@ def leak_forms(values: Iterable[str]) -> dict[str, str]:
     for value in values:
         forms[value] = value
         forms[f"base64({value})"] = b64(value)
-        for user in ("robot", "hubuser", "leaker"):
+        for user in ("robot", "hubuser", "leaker", "AWS"):  # AWS: an ECR token in docker login's auth form
             forms[f"base64({user}:{value})"] = b64(f"{user}:{value}")
         forms[f"json({value})"] = json.dumps(value)[1:-1]
     return forms

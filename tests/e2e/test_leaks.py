@@ -13,12 +13,14 @@ base64, base64 of user:value (the ``auth`` form) and its JSON-escaped form.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 
 from tests.e2e import resilience as r
 from tests.e2e.kube import condition, wait_for
+from tests.e2e.support import ACCOUNT
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +128,72 @@ def test_no_secret_value_leaks_anywhere(control_plane, kube, aws_server_session,
     })
     assert leaks == []
 
+
+
+def test_no_ecr_token_leaks_anywhere(control_plane, kube, aws_server_session, aws_e2e, tmp_path):
+    """ECRPullSecret: the token (moto's is ``<account>-auth-token``) reaches only the Secret.
+
+    Scenarios: create (with a ServiceAccount), refreshes (short lifetime), a refresh whose
+    AWS error quotes the token back, a Secret deleted by hand and restored, an ownership
+    conflict, delete. Then logs, Events, the ECRPullSecret objects as stored, and /metrics
+    are scanned for the token, its base64, base64 of ``AWS:<token>`` (the auth field) and
+    its JSON-escaped form.
+    """
+    server = aws_server_session
+    token = f"{ACCOUNT}-auth-token"
+    ns = f"leak-ecr-{r.seeded('leak-ecr').randrange(16**6):06x}"
+    kube.create_namespace(ns)
+    kube.create(f"/api/v1/namespaces/{ns}/serviceaccounts",
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "builder"}})
+    kube.create(kube.secret_path(ns), _docker(ns, "taken", {}))
+    pull_path = lambda name=None: kube.rc_path(ns, name, plural="ecrpullsecrets")  # noqa: E731
+    ops = [r.scoped_operator(control_plane, server.url, tmp_path, [ns],
+                             extra_env={"REGACCESS_PULL_SECRET_MAX_LIFETIME": "12"})]
+    op = ops[0]
+    try:
+        def resource(name: str, spec: dict) -> dict:
+            return {"apiVersion": "regaccess.io/v1alpha1", "kind": "ECRPullSecret",
+                    "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+        kube.create(pull_path(), resource("pull", {"serviceAccounts": ["builder"]}))
+        kube.create(pull_path(), resource("conflict", {"secretName": "taken"}))
+        wait_for(lambda: r.is_ready(kube.get(pull_path("pull"))), 45, "pull Ready")
+        wait_for(lambda: condition(kube.get(pull_path("conflict")), "Ready").get("reason") == "OwnershipConflict",
+                 45, "conflict refused")
+        secret = kube.get(kube.secret_path(ns, "pull"))
+        auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+        # The value looked for is really the one in the Secret (so its absence elsewhere means something).
+        assert [base64.b64decode(e["auth"]).decode() for e in auths.values()] == [f"AWS:{token}"]
+        # A refresh whose error quotes the token back.
+        server.faults.configure(seed=21, fail_first=[{"service": "ecr", "operation": "GetAuthorizationToken",
+                                                      "count": 2, "code": "AccessDeniedException",
+                                                      "message": f"not authorized for token {token}"}])
+        wait_for(lambda: condition(kube.get(pull_path("pull")), "Synced").get("reason") == "AwsAccessDenied",
+                 45, "refresh refused")
+        failed = json.dumps(kube.get(pull_path("pull")))
+        server.faults.clear()
+        wait_for(lambda: condition(kube.get(pull_path("pull")), "Synced").get("status") == "True", 60,
+                 "refresh again")
+        # Deleted by hand: restored.
+        kube.delete(kube.secret_path(ns, "pull"))
+        wait_for(lambda: kube.get_or_none(kube.secret_path(ns, "pull")), 20, "restored")
+        stored = json.dumps(kube.get(pull_path()))
+        for name in ("pull", "conflict"):
+            kube.delete(pull_path(name))
+        wait_for(lambda: not kube.get(pull_path())["items"], 60, "all deleted")
+        metrics = op.metrics()
+    finally:
+        server.faults.clear()
+        op.kill()
+    logs = "\n".join(o.log_text() for o in ops)
+    haystacks = {
+        "operator logs": logs,
+        "events": json.dumps(kube.get(f"/api/v1/namespaces/{ns}/events")),
+        "objects": stored + failed,
+        "metrics": metrics,
+    }
+    # The haystacks are real: the scenarios wrote into each of them.
+    assert "AccessDeniedException: not authorized for token" in haystacks["events"]
+    assert "OwnershipConflict" in haystacks["events"] and "SecretRestored" in haystacks["events"]
+    assert "regaccess_pull_secret_expiry_seconds" in metrics and '"kind": "ECRPullSecret"' in logs
+    assert r.find_leaks(haystacks, [token]) == []

@@ -26,7 +26,8 @@ def test_crd_shape(info):
     version = crd["spec"]["versions"][0]
     assert crd["spec"]["names"]["shortNames"] == info.short_names
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Ready", "Synced", "Drifted", "Age"]
+    expected = {"ECRPullSecret": ["Ready", "Synced", "Expires", "Age"]}.get(info.kind, ["Ready", "Synced", "Drifted", "Age"])
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == expected
     text = crdgen.render(info)
     # Structural schema: no refs, no anyOf left over from Optional fields.
     assert "$ref" not in text and "anyOf" not in text and "title:" not in text

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json as _json
+
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
-from controller.aws.errors import ErrorClass, classify, clean_message
+from controller.aws.errors import ErrorClass, classify, clean_message, outcome_unknown
+from controller.kubeclient import ApiError
 
 
 def client_error(code: str, status: int = 400, message: str = "boom", op: str = "Op") -> ClientError:
@@ -57,3 +60,23 @@ def test_messages_lose_request_ids_and_stay_stable():
 def test_unknown_exceptions_are_not_swallowed():
     with pytest.raises(ZeroDivisionError):
         classify(ZeroDivisionError())
+
+
+# --------------------------------------------------------------------------- Kubernetes API answers (ECRPullSecret)
+
+
+
+@pytest.mark.parametrize("status, reason, expected_class, expected_reason, unknown", [
+    (404, "NotFound", "NotFound", "KubernetesError", False),
+    (409, "AlreadyExists", "AlreadyExists", "KubernetesError", False),
+    (409, "Conflict", "Transient", "KubernetesError", False),
+    (403, "Forbidden", "AccessDenied", "KubernetesForbidden", False),
+    (422, "Invalid", "Invalid", "KubernetesError", False),
+    (429, "TooManyRequests", "Throttled", "KubernetesError", True),
+    (503, "ServiceUnavailable", "Transient", "KubernetesError", True),
+], ids=["not-found", "already-exists", "stale-resource-version", "forbidden", "invalid", "throttled", "5xx"])
+def test_kubernetes_api_errors_are_classified(status, reason, expected_class, expected_reason, unknown):
+    error = ApiError(status, _json.dumps({"kind": "Status", "reason": reason, "message": f"secrets \"x\" {reason}"}))
+    found = classify(error, "kubernetes")
+    assert (found.error_class.value, found.reason, found.code) == (expected_class, expected_reason, reason)
+    assert outcome_unknown(error) is unknown

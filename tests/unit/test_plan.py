@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+import yaml
 
 from controller import plan
 
@@ -123,3 +124,23 @@ def test_kube_live_reads_the_resource_and_only_the_source_secrets_metadata():
     assert live.source_version("team", "gone") is None
     assert [accept for path, accept in asked if "/secrets/" in path] == [plan.METADATA_ONLY] * 2
     assert asked[1][0] == "/apis/regaccess.io/v1alpha1/namespaces/team/crossaccountrepoaccesses/hub"
+
+
+@pytest.mark.parametrize("spec, reason", [
+    ({"registries": [{"registryId": "12345"}]}, "InvalidRegistryId"),
+    ({"registries": [{"region": "us-nowhere-1"}]}, "UnknownRegion"),
+    ({"secretName": "Not_A_Name"}, "InvalidSpec"),
+], ids=["registry-id", "unknown-region", "secret-name"])
+def test_plan_judges_an_ecr_pull_secret_like_the_operator(spec, reason):
+    text = yaml.safe_dump({"apiVersion": "regaccess.io/v1alpha1", "kind": "ECRPullSecret",
+                           "metadata": {"name": "pull", "namespace": "apps"}, "spec": spec})
+    manifests, _ = plan.load_text(text, "pull.yaml")
+    (obj,) = plan.plan_objects(manifests, factory=None)
+    assert [p.reason for p in obj.problems] == [reason]
+
+
+def test_plan_notes_that_a_valid_ecr_pull_secret_is_not_planned_against_the_cluster():
+    text = yaml.safe_dump({"apiVersion": "regaccess.io/v1alpha1", "kind": "ECRPullSecret",
+                           "metadata": {"name": "pull", "namespace": "apps"}, "spec": {}})
+    (obj,) = plan.plan_objects(plan.load_text(text, "pull.yaml")[0], factory=None)
+    assert obj.problems == [] and obj.notes == [plan.MSG_PULL_SECRET_NOTE]

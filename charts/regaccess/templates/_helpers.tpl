@@ -89,15 +89,25 @@ other; shards never pause each other. */}}
 # The custom resources: kopf lists and watches them, and patches finalizers,
 # progress annotations and the status subresource; nothing else.
 - apiGroups: ["regaccess.io"]
-  resources: ["registrycredentials", "crossaccountrepoaccesses"]
+  resources: ["registrycredentials", "crossaccountrepoaccesses", "ecrpullsecrets"]
   verbs: ["list", "watch", "patch"]
 - apiGroups: ["regaccess.io"]
-  resources: ["registrycredentials/status", "crossaccountrepoaccesses/status"]
+  resources: ["registrycredentials/status", "crossaccountrepoaccesses/status", "ecrpullsecrets/status"]
   verbs: ["patch"]
-# Source Secrets: read through kopf's index (list + watch), never written.
+# Source Secrets: read through kopf's index (list + watch). ECRPullSecret's pull Secrets:
+# read (get), created, patched and deleted, only the operator's own (its owner annotation,
+# checked before every write); Kubernetes RBAC cannot narrow create by name, so the scope is
+# the watched namespaces. rbac.ecrPullSecrets: false drops the writes (RegistryCredential only).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["list", "watch"]
+  verbs: ["list", "watch"{{ if .Values.rbac.ecrPullSecrets }}, "get", "create", "patch", "delete"{{ end }}]
+{{- if and .Values.rbac.ecrPullSecrets .Values.rbac.ecrPullSecretServiceAccounts }}
+# ECRPullSecret spec.serviceAccounts: its Secret added to / removed from imagePullSecrets
+# (a merge patch of that list only). rbac.ecrPullSecretServiceAccounts: false when unused.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "patch"]
+{{- end }}
 # kopf.event() posts core/v1 Events (kopf 1.45 does not use events.k8s.io).
 - apiGroups: [""]
   resources: ["events"]
