@@ -33,6 +33,7 @@ MODULE_SERVICE: dict[str, str | tuple[str, ...]] = {
     "pull_through_cache": "ecr",
     "repository_policies": "ecr",
     "revisioned_definitions": ("ecs", "batch"),
+    "event_queue": "sqs",
 }
 
 
