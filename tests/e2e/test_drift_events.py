@@ -178,3 +178,24 @@ def test_an_echo_of_our_own_write_is_one_reconcile_that_writes_nothing(scene, ev
     time.sleep(1.0)
     assert event_reconciles(events_operator) == before + 1
     assert [c for c in aws_server_session.calls.writes(since=mark) if c.service in ("iam", "secretsmanager")] == []
+
+
+def test_an_unreachable_queue_degrades_to_drift_checks_not_a_crash(control_plane, kube, moto_server, namespace,
+                                                                   aws_e2e, tmp_path):
+    """A queue that does not exist: the operator still starts, reconciles and checks drift; the
+    failures are counted (a warning metric, no condition)."""
+    missing = moto_server.rstrip("/") + f"/{world.ACCOUNT}/no-such-drift-queue"
+    op = start_operator(control_plane, moto_server, tmp_path, namespaces=[namespace], extra_env={
+        "REGACCESS_DRIFT_EVENTS_QUEUE_URL": missing, "REGACCESS_DRIFT_BACKSTOP_INTERVAL": "3"})
+    try:
+        made = Scene(kube, namespace, aws_e2e)  # Ready: reconciles go on
+        ours = made.document()
+        world.edit_role_policy(aws_e2e.client, made.role, made.policy)  # no event: only the check can see it
+        wait_for(lambda: made.document() == ours, 30, "repaired by the backstop drift check")
+        errors = counter(metric_values(op.metrics()), "regaccess_drift_event_queue_errors_total")
+        assert errors >= 1 and op.alive()
+        assert {c["type"] for c in made.rc()["status"]["conditions"]} <= {"Ready", "Synced", "Drifted",
+                                                                         "Reconciling", "Stalled"}
+        made.delete()
+    finally:
+        op.kill(signal.SIGTERM)
