@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from controller import __version__
 
@@ -34,6 +34,31 @@ def _cmd_crds(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write("---\n".join(rendered.values()))
     return 0
+
+
+def _drift_event_poller(runtime: Any, factory: Any) -> Any:
+    """The SQS poller of --drift-events-queue-url (no queue: a poller with nothing to do)."""
+    from controller import drift_events, metrics
+    from controller.aws import event_queue
+
+    urls = list(runtime.settings.drift_events_queue_urls)
+    clients = event_queue.clients(lambda region: factory.client("sqs", region=region), urls)
+
+    def handle(event: Any) -> int:
+        return runtime.handle_event(event) if runtime.handle_event else 0
+
+    def count(outcome: str) -> None:
+        if outcome == "received":
+            metrics.DRIFT_EVENTS_RECEIVED.inc()
+        else:
+            metrics.DRIFT_EVENTS.labels(outcome).inc()
+
+    return drift_events.Poller(
+        urls, receive=lambda url: event_queue.receive(clients[url], url),
+        delete=lambda url, receipt: event_queue.delete(clients[url], url, receipt),
+        handle=handle, blocking=drift_events.in_daemon_thread, count=count,
+        queue_error=lambda url: metrics.DRIFT_EVENT_QUEUE_ERRORS.inc(),
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -67,7 +92,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     runtime = handlers.Runtime(settings=settings, factory=factory, executor=executor)
     registry = handlers.build_registry(runtime)
     metrics.BUILD_INFO.labels(__version__).set(1)
-    metrics.DRIFT_INTERVAL.set(settings.drift_interval)
+    metrics.DRIFT_INTERVAL.set(settings.check_interval)
     if settings.metrics_port:
         metrics.serve(runtime.health, settings.metrics_bind, settings.metrics_port)
     log.info(
@@ -88,6 +113,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ready = asyncio.Event()
         # The drift scheduler's loop also beats the liveness heartbeat (/healthz).
         beat = asyncio.create_task(runtime.scheduler.run())
+        # AWS change events (--drift-events-queue-url): they only trigger the scheduler.
+        events = asyncio.create_task(_drift_event_poller(runtime, factory).run())
 
         # Readiness means watching, not merely started: kopf raises ready_flag once its
         # startup handlers ran, before it has even reached the API server. Its insights
@@ -117,6 +144,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
         finally:
             beat.cancel()
+            events.cancel()
             marker.cancel()
             # kopf has stopped its handlers; their AWS work may still run in threads.
             # No new AWS call or retry from now on, then a bounded wait for the rest.

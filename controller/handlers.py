@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import kopf
 
-from controller import metrics, sources
+from controller import drift_events, metrics, sources
 from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL, VERSION
 from controller.aws.clients import ClientFactory, Clients
 from controller.kubeapi import StatusWriter, client_for, patchable
@@ -87,6 +87,11 @@ class Runtime:
     # taken from the first watch event: the scheduler's checks run outside any handler.
     indexes: dict[str, kopf.Index] = field(default_factory=dict)
     kopf_context: contextvars.Context | None = None
+    # Resources an AWS change event selected, with the event's time (controller.drift_events):
+    # their next scheduled check reconciles even though no drift check is due.
+    event_pending: dict[Any, float | None] = field(default_factory=dict)
+    # Set by build_registry: one parsed event -> how many resources it triggered.
+    handle_event: Callable[[drift_events.Event], int] | None = None
 
     def status_writer(self, body: kopf.Body, plural: str = REGISTRY_CREDENTIAL.plural) -> StatusWriter | None:
         if self.connection is None:
@@ -106,6 +111,16 @@ class Runtime:
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: context.run(fn, *args, **kwargs))
+
+
+# Triggers that read every managed object and stamp lastDriftCheckTime.
+DRIFT_TRIGGERS = frozenset({"drift", "event"})
+
+
+def _event_entries(kind: str, uid: str, body: kopf.Body) -> dict[Any, Any]:
+    meta = body.get("metadata") or {}
+    return drift_events.index_entries(kind, meta.get("namespace") or "", meta.get("name") or "", uid,
+                                      dict(body.get("spec") or {}), dict(body.get("status") or {}))
 
 
 def _utcnow() -> dt.datetime:
@@ -234,11 +249,18 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         # what the scheduler reconciles, (namespace, secret name) the uids that read it.
         name = (((body.get("spec") or {}).get("source") or {}).get("secretRef") or {}).get("name")
         slim = _slim(body)
-        return {uid: slim, (namespace, name): uid} if name else {uid: slim}
+        # And (drift_events.INDEX_TAG, *object key) -> uid for each AWS object it manages.
+        entries: dict[Any, Any] = _event_entries(REGISTRY_CREDENTIAL.kind, uid, body)
+        entries[uid] = slim
+        if name:
+            entries[(namespace, name)] = uid
+        return entries
 
     @kopf.index(*xrepo_resource, registry=registry, id="xrepo_bodies")
     async def xrepo_bodies(uid: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {uid: _slim(body)}
+        entries: dict[Any, Any] = _event_entries(CROSS_ACCOUNT_REPO_ACCESS.kind, uid, body)
+        entries[uid] = _slim(body)
+        return entries
 
     async def _run(kind: str, trigger: str, body: kopf.Body, patch: kopf.Patch | None,
                    call: Callable[[], ReconcileResult],
@@ -282,7 +304,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     async def rc_reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch, index: kopf.Index,
                            write_status: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
-        request = rc_request(body, index, drift_check=(trigger == "drift"))
+        request = rc_request(body, index, drift_check=(trigger in DRIFT_TRIGGERS))
         return await _run(REGISTRY_CREDENTIAL.kind, trigger, body, patch,
                           lambda: rc.reconcile(request, runtime.clients_for, record_now=runtime.status_writer(body)),
                           write_status)
@@ -312,7 +334,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         args = xrepo_args(body)
         return await _run(CROSS_ACCOUNT_REPO_ACCESS.kind, trigger, body, patch, lambda: xrepo.reconcile(
             *args, clients_for=runtime.clients_for, cluster_id=settings.cluster_id, now=_utcnow,
-            drift_check=(trigger == "drift"),
+            drift_check=(trigger in DRIFT_TRIGGERS),
             template_applied_for=tuple(settings.template_applied_for.split(","))), write_status)
 
     @kopf.on.resume(*xrepo_resource, registry=registry, id="sync")
@@ -359,7 +381,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                          name=body["metadata"].get("name"), shard=settings.shard or "default")
             return
         status = dict(body.get("status") or {})
-        scheduler.schedule(key, due_time(status, uid, settings.drift_interval))
+        scheduler.schedule(key, due_time(status, uid, settings.check_interval))
         if source_secret is not False and source_changed(status, source_secret):
             # The Secret changed while a reconcile that read the older one was running.
             scheduler.trigger(key)
@@ -406,10 +428,16 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             index = runtime.indexes["source_secrets"]
             if source_changed(status, _source_secret(index, body["metadata"]["namespace"], body["spec"])):
                 trigger = "source"
-        if trigger is None and drift_due(status, uid, settings.drift_interval, now):
+        if trigger is None and key in runtime.event_pending:
+            trigger = "event"
+            event_time = runtime.event_pending.pop(key)
+            if event_time is not None:
+                metrics.DRIFT_EVENT_LAG.observe(max(0.0, now - event_time))
+        runtime.event_pending.pop(key, None)  # whatever triggered this check also covers the event
+        if trigger is None and drift_due(status, uid, settings.check_interval, now):
             trigger = "drift"
         if trigger is None:
-            return due_time(status, uid, settings.drift_interval)
+            return due_time(status, uid, settings.check_interval)
         plural = REGISTRY_CREDENTIAL.plural if kind == REGISTRY_CREDENTIAL.kind else CROSS_ACCOUNT_REPO_ACCESS.plural
         writer = runtime.status_writer(body, plural)
         patch = kopf.Patch()
@@ -425,7 +453,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         # What was just written, until the watch brings the object back: a trigger arriving
         # before that must not start from the status this check replaced.
         body["status"] = patchable(dict(result.status))
-        return due_time(result.status, uid, settings.drift_interval)
+        return due_time(result.status, uid, settings.check_interval)
 
     def spawn(coroutine: Any) -> asyncio.Task[Any]:
         # kopf.event() posts through kopf's queue, found in the context of a kopf handler.
@@ -435,6 +463,25 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     def failed(key: Any, error: BaseException) -> None:
         log.error("drift check failed", kind=key[0], uid=key[1], error=REDACTOR.scrub(str(error)))
 
+    def on_event(event: drift_events.Event) -> int:
+        """Trigger every resource that manages an object the event names (memory only)."""
+        scheduler = runtime.scheduler
+        keys = drift_events.object_keys(event)
+        if scheduler is None or not keys:
+            return 0
+        triggered = 0
+        for kind in (REGISTRY_CREDENTIAL.kind, CROSS_ACCOUNT_REPO_ACCESS.kind):
+            index = runtime.indexes.get(kind)
+            if index is None:
+                continue
+            for uid in drift_events.matching(keys, lambda key: index.get(key)):
+                key = (kind, uid)
+                runtime.event_pending[key] = event.time
+                scheduler.trigger(key)
+                triggered += 1
+        return triggered
+
+    runtime.handle_event = on_event
     runtime.scheduler = Scheduler(check, max_concurrent=settings.max_concurrent_drift_checks,
                                   beat=runtime.health.beat, spawn=spawn, on_error=failed)
     register_pull_secrets(registry, runtime, _run)

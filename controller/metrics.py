@@ -74,6 +74,28 @@ RESOURCES = Gauge(
     "Custom resources by kind and condition (Ready, Synced, Drifted) with its status and reason.",
     ["kind", "condition", "status", "reason"], registry=REGISTRY,
 )
+DRIFT_EVENTS_RECEIVED = Counter(
+    "regaccess_drift_events_received_total", "Messages received from the drift-event queues.",
+    registry=REGISTRY,
+)
+DRIFT_EVENTS = Counter(
+    "regaccess_drift_events_total",
+    "Drift-event messages by outcome: matched (triggered a reconcile), dropped (names nothing "
+    "this operator manages), malformed (not a CloudTrail event; deleted unread).",
+    ["outcome"], registry=REGISTRY,
+)
+DRIFT_EVENT_QUEUE_ERRORS = Counter(
+    "regaccess_drift_event_queue_errors_total",
+    "Failed receives or deletes on a drift-event queue (drift checks go on regardless).",
+    registry=REGISTRY,
+)
+DRIFT_EVENT_LAG = Histogram(
+    "regaccess_drift_event_lag_seconds",
+    "From an event's detail.eventTime to the start of the reconcile it triggered.",
+    registry=REGISTRY, buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
+for _outcome in ("matched", "dropped", "malformed"):
+    DRIFT_EVENTS.labels(_outcome)  # every series from the start: rate() needs a zero before the first event
 DRIFT_INTERVAL = Gauge(
     "regaccess_drift_interval_seconds",
     "Configured seconds between drift checks of one resource (before up to 10% jitter).",

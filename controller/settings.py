@@ -26,6 +26,7 @@ class Option:
     default: Any
     type: Callable[[str], Any] = str
     choices: tuple[str, ...] | None = None
+    repeatable: bool = False  # the flag may repeat; its value (and the env) may be comma-separated
 
     @property
     def env(self) -> str:
@@ -67,6 +68,15 @@ def _shard(text: str) -> str:
     return text
 
 
+def _urls(text: str) -> tuple[str, ...]:
+    """Comma-separated URLs (empty: none)."""
+    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+    for url in urls:
+        if not re.fullmatch(r"https?://\S+", url):
+            raise argparse.ArgumentTypeError(f"not a queue URL: {url!r}")
+    return urls
+
+
 def _rate_limits(text: str) -> str:
     """Validate the rules now (a typo must stop startup, not surface at the first AWS call)."""
     from controller.aws.ratelimit import RuleError, parse_rules
@@ -97,6 +107,13 @@ RUN_OPTIONS: list[Option] = [
            "default"),
     Option(("--drift-interval",), "drift_interval", "Seconds between drift checks of each "
            "resource (with up to 10%% jitter).", 300.0, _positive_float),
+    Option(("--drift-events-queue-url",), "drift_events_queue_urls", "SQS queue of AWS change events "
+           "(CloudTrail via EventBridge, see docs/operations.md): a change to a managed object triggers "
+           "the reconcile of the resources that manage it at once. Repeatable or comma-separated "
+           "(a queue per Region). Empty: drift is found by the drift check only.", (), _urls, repeatable=True),
+    Option(("--drift-backstop-interval",), "drift_backstop_interval", "With drift-event queues: seconds "
+           "between drift checks of each resource (replaces --drift-interval; events find changes "
+           "in seconds, the check catches what an event missed).", 3600.0, _positive_float),
     Option(("--max-concurrent-drift-checks",), "max_concurrent_drift_checks", "Drift checks (and "
            "source Secret reconciles) the scheduler runs at once; the rest wait in due-time order. "
            "Raise it when checks fall behind the interval.", 8, _positive_int),
@@ -148,6 +165,8 @@ class Settings:
     all_namespaces: bool = True
     cluster_id: str = "default"
     drift_interval: float = 300.0
+    drift_events_queue_urls: tuple[str, ...] = ()
+    drift_backstop_interval: float = 3600.0
     max_concurrent_drift_checks: int = 8
     shard: str = ""
     source_secret_selector: str = ""
@@ -165,6 +184,11 @@ class Settings:
     pull_secret_refresh_fraction: float = 0.5
     pull_secret_max_lifetime: float = 43200.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def check_interval(self) -> float:
+        """Seconds between drift checks: the backstop interval when events find drift."""
+        return self.drift_backstop_interval if self.drift_events_queue_urls else self.drift_interval
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, environ: dict[str, str] | None = None) -> None:
@@ -191,6 +215,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, environ: dict[str, str] |
             parser.error(f"{option.env}={raw!r}: {error}")
         if option.choices and default not in option.choices:
             parser.error(f"{option.env}={raw!r}: choose from {', '.join(option.choices)}")
+        if option.repeatable:
+            parser.add_argument(
+                *option.flags, dest=option.dest, type=option.type, default=None, action="append",
+                help=f"{option.help} Env {option.env}. Default: none.",
+            )
+            parser.set_defaults(**{option.dest + "_env": default})
+            continue
         parser.add_argument(
             *option.flags, dest=option.dest, type=option.type, default=default,
             choices=option.choices,
@@ -207,4 +238,10 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str] | None 
         namespaces = [n.strip() for n in raw.split(",") if n.strip()]
     namespaces = tuple(namespaces or ())
     values = {option.dest: getattr(args, option.dest) for option in RUN_OPTIONS}
+    for option in RUN_OPTIONS:
+        if option.repeatable:
+            given = values[option.dest]
+            # The command line wins over the environment, as for every option.
+            values[option.dest] = (tuple(dict.fromkeys(u for urls in given for u in urls)) if given
+                                   else tuple(getattr(args, option.dest + "_env", option.default)))
     return Settings(namespaces=namespaces, all_namespaces=not namespaces, **values)

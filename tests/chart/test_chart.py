@@ -198,6 +198,13 @@ def test_every_run_option_is_set_from_values_and_parses():
     assert settings.all_namespaces and settings.cluster_id == "prod-eu-1"
     assert settings.source_secret_selector == "regaccess.io/source=true"
     assert settings.drift_interval == 300 and settings.metrics_port == 8080 and settings.peering == ""
+    assert settings.drift_events_queue_urls == () and settings.check_interval == 300
+    urls = ["https://sqs.eu-west-1.amazonaws.com/111122223333/q", "https://sqs.us-east-1.amazonaws.com/111122223333/q"]
+    events_env = env_of(one(render({"driftEvents": {"queueUrls": urls, "backstopInterval": 1800}}), "Deployment"))
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, events_env)
+    events = settings_from_args(parser.parse_args([]), events_env)
+    assert events.drift_events_queue_urls == tuple(urls) and events.check_interval == 1800
     ns_env = env_of(one(render(MATRIX["namespaced"]), "Deployment"))
     parser = argparse.ArgumentParser()
     add_run_arguments(parser, ns_env)

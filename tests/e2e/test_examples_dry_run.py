@@ -14,12 +14,14 @@ import pytest
 import yaml
 
 from controller import plan
+from controller.api.models import KINDS
 from tests.e2e.kube import registry_credential
 from tests.unit.test_docs import EXAMPLE_DOCS
 
 pytestmark = pytest.mark.e2e
 
-PLURALS = {"RegistryCredential": "registrycredentials", "CrossAccountRepoAccess": "crossaccountrepoaccesses"}
+# Every custom resource kind the operator serves (a new kind's examples are checked too).
+PLURALS = {info.kind: info.plural for info in KINDS}
 
 
 def _path(kube, doc: dict, namespace: str) -> str:

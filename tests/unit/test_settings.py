@@ -80,3 +80,28 @@ def test_every_option_is_in_the_readme(option):
 def test_all_namespaces_from_env_wins_over_namespace_env():
     assert parse([], {"REGACCESS_NAMESPACE": "a", "REGACCESS_ALL_NAMESPACES": "true"}).all_namespaces
     assert parse([], {"REGACCESS_NAMESPACE": "a", "REGACCESS_ALL_NAMESPACES": "false"}).namespaces == ("a",)
+
+
+Q1, Q2 = "https://sqs.eu-west-1.amazonaws.com/111122223333/a", "https://sqs.us-east-1.amazonaws.com/111122223333/b"
+
+
+@pytest.mark.parametrize("argv, env, urls, interval", [
+    ([], {}, (), 300.0),
+    (["--drift-events-queue-url", Q1], {}, (Q1,), 3600.0),
+    (["--drift-events-queue-url", Q1, "--drift-events-queue-url", Q2], {}, (Q1, Q2), 3600.0),
+    (["--drift-events-queue-url", f"{Q1},{Q2}"], {}, (Q1, Q2), 3600.0),
+    ([], {"REGACCESS_DRIFT_EVENTS_QUEUE_URL": f"{Q1}, {Q2}"}, (Q1, Q2), 3600.0),
+    (["--drift-events-queue-url", Q2], {"REGACCESS_DRIFT_EVENTS_QUEUE_URL": Q1}, (Q2,), 3600.0),
+    ([], {"REGACCESS_DRIFT_EVENTS_QUEUE_URL": Q1, "REGACCESS_DRIFT_BACKSTOP_INTERVAL": "900"}, (Q1,), 900.0),
+    ([], {"REGACCESS_DRIFT_EVENTS_QUEUE_URL": ""}, (), 300.0),
+], ids=["off", "flag", "repeated", "comma", "env", "flag-wins", "backstop", "empty-env"])
+def test_drift_event_queues_and_the_backstop_interval(argv, env, urls, interval):
+    settings = parse(argv, env)
+    assert settings.drift_events_queue_urls == urls and settings.check_interval == interval
+
+
+def test_a_queue_url_that_is_no_url_stops_startup():
+    with pytest.raises(SystemExit):
+        parse(["--drift-events-queue-url", "my-queue"])
+    with pytest.raises(SystemExit):
+        parse([], {"REGACCESS_DRIFT_EVENTS_QUEUE_URL": "my-queue"})
