@@ -255,15 +255,20 @@ def _sync_repository_locked(ctx: _Context, repository: str, previous: dict[str, 
         return _failed(repository, arn, _missing(repository, ctx.region), writes=1)
     except PrincipalRejected as rejected:
         return _principal_rejected(ctx, repository, arn, previous, rejected)
+    return _outcome(repository, arn, done, decision)
+
+
+def _outcome(target: str, arn: str | None, done: loop.ObjectResult, decision: loop.Decision) -> RepoOutcome:
+    """One document's loop result as its status row and counts (repository, template, registry)."""
     if done.error is not None:
-        return _failed(repository, arn, done.error, writes=1 if decision in loop.WRITES else 0, observed=True)
+        return _failed(target, arn, done.error, writes=1 if decision in loop.WRITES else 0, observed=True)
     drift = list(done.drifted)
     if done.decision is loop.Decision.REPORT:
         message = bounded(MSG_ROW_DRIFT_REPORTED.format(fields=", ".join(drift)))
-        return RepoOutcome(status_row(repository, arn, PENDING, message), observed=True, drift=drift)
+        return RepoOutcome(status_row(target, arn, PENDING, message), observed=True, drift=drift)
     # A write whose answer was lost and that observing again showed done is still a write.
     writes = done.calls or (1 if done.recovered else 0)
-    return RepoOutcome(status_row(repository, arn, SYNCED), writes=writes, observed=True,
+    return RepoOutcome(status_row(target, arn, SYNCED), writes=writes, observed=True,
                        drift=drift if done.remediated else [], remediated=done.remediated)
 
 
@@ -314,15 +319,7 @@ def _sync_document(ctx: _Context, adapter: Any, target: str, statements: list[di
                                observed=True)
         done = loop.sync_object(adapter, ctx.ecr, desired, actor=ctx.actor or loop.AWS_ACTOR,
                                 report_only=ctx.report_only, managed_before=managed_before, observation=observation)
-        if done.error is not None:
-            return _failed(target, None, done.error, writes=1 if decision in loop.WRITES else 0, observed=True)
-        drift = list(done.drifted)
-        if done.decision is loop.Decision.REPORT:
-            message = bounded(MSG_ROW_DRIFT_REPORTED.format(fields=", ".join(drift)))
-            return RepoOutcome(status_row(target, None, PENDING, message), observed=True, drift=drift)
-        writes = done.calls or (1 if done.recovered else 0)
-        return RepoOutcome(status_row(target, None, SYNCED), writes=writes, observed=True,
-                           drift=drift if done.remediated else [], remediated=done.remediated)
+        return _outcome(target, None, done, decision)
 
 
 def _remove_document(ecr: Any, adapter: Any, target: str, prefix: str, lock_scope: tuple[str | None, str | None],
