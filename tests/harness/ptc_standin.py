@@ -475,19 +475,20 @@ class PullThroughCacheStandIn:
         return [payload]
 
 
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"ptc:{offset}".encode()).decode()
+def _encode_token(offset: int, kind: str = "ptc") -> str:
+    """A paging token as ECR's are: opaque to the client; ``kind`` keeps each stand-in's apart."""
+    return base64.urlsafe_b64encode(f"{kind}:{offset}".encode()).decode()
 
 
-def _decode_token(token: str | None, total: int) -> int:
+def _decode_token(token: str | None, total: int, kind: str = "ptc") -> int:
     if not token:
         return 0
     try:
-        kind, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        found, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
         offset = int(number)
     except (ValueError, UnicodeDecodeError) as error:
         raise StandInError(INVALID_PARAMETER, MSG_BAD_TOKEN) from error
-    if kind != "ptc" or not 0 <= offset <= total:
+    if found != kind or not 0 <= offset <= total:
         raise StandInError(INVALID_PARAMETER, MSG_BAD_TOKEN)
     return offset
 

@@ -35,7 +35,6 @@ or validating ``customRoleArn`` and ``lifecyclePolicy`` beyond their lengths.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -43,6 +42,8 @@ import uuid
 from typing import Any, Callable, Iterable
 
 from tests.harness.ptc_standin import (
+    _decode_token,
+    _encode_token,
     _STRING,
     INVALID_PARAMETER,
     REGISTRY_ID_PATTERN,
@@ -204,11 +205,11 @@ class RepositoryCreationTemplateStandIn:
         prefixes = body.get("prefixes")
         selected = ([templates[p] for p in dict.fromkeys(prefixes) if p in templates] if prefixes
                     else [templates[p] for p in sorted(templates)])
-        start = _decode_token(body.get("nextToken"), len(selected))
+        start = _decode_token(body.get("nextToken"), len(selected), "rct")
         limit = body.get("maxResults") or DEFAULT_DESCRIBE_RESULTS
         answer: dict[str, Any] = {"repositoryCreationTemplates": selected[start:start + limit]}
         if start + limit < len(selected):
-            answer["nextToken"] = _encode_token(start + limit)
+            answer["nextToken"] = _encode_token(start + limit, "rct")
         return answer
 
     def _UpdateRepositoryCreationTemplate(self, body, templates, registry):  # noqa: N802
@@ -254,23 +255,6 @@ class RepositoryCreationTemplateStandIn:
                     ("x-amzn-RequestId", str(uuid.uuid4()))]
         start_response(f"{status} {'OK' if status == 200 else 'Bad Request'}", headers)
         return [payload]
-
-
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"rct:{offset}".encode()).decode()
-
-
-def _decode_token(token: str | None, total: int) -> int:
-    if not token:
-        return 0
-    try:
-        kind, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        offset = int(number)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise StandInError(INVALID_PARAMETER, MSG_BAD_TOKEN) from error
-    if kind != "rct" or not 0 <= offset <= total:
-        raise StandInError(INVALID_PARAMETER, MSG_BAD_TOKEN)
-    return offset
 
 
 __all__ = ["RepositoryCreationTemplateStandIn", "OPERATIONS", "REGISTRY_ID_PATTERN"]
