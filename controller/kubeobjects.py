@@ -31,7 +31,7 @@ step to judge; the adapter never creates one.
 
 The client is ``controller.kubeclient.Client`` with the operator's own
 credentials (``controller.kubeapi.client_for``); its ``ApiError`` is classified
-by ``controller.aws.errors.classify`` like an AWS error.
+by ``controller.kubeerrors`` into the same classes as an AWS error.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ sees the registry of known secrets.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -37,7 +36,6 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from controller.api import reasons
-from controller.kubeclient import ApiError
 
 
 class ErrorClass(str, Enum):
@@ -108,7 +106,8 @@ class Classified:
     code: str
     message: str       # cleaned: no request IDs, bounded length
     operation: str = ""
-    # "kubernetes" for the API server's answers to the operator's own writes (ECRPullSecret).
+    # "kubernetes" for the API server's answers to the operator's own writes (ECRPullSecret),
+    # classified by controller.kubeerrors.
     api: str = "aws"
 
     @property
@@ -146,29 +145,8 @@ def clean_message(message: str) -> str:
     return message[:_MAX_MESSAGE]
 
 
-# The API server's Status reasons for the answers the Kubernetes adapters can get.
-_KUBE_CLASSES = {404: ErrorClass.NOT_FOUND, 409: ErrorClass.TRANSIENT, 403: ErrorClass.ACCESS_DENIED,
-                 401: ErrorClass.ACCESS_DENIED, 429: ErrorClass.THROTTLED}
-
-
-def _classify_kube(error: ApiError) -> Classified:
-    try:
-        body = json.loads(error.body)
-        code, message = str(body.get("reason") or f"HTTP{error.status}"), str(body.get("message") or "")
-    except (ValueError, AttributeError):
-        code, message = f"HTTP{error.status}", ""
-    cls = _KUBE_CLASSES.get(error.status)
-    if error.status == 409 and code == "AlreadyExists":
-        cls = ErrorClass.ALREADY_EXISTS  # a create that lost the race: observe again
-    if cls is None:
-        cls = ErrorClass.TRANSIENT if error.status >= 500 else ErrorClass.INVALID
-    return Classified(cls, code, clean_message(message), api="kubernetes")
-
-
 def classify(error: BaseException, service: str = "") -> Classified:
-    """Map any exception from boto3 (or the Kubernetes API client) to its class."""
-    if isinstance(error, ApiError):
-        return _classify_kube(error)
+    """Map any exception from boto3 to its class (the API server's: ``controller.kubeerrors``)."""
     if isinstance(error, ClientError):
         info = error.response.get("Error", {}) or {}
         code = str(info.get("Code") or "Unknown")
@@ -225,10 +203,6 @@ def outcome_unknown(error: BaseException, service: str = "") -> bool:
     """
     if isinstance(error, ClientError):
         return classify(error, service).error_class in (ErrorClass.THROTTLED, ErrorClass.TRANSIENT)
-    if isinstance(error, ApiError):
-        # 429 and 5xx may come after the API server stored the write; a 409 on an update is a
-        # stale resourceVersion (refused, nothing stored).
-        return error.status == 429 or error.status >= 500
     if isinstance(error, HTTPClientError):
         return True
     if isinstance(error, (BotoConnectionError, BotoCoreError)):

@@ -27,7 +27,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from controller.aws.errors import ErrorClass, classify, outcome_unknown
+from controller import kubeerrors
+from controller.aws import errors as aws_errors
+from controller.aws.errors import Classified, ErrorClass
 from controller.aws.protocol import Action, Kind, Observation, Owner, Written
 from controller.kubeclient import ApiError
 from controller.logging import REDACTOR
@@ -37,6 +39,22 @@ from controller.reconcile.steps import StepError
 # escape it, and the API server's answers to the Kubernetes-side adapters (ECRPullSecret's
 # Secret and ServiceAccounts). Anything else is a bug and propagates.
 AWS_ERRORS = (ClientError, BotoCoreError, ConnectionError, TimeoutError, ApiError)
+
+
+
+def classify(error: BaseException, service: str) -> Classified:
+    """An adapter's error as its class: the API server's answers by their own rules."""
+    if isinstance(error, ApiError):
+        return kubeerrors.classify(error)
+    return aws_errors.classify(error, service)
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """May the failed write have been performed anyway (AWS or the API server)?"""
+    if isinstance(error, ApiError):
+        return kubeerrors.outcome_unknown(error)
+    return aws_errors.outcome_unknown(error)
+
 
 CONFLICT_FOREIGN = "{what} carries the mark of {mark}, another owner; it is never adopted, written or deleted"
 CONFLICT_UNMARKED = (

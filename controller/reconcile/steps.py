@@ -9,7 +9,7 @@ policies, task/job definitions, pull-through cache rule). Each kind is one
 
 A step observes its objects, compares them with desired, acts (or only reports,
 see ``StepContext.remediate``) and says what it found. It never raises for AWS
-errors: it classifies them (``controller.aws.errors.classify``) and returns a
+errors: it classifies them (``controller.reconcile.loop.failure``) and returns a
 ``StepError``. The reconciler runs the steps in order, stops at the first
 error, and turns the outcomes into status, conditions and Events.
 """

@@ -7,7 +7,8 @@ a function), so a layering break fails here before it becomes a cycle or a leak:
   Secrets) never imports boto3, botocore, kopf or any higher layer;
 - ``controller.aws`` never imports ``controller.reconcile``, the kopf glue, plan,
   demo or ``controller.logging`` (whose REDACTOR holds every secret read): the AWS
-  layer reports facts and never sees secrets it was not handed;
+  layer reports facts and never sees secrets it was not handed; nor the Kubernetes
+  client (``controller.kubeclient``, ``controller.kubeerrors``): AWS adapters know AWS only;
 - ``controller.reconcile`` never imports kopf, the handlers, plan or the demo;
 - nothing but the CLI and the demo imports the demo.
 """
@@ -53,7 +54,8 @@ RULES = [
                         "controller.plan", "controller.demo", "controller.logging", "controller.kubeapi")),
     ("controller.sources", ("boto3", "botocore", "kopf", "controller.aws", "controller.reconcile")),
     ("controller.aws", ("kopf", "controller.reconcile", "controller.handlers", "controller.plan", "controller.demo",
-                        "controller.logging", "controller.kubeapi", "controller.metrics")),
+                        "controller.logging", "controller.kubeapi", "controller.metrics", "controller.kubeclient",
+                        "controller.kubeerrors")),
     ("controller.reconcile", ("kopf", "controller.handlers", "controller.plan", "controller.demo",
                               "controller.kubeapi", "controller.__main__")),
 ]
