@@ -267,9 +267,13 @@ def _check_value(field: str, value: Any, rule: dict[str, Any]) -> None:
             _check_value(f"{field}.{index + 1}.member", item, rule["member"])
 
 
-def validate_input(operation: str, body: dict[str, Any]) -> None:
-    """Enforce the model's input constraints, as AWS's request validation does."""
-    fields = _INPUT_FIELDS[operation]
+def validate_input(operation: str, body: dict[str, Any],
+                   fields_of: dict[str, dict[str, dict[str, Any]]] | None = None) -> None:
+    """Enforce the model's input constraints, as AWS's request validation does.
+
+    ``fields_of``: another stand-in's table of the same form (the creation-template
+    stand-in); structures are checked for their type only, their members by the caller."""
+    fields = (fields_of or _INPUT_FIELDS)[operation]
     for name in body:
         if name not in fields:
             raise StandInError(VALIDATION, MSG_UNKNOWN_FIELD.format(field=name))
@@ -277,6 +281,14 @@ def validate_input(operation: str, body: dict[str, Any]) -> None:
         if name not in body or body[name] is None:
             if rule.get("required"):
                 raise StandInError(VALIDATION, MSG_REQUIRED.format(field=name))
+            continue
+        if rule["type"] == "structure":
+            if not isinstance(body[name], dict):
+                raise StandInError(VALIDATION, f"Value at '{name}' must be a structure")
+            continue
+        if rule["type"] == "list" and rule["member"]["type"] == "structure":
+            if not isinstance(body[name], list) or not all(isinstance(i, dict) for i in body[name]):
+                raise StandInError(VALIDATION, f"Value at '{name}' must be a list of structures")
             continue
         _check_value(name, body[name], rule)
 
@@ -452,27 +464,32 @@ class PullThroughCacheStandIn:
 
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Answer one ECR JSON request for the five operations (``wants(environ)`` must be true)."""
-        operation = environ["HTTP_X_AMZ_TARGET"].partition(".")[2]
-        account, region = request_account_region(environ)
+        return answer_json_request(self.handle, environ, start_response)
+
+
+def answer_json_request(handle: Callable[..., dict[str, Any]], environ: dict[str, Any],
+                        start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """One ECR JSON-protocol request answered by a stand-in's ``handle``, errors as ECR sends them."""
+    operation = environ["HTTP_X_AMZ_TARGET"].partition(".")[2]
+    account, region = request_account_region(environ)
+    try:
         try:
-            raw = _read_body(environ)
-            try:
-                body = json.loads(raw or b"{}")
-            except ValueError as error:
-                raise StandInError(VALIDATION, MSG_BAD_JSON) from error
-            status, answer = 200, self.handle(operation, body, account=account, region=region)
-            headers = []
-        except StandInError as error:
-            status, answer = error.status, {"__type": error.code, "message": error.message}
-            headers = [("x-amzn-ErrorType", error.code)]
-        payload = json.dumps(answer).encode()
-        headers += [
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("Content-Length", str(len(payload))),
-            ("x-amzn-RequestId", str(uuid.uuid4())),
-        ]
-        start_response(f"{status} {'OK' if status == 200 else 'Bad Request'}", headers)
-        return [payload]
+            body = json.loads(_read_body(environ) or b"{}")
+        except ValueError as error:
+            raise StandInError(VALIDATION, MSG_BAD_JSON) from error
+        status, answer = 200, handle(operation, body, account=account, region=region)
+        headers = []
+    except StandInError as error:
+        status, answer = error.status, {"__type": error.code, "message": error.message}
+        headers = [("x-amzn-ErrorType", error.code)]
+    payload = json.dumps(answer).encode()
+    headers += [
+        ("Content-Type", "application/x-amz-json-1.1"),
+        ("Content-Length", str(len(payload))),
+        ("x-amzn-RequestId", str(uuid.uuid4())),
+    ]
+    start_response(f"{status} {'OK' if status == 200 else 'Bad Request'}", headers)
+    return [payload]
 
 
 def _encode_token(offset: int, kind: str = "ptc") -> str:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from typing import Any, Callable, Iterable
 
 from tests.harness.ptc_standin import (
@@ -50,10 +49,9 @@ from tests.harness.ptc_standin import (
     TARGET_PREFIX,
     VALIDATION,
     StandInError,
-    _check_value,
-    _read_body,
-    request_account_region,
+    answer_json_request,
 )
+from tests.harness.ptc_standin import validate_input as validate_shared
 
 OPERATIONS = frozenset({
     "CreateRepositoryCreationTemplate",
@@ -88,9 +86,9 @@ MSG_ALREADY_EXISTS = "The repository creation template with prefix '{prefix}' al
 MSG_NOT_FOUND = "The repository creation template with prefix '{prefix}' does not exist in the registry with id '{registry}'"
 MSG_BAD_POLICY = "Invalid repository policy provided"
 MSG_BAD_TOKEN = "Invalid nextToken"
+# Request-level answers (bad JSON, unknown or missing fields) are the shared ones of
+# tests.harness.ptc_standin, which validates both stand-ins' input.
 MSG_BAD_JSON = "Request body is not a JSON object"
-MSG_UNKNOWN_FIELD = "Unknown field '{field}'"
-MSG_REQUIRED = "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
 
 _PREFIX = {"type": _STRING, "required": True, "min": PREFIX_MIN, "max": PREFIX_MAX, "pattern": PREFIX_PATTERN}
 _SETTINGS: dict[str, dict[str, Any]] = {
@@ -127,24 +125,7 @@ def input_fields(operation: str) -> dict[str, dict[str, Any]]:
 
 
 def validate_input(operation: str, body: dict[str, Any]) -> None:
-    fields = _INPUT_FIELDS[operation]
-    for name in body:
-        if name not in fields:
-            raise StandInError(VALIDATION, MSG_UNKNOWN_FIELD.format(field=name))
-    for name, rule in fields.items():
-        if name not in body or body[name] is None:
-            if rule.get("required"):
-                raise StandInError(VALIDATION, MSG_REQUIRED.format(field=name))
-            continue
-        if rule["type"] == "structure":
-            if not isinstance(body[name], dict):
-                raise StandInError(VALIDATION, f"Value at '{name}' must be a structure")
-            continue
-        if rule["type"] == "list" and rule["member"]["type"] == "structure":
-            if not isinstance(body[name], list) or not all(isinstance(i, dict) for i in body[name]):
-                raise StandInError(VALIDATION, f"Value at '{name}' must be a list of structures")
-            continue
-        _check_value(name, body[name], rule)
+    validate_shared(operation, body, _INPUT_FIELDS)
 
 
 def _check_policy(text: str) -> None:
@@ -239,22 +220,7 @@ class RepositoryCreationTemplateStandIn:
         return prefix == TARGET_PREFIX and operation in OPERATIONS
 
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        operation = environ["HTTP_X_AMZ_TARGET"].partition(".")[2]
-        account, region = request_account_region(environ)
-        try:
-            try:
-                body = json.loads(_read_body(environ) or b"{}")
-            except ValueError as error:
-                raise StandInError(VALIDATION, MSG_BAD_JSON) from error
-            status, answer, headers = 200, self.handle(operation, body, account=account, region=region), []
-        except StandInError as error:
-            status, answer = error.status, {"__type": error.code, "message": error.message}
-            headers = [("x-amzn-ErrorType", error.code)]
-        payload = json.dumps(answer).encode()
-        headers += [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload))),
-                    ("x-amzn-RequestId", str(uuid.uuid4()))]
-        start_response(f"{status} {'OK' if status == 200 else 'Bad Request'}", headers)
-        return [payload]
+        return answer_json_request(self.handle, environ, start_response)
 
 
 __all__ = ["RepositoryCreationTemplateStandIn", "OPERATIONS", "REGISTRY_ID_PATTERN"]
