@@ -53,11 +53,15 @@ def _drift_event_poller(runtime: Any, factory: Any) -> Any:
         else:
             metrics.DRIFT_EVENTS.labels(outcome).inc()
 
+    def queue_up(url: str, up: bool) -> None:
+        metrics.DRIFT_EVENT_QUEUE_UP.labels(event_queue.queue_name(url)).set(1 if up else 0)
+
     return drift_events.Poller(
         urls, receive=lambda url: event_queue.receive(clients[url], url),
         delete=lambda url, receipt: event_queue.delete(clients[url], url, receipt),
         handle=handle, blocking=drift_events.in_daemon_thread, count=count,
         queue_error=lambda url: metrics.DRIFT_EVENT_QUEUE_ERRORS.inc(),
+        attributes=lambda url: event_queue.attributes(clients[url], url), queue_up=queue_up,
     )
 
 

@@ -26,11 +26,15 @@ Pure parts, table-tested in tests/unit/test_drift_events.py:
 Keys name objects without Region or account: an event for a same-named object
 in another Region or account of a watched resource costs one no-op reconcile.
 
-The poller (``Poller``) is a thin asyncio task: it long-polls each queue in a
-worker thread (``controller.aws.event_queue``), hands each message to
-``handle`` and deletes it afterwards, whatever the outcome; a queue that cannot
-be read is counted (``regaccess_drift_event_queue_errors_total``) and tried
-again after a pause: drift is then found by the backstop check.
+The poller (``Poller``) is a thin asyncio task: it checks each queue first
+(GetQueueAttributes: reachable, its ARN and backlog logged,
+``regaccess_drift_event_queue_up`` 1), then long-polls it in a worker thread
+(``controller.aws.event_queue``), hands each message to ``handle`` and deletes
+it afterwards, whatever the outcome; a queue that cannot be checked or read is
+counted (``regaccess_drift_event_queue_errors_total``), reported down
+(``regaccess_drift_event_queue_up`` 0) and checked again after a pause
+(``error_pause``: 5 s doubling up to 60 s): drift is then found by the backstop
+check.
 """
 
 from __future__ import annotations
@@ -268,8 +272,17 @@ def matching(keys: Iterable[Key], lookup: Callable[[Key], Iterable[str] | None])
 
 Receive = Callable[[str], list[dict[str, Any]]]   # queue URL -> messages (blocking, long poll)
 Delete = Callable[[str, str], None]               # queue URL, receipt handle (blocking)
+Attributes = Callable[[str], dict[str, str]]      # queue URL -> its attributes (blocking; raises: unreachable)
 Handle = Callable[[Event], int]                   # an event -> resources triggered
 Blocking = Callable[..., Awaitable[Any]]
+
+ERROR_PAUSE = 5.0       # the first pause after a queue failed
+MAX_ERROR_PAUSE = 60.0  # doubling up to this: a queue that stays unreachable costs a request a minute
+
+
+def error_pause(failures: int, first: float = ERROR_PAUSE, longest: float = MAX_ERROR_PAUSE) -> float:
+    """Pure: the pause after ``failures`` failed attempts in a row (5, 10, 20, 40, 60, 60 ... s)."""
+    return min(longest, first * 2 ** max(0, failures - 1))
 
 
 async def in_daemon_thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -303,14 +316,24 @@ async def in_daemon_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 class Poller:
-    """Long-polls queues in worker threads; every message is deleted after it is handled."""
+    """Long-polls queues in worker threads; every message is deleted after it is handled.
+
+    Each queue's loop first reads the queue's attributes (``attributes``: GetQueueAttributes),
+    so an unreachable queue (missing, access denied, no network) is known at once, counted
+    (``queue_error``) and reported down (``queue_up(url, False)``) before any receive; the
+    loop then receives until a receive fails, and starts over after ``error_pause``.
+    """
 
     def __init__(self, urls: Iterable[str], receive: Receive, delete: Delete, handle: Handle, blocking: Blocking,
                  count: Callable[[str], None] = lambda outcome: None,
-                 queue_error: Callable[[str], None] = lambda url: None, error_pause: float = 5.0) -> None:
+                 queue_error: Callable[[str], None] = lambda url: None,
+                 attributes: Attributes = lambda url: {},
+                 queue_up: Callable[[str, bool], None] = lambda url, up: None,
+                 error_pause: float = ERROR_PAUSE) -> None:
         self.urls = list(urls)
         self._receive, self._delete, self._handle, self._blocking = receive, delete, handle, blocking
         self._count, self._queue_error, self._error_pause = count, queue_error, error_pause
+        self._attributes, self._queue_up = attributes, queue_up
 
     def handle_message(self, message: dict[str, Any]) -> str:
         """Pure but for ``handle``: one message to its outcome (matched, dropped, malformed)."""
@@ -326,15 +349,30 @@ class Poller:
         self._count(outcome)
         return outcome
 
-    async def poll_once(self, url: str) -> int:
+    async def check(self, url: str) -> bool:
+        """Is the queue reachable with our rights? Counted and reported down when not."""
+        try:
+            found = await self._blocking(self._attributes, url)
+        except Exception as error:  # noqa: BLE001 - an unreachable queue degrades to drift checks
+            self._failed(url, "drift event queue unreachable; drift checks continue", error)
+            return False
+        self._queue_up(url, True)
+        log.info("drift event queue ready", queue=url, queue_arn=found.get("QueueArn"),
+                 backlog=found.get("ApproximateNumberOfMessages"))
+        return True
+
+    def _failed(self, url: str, what: str, error: BaseException) -> None:
+        self._queue_error(url)
+        self._queue_up(url, False)
+        log.warning(what, queue=url, error=type(error).__name__)
+
+    async def poll_once(self, url: str) -> int | None:
+        """One receive and its messages: how many there were (None: the receive failed)."""
         try:
             messages = await self._blocking(self._receive, url)
-        except Exception as error:  # noqa: BLE001 - an unreachable queue degrades to polling
-            self._queue_error(url)
-            log.warning("drift event queue unreadable; drift checks continue", queue=url,
-                        error=type(error).__name__)
-            await asyncio.sleep(self._error_pause)
-            return 0
+        except Exception as error:  # noqa: BLE001 - an unreachable queue degrades to drift checks
+            self._failed(url, "drift event queue unreadable; drift checks continue", error)
+            return None
         for message in messages:
             try:
                 self.handle_message(message)
@@ -349,8 +387,13 @@ class Poller:
         return len(messages)
 
     async def run_queue(self, url: str) -> None:
+        failures = 0
         while True:
-            await self.poll_once(url)
+            if await self.check(url):
+                while await self.poll_once(url) is not None:
+                    failures = 0
+            failures += 1
+            await asyncio.sleep(error_pause(failures, self._error_pause, max(self._error_pause, MAX_ERROR_PAUSE)))
 
     async def run(self) -> None:
         await asyncio.gather(*(self.run_queue(url) for url in self.urls))

@@ -163,6 +163,8 @@ def _record(kind: str, trigger: str, uid: str, result: ReconcileResult, started:
         metrics.DRIFT_DETECTED.labels(kind, object_type).inc(count)
     for object_type, count in result.drift_remediated.items():
         metrics.DRIFT_REMEDIATED.labels(kind, object_type).inc(count)
+    for object_type, count in result.drift_first_seen.items():
+        metrics.DRIFT_FIRST_SEEN.labels(kind, object_type, trigger).inc(count)
     metrics.STATES.set(kind, uid, list(result.status.get("conditions") or []))
     if trigger == "drift":
         metrics.DRIFT_CHECKS.labels(kind, "error" if result.outcome in ("error", "retry") else "success").inc()

@@ -135,7 +135,7 @@ def document(o: Options | None = None) -> dict[str, Any]:
         _statement("EcrRepositoryPolicyOnlyOnGrantableRepositories",
                    ["ecr:SetRepositoryPolicy", "ecr:DeleteRepositoryPolicy"], _arn(o, "ecr", "repository/*"), grantable),
         # Drift events (--drift-events-queue-url): only the operator's own queues.
-        _statement("SqsDriftEventQueues", ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
+        _statement("SqsDriftEventQueues", ["sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:DeleteMessage"],
                    _arn(o, "sqs", "regaccess-drift-events*")),
         # Cross-account by design: the role's account is the spec's roleArn's; the path is the admin's.
         _statement("StsAssumeRolesUnderOurPath", ["sts:AssumeRole"],

@@ -89,6 +89,19 @@ DRIFT_EVENT_QUEUE_ERRORS = Counter(
     "Failed receives or deletes on a drift-event queue (drift checks go on regardless).",
     registry=REGISTRY,
 )
+DRIFT_EVENT_QUEUE_UP = Gauge(
+    "regaccess_drift_event_queue_up",
+    "1 from a successful check of a drift-event queue (GetQueueAttributes, at start and after each failure) "
+    "until a check or receive fails, then 0; by queue name. No series: no queue configured.",
+    ["queue"], registry=REGISTRY,
+)
+DRIFT_FIRST_SEEN = Counter(
+    "regaccess_drift_first_seen_total",
+    "Drift seen for the first time (a new status.drift record), by the trigger that found it: drift (the "
+    "scheduled check), event, source, create, update, resume. With drift-event queues, trigger=\"drift\" is "
+    "a change no event reported.",
+    ["kind", "object_type", "trigger"], registry=REGISTRY,
+)
 DRIFT_EVENT_LAG = Histogram(
     "regaccess_drift_event_lag_seconds",
     "From an event's detail.eventTime to the start of the reconcile it triggered.",

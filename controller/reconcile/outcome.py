@@ -177,6 +177,7 @@ def assemble(previous_status: dict[str, Any], status: dict[str, Any], found: Pas
     if found.drift:
         status["drift"], new = merge_drift(previous_status, found.drift, fixed, now)
         result.drift_found = _counts(found.drift)
+        result.drift_first_seen = _counts(new)
         if fixed:
             result.drift_remediated = _counts(found.drift)
             condition(reasons.DRIFTED, False, reasons.DRIFT_REMEDIATED, MSG_DRIFT_REMEDIATED.format(

@@ -38,6 +38,7 @@ class ReconcileResult:
     # Counters for metrics: object type -> number of drifts found / remediated.
     drift_found: dict[str, int] = field(default_factory=dict)
     drift_remediated: dict[str, int] = field(default_factory=dict)
+    drift_first_seen: dict[str, int] = field(default_factory=dict)  # new status.drift records, by object type
     outcome: str = "success"  # success | invalid | conflict | error | retry | drift
 
 

@@ -4,8 +4,9 @@
 - ``tests.harness.cloudtrail.out_of_band`` makes the call and delivers an envelope of the
   documented CloudTrail/EventBridge shape, which ``drift_events.parse`` and
   ``object_keys`` read back to the object the call changed;
-- the ``Poller`` handles and deletes every message (good, malformed, unmanaged) and
-  counts an unreachable queue instead of raising.
+- the ``Poller`` handles and deletes every message (good, malformed, unmanaged), checks a
+  queue (GetQueueAttributes) before receiving from it, and counts an unreachable queue
+  (check or receive) and reports it down instead of raising.
 """
 
 from __future__ import annotations
@@ -110,11 +111,28 @@ def test_an_unreachable_queue_is_counted_and_the_poller_goes_on(aws):
     sqs = boto3.client("sqs")
     missing = sqs.meta.endpoint_url.rstrip("/") + f"/{world.ACCOUNT}/no-such-queue"
     errors: list[str] = []
+    states: list[bool] = []
     poller = de.Poller([missing], receive=lambda u: event_queue.receive(sqs, u, wait_seconds=1),
                        delete=lambda u, r: None, handle=lambda e: 0, blocking=de.in_daemon_thread,
-                       queue_error=errors.append, error_pause=0)
-    assert asyncio.run(poller.poll_once(missing)) == 0
-    assert errors == [missing]
+                       queue_error=errors.append, attributes=lambda u: event_queue.attributes(sqs, u),
+                       queue_up=lambda u, up: states.append(up), error_pause=0)
+    assert asyncio.run(poller.check(missing)) is False
+    assert asyncio.run(poller.poll_once(missing)) is None
+    assert errors == [missing, missing] and states == [False, False]
+
+
+def test_a_reachable_queue_is_checked_with_its_attributes(aws, queue):
+    sqs, url = queue
+    sqs.send_message(QueueUrl=url, MessageBody="{waiting")
+    found = event_queue.attributes(sqs, url)
+    assert found["QueueArn"] == f"arn:aws:sqs:us-east-1:{world.ACCOUNT}:drift-events-aws"
+    assert found["ApproximateNumberOfMessages"] == "1"
+    states: list[bool] = []
+    poller = de.Poller([url], receive=lambda u: [], delete=lambda u, r: None, handle=lambda e: 0,
+                       blocking=de.in_daemon_thread, attributes=lambda u: event_queue.attributes(sqs, u),
+                       queue_up=lambda u, up: states.append(up))
+    assert asyncio.run(poller.check(url)) is True and states == [True]
+    assert event_queue.queue_name(url) == "drift-events-aws"
 
 
 def test_queue_region_from_url():

@@ -12,8 +12,10 @@ removing any statement moto can evaluate makes a named test fail.
 What moto 5.2 evaluates, and therefore what this proves (moto/iam/access_control.py):
 
 - Action: always, with wildcards.
-- Resource: only for IAM calls naming an existing role (the role's ARN) and for
-  sts:AssumeRole (the RoleArn). Every other service is authorised against the resource
+- Resource: only for IAM calls naming an existing role (the role's ARN), for
+  sts:AssumeRole (the RoleArn) and for SQS calls naming an existing queue (the queue's
+  ARN: the drift-event statement, allowed on ``regaccess-drift-events*`` and refused on
+  another queue). Every other service is authorised against the resource
   ``*``, which a scoped Resource never matches: the Secrets Manager, KMS, ECR repository,
   ecs:TagResource and Batch statements (all scoped to ARNs) cannot be granted under moto at
   all, so they are not exercised here; their shape (owner-tag, request-tag, grantable-tag
@@ -38,7 +40,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from controller import iampolicy
-from controller.aws import iam_policies
+from controller.aws import event_queue, iam_policies
 from tests.conftest import ACCOUNT, REGION
 
 CLUSTER = "c1"
@@ -46,6 +48,7 @@ USER = "regaccess-operator"
 POLICY_NAME = "regaccess"
 GRANTABLE_ROLE = "exec-grantable"
 ASSUMABLE_ROLE = "tenant-a"
+EVENT_QUEUE, OTHER_QUEUE = "regaccess-drift-events-us-east-1", "someone-elses-events"
 # moto checks the trust policy's principal literally: name the operator's user.
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/{USER}"}, "Action": "sts:AssumeRole"}]})
@@ -69,6 +72,9 @@ def world(aws):
                     Tags=[{"Key": iampolicy.GRANTABLE_TAG, "Value": "true"}])
     iam.create_role(RoleName=ASSUMABLE_ROLE, Path="/regaccess/", AssumeRolePolicyDocument=TRUST)
     iam.create_role(RoleName="elsewhere", Path="/other/", AssumeRolePolicyDocument=TRUST)
+    sqs = _admin("sqs", aws)
+    queues = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in (EVENT_QUEUE, OTHER_QUEUE)}
+    QUEUE_URLS.update(queues)
 
     def as_operator(service):
         return boto3.client(service, region_name=REGION, endpoint_url=aws,
@@ -98,6 +104,9 @@ def enforced(world, monkeypatch):
     monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
     monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
     yield as_operator, set_policy
+
+
+QUEUE_URLS: dict[str, str] = {}  # queue name -> URL, filled by the world fixture
 
 
 def _without(sid):
@@ -132,6 +141,11 @@ SCENARIOS = {
         lambda c: (_register_task_definition(c), c("ecs").describe_task_definition(taskDefinition="app")),
         None),
     "EcsRegisterOnlyWithOurOwnerTag": (_register_task_definition, None),
+    # The poller's calls on each queue: GetQueueAttributes first, then a receive (delete shares the statement).
+    "SqsDriftEventQueues": (
+        lambda c: (event_queue.attributes(c("sqs"), QUEUE_URLS[EVENT_QUEUE]),
+                   event_queue.receive(c("sqs"), QUEUE_URLS[EVENT_QUEUE], wait_seconds=0)),
+        lambda c: event_queue.attributes(c("sqs"), QUEUE_URLS[OTHER_QUEUE])),
 }
 
 

@@ -36,7 +36,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_promtool_check_rules_standalone_file():
     out = _run("check", "rules", str(metricnames.ALERTS))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 6 rules found" in out.stdout
+    assert "SUCCESS: 7 rules found" in out.stdout
 
 
 def test_promtool_check_rules_chart_with_other_values(tmp_path):

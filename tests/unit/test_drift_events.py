@@ -189,7 +189,7 @@ async def _direct(fn, *args):
     return fn(*args)
 
 
-def _poller(messages, handle, *, fail_receive=False):
+def _poller(messages, handle, *, fail_receive=False, fail_check=False, states=None):
     deleted, counts, errors = [], [], []
 
     def receive(url):
@@ -197,8 +197,14 @@ def _poller(messages, handle, *, fail_receive=False):
             raise ConnectionError("no route")
         return messages
 
+    def attributes(url):
+        if fail_check:
+            raise ConnectionError("no route")
+        return {"QueueArn": "arn:aws:sqs:us-east-1:123456789012:q", "ApproximateNumberOfMessages": "0"}
+
     poller = de.Poller(["q"], receive=receive, delete=lambda url, receipt: deleted.append(receipt),
                        handle=handle, blocking=_direct, count=counts.append, queue_error=errors.append,
+                       attributes=attributes, queue_up=lambda url, up: (states if states is not None else []).append(up),
                        error_pause=0)
     return poller, deleted, counts, errors
 
@@ -226,9 +232,38 @@ def test_a_handler_that_raises_does_not_stop_the_poller_and_the_message_is_delet
 
 
 def test_an_unreachable_queue_is_counted_not_raised():
-    poller, deleted, counts, errors = _poller([], lambda e: 0, fail_receive=True)
-    assert asyncio.run(poller.poll_once("q")) == 0
-    assert errors == ["q"] and deleted == [] and counts == []
+    states = []
+    poller, deleted, counts, errors = _poller([], lambda e: 0, fail_receive=True, states=states)
+    assert asyncio.run(poller.poll_once("q")) is None
+    assert errors == ["q"] and deleted == [] and counts == [] and states == [False]
+
+
+def test_the_queue_is_checked_before_the_first_receive():
+    states = []
+    poller, _, _, errors = _poller([], lambda e: 0, states=states)
+    assert asyncio.run(poller.check("q")) is True and states == [True] and errors == []
+    states.clear()
+    poller, _, _, errors = _poller([], lambda e: 0, fail_check=True, states=states)
+    assert asyncio.run(poller.check("q")) is False and states == [False] and errors == ["q"]
+
+
+def test_a_queue_that_stays_unreachable_is_checked_again_with_a_growing_pause():
+    # Bounded: the loop is cancelled after a few rounds; no receive is tried while the check fails.
+    received = []
+    poller, _, _, errors = _poller([], lambda e: 0, fail_check=True)
+    poller._receive = received.append
+
+    async def rounds():
+        task = asyncio.ensure_future(poller.run_queue("q"))
+        for _ in range(20):
+            if len(errors) >= 3:
+                break
+            await asyncio.sleep(0)
+        task.cancel()
+
+    asyncio.run(rounds())
+    assert len(errors) >= 3 and received == []
+    assert [de.error_pause(n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
 
 
 def test_in_daemon_thread_returns_and_raises():

@@ -114,6 +114,8 @@ def test_reported_drift_is_recorded_and_announced_once_and_counted_each_time():
     again = assemble(first.status, dict(first.status), Pass(1, "t2", drift=[PAIR], drift_check=True))
     assert again.events == [] and again.status["drift"] == first.status["drift"]
     assert first.drift_found == again.drift_found == {"repositoryPolicy": 1} and again.drift_remediated == {}
+    # First seen once: drift left in place is not news at the next check (the silent-queue alert).
+    assert first.drift_first_seen == {"repositoryPolicy": 1} and again.drift_first_seen == {}
 
 
 def test_a_step_event_for_reported_drift_is_not_doubled():
@@ -126,6 +128,7 @@ def test_remediated_drift_events_and_records():
     assert [(e.type, e.reason) for e in result.events] == [("Normal", "DriftDetected"), ("Normal", "DriftRemediated")]
     assert result.status["drift"][-1]["remediated"] is True
     assert result.drift_remediated == {"repositoryPolicy": 1}
+    assert result.drift_first_seen == {"repositoryPolicy": 1}  # each repaired drift is news
 
 
 def test_remediated_stays_until_something_changes_so_a_quiet_check_writes_nothing():
