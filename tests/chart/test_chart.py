@@ -133,7 +133,8 @@ def test_monitoring_objects():
     rule = one(docs, "PrometheusRule")
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert alerts == {"RegaccessOperatorDown", "RegaccessReconcileErrorsSustained", "RegaccessDriftNotRemediated",
-                      "RegaccessAwsThrottlingSustained", "RegaccessDriftChecksStale", "RegaccessPullSecretExpiring"}
+                      "RegaccessAwsThrottlingSustained", "RegaccessDriftChecksStale", "RegaccessPullSecretExpiring",
+                      "RegaccessDriftEventsSilent"}
     for g in rule["spec"]["groups"]:
         for r in g["rules"]:
             assert r["annotations"]["runbook"] and r["annotations"]["runbook_url"].endswith("#" + r["alert"].lower())

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.e2e
 BACKSTOP = 3600.0
 # The bound. The event path: the long poll answers as soon as the message is sent, the
 # trigger is due at once (no kopf handler, no API call), then one reconcile (a drift check's reads
-# and the repair): a few hundred milliseconds when idle (bench/events_bench.py).
+# and the repair): a few hundred milliseconds when idle.
 EVENT_DEADLINE = 5.0
 QUEUE = "regaccess-drift-events-e2e"
 THEIRS = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}

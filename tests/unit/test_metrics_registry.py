@@ -21,7 +21,8 @@ from controller.reconcile.result import ReconcileResult
 
 # Every label the operator may use, each with a bounded set of values.
 ALLOWED_LABELS = {"kind", "trigger", "result", "service", "operation", "outcome", "object_type",
-                  "condition", "status", "reason", "version"}
+                  "condition", "status", "reason", "version",
+                  "queue"}  # the names of the configured --drift-events-queue-url queues
 KINDS = {"RegistryCredential", "CrossAccountRepoAccess"}
 
 
