@@ -4,9 +4,9 @@ Its own operator process on the real API server, with a real (moto) SQS queue as
 ``--drift-events-queue-url`` and the drift check pushed out of the way
 (``--drift-backstop-interval 3600``): anything repaired within seconds was repaired
 by the event. The operator is used once its poller has checked the queue
-(``regaccess_drift_event_queue_up`` 1), so no event is sent before anyone reads it. The events come from ``tests.harness.cloudtrail`` (the documented
-stand-in for CloudTrail + EventBridge: the test's out-of-band call, then its
-envelope to the queue).
+(``regaccess_drift_event_queue_up`` 1), so no event is sent before anyone reads it.
+The events come from ``tests.harness.cloudtrail`` (the documented stand-in for
+CloudTrail + EventBridge: the test's out-of-band call, then its envelope to the queue).
 
 - a widened inline role policy and a new secret value are each repaired within
   EVENT_DEADLINE (5 s, the issue's bound) of the call, far below the backstop interval;
@@ -204,11 +204,13 @@ def test_an_unreachable_queue_degrades_to_drift_checks_not_a_crash(control_plane
         ours = made.document()
         world.edit_role_policy(aws_e2e.client, made.role, made.policy)  # no event: only the check can see it
         wait_for(lambda: made.document() == ours, 30, "repaired by the backstop drift check")
-        values = metric_values(op.metrics())
+        # The backstop found it: the RegaccessDriftEventsSilent signal (with no message received),
+        # counted after the repair and the status write: waited for, not raced.
+        values = wait_for(lambda: (lambda v: v if counter(v, "regaccess_drift_first_seen_total", trigger="drift",
+                                                          object_type="rolePolicy") >= 1 else None)(
+            metric_values(op.metrics())), 10, "the drift the check found counted")
         assert counter(values, "regaccess_drift_event_queue_errors_total") >= 1 and op.alive()
         assert counter(values, "regaccess_drift_event_queue_up", queue="no-such-drift-queue") == 0
-        # The backstop found it: the RegaccessDriftEventsSilent signal (with no message received).
-        assert counter(values, "regaccess_drift_first_seen_total", trigger="drift", object_type="rolePolicy") >= 1
         assert counter(values, "regaccess_drift_events_received_total") == 0
         assert "drift event queue unreachable" in op.log_text()
         assert {c["type"] for c in made.rc()["status"]["conditions"]} <= {"Ready", "Synced", "Drifted",
