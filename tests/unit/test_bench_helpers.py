@@ -30,3 +30,28 @@ def test_goals_are_judged_per_n_against_the_issue_figures():
     assert goals["N=10000: idle CPU < 1 s per 20 s"] is False
     assert goals["N=1000: Ready <= 1.25x quota floor"] is True
     assert goals["N=10000: Ready <= 1.25x quota floor"] is False
+
+
+@pytest.mark.parametrize("values, fraction, expected", [
+    ([3.0, 1.0, 2.0], 0.5, 2.0),
+    (list(map(float, range(1, 101))), 0.5, 50.0),
+    (list(map(float, range(1, 101))), 0.95, 95.0),
+    (list(map(float, range(1, 51))), 0.95, 48.0),
+    ([7.0], 0.95, 7.0),
+], ids=["odd-median", "p50-of-100", "p95-of-100", "p95-of-50", "one-value"])
+def test_events_bench_percentile_is_nearest_rank(values, fraction, expected):
+    from bench import events_bench
+
+    assert events_bench.percentile(values, fraction) == expected
+
+
+def test_events_bench_mean_reconcile_is_the_trigger_s_delta_between_two_scrapes():
+    from bench import events_bench
+
+    def scrape(total, count):
+        return {("regaccess_reconcile_duration_seconds_sum", (("kind", "RegistryCredential"), ("trigger", "event"))): total,
+                ("regaccess_reconcile_duration_seconds_count", (("kind", "RegistryCredential"), ("trigger", "event"))): count,
+                ("regaccess_reconcile_duration_seconds_sum", (("kind", "RegistryCredential"), ("trigger", "create"))): 9.0}
+
+    assert events_bench.mean_reconcile(scrape(1.0, 10), scrape(3.0, 60), "event") == 0.04
+    assert events_bench.mean_reconcile(scrape(1.0, 10), scrape(1.0, 10), "event") is None  # nothing ran
