@@ -41,7 +41,6 @@ from controller.reconcile.steps import StepError
 AWS_ERRORS = (ClientError, BotoCoreError, ConnectionError, TimeoutError, ApiError)
 
 
-
 def classify(error: BaseException, service: str) -> Classified:
     """An adapter's error as its class: the API server's answers by their own rules."""
     if isinstance(error, ApiError):
