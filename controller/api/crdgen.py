@@ -101,11 +101,21 @@ def _printer_columns(info: KindInfo) -> list[dict[str, Any]]:
 
 def crd_for(info: KindInfo) -> dict[str, Any]:
     spec_schema = openapi_schema(info.spec_model)
-    status_schema = openapi_schema(info.status_model, defaults=False)
-    # The API server fills this in on every read until the operator writes status: a new
-    # resource then reads "generation 1, observed 0" (kstatus: InProgress, Argo CD:
-    # Progressing) instead of kstatus' "no status, so Current".
-    status_schema["default"] = {"observedGeneration": 0}
+    properties: dict[str, Any] = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": spec_schema,
+    }
+    version_extra: dict[str, Any] = {}
+    if info.has_status:
+        status_schema = openapi_schema(info.status_model, defaults=False)
+        # The API server fills this in on every read until the operator writes status: a new
+        # resource then reads "generation 1, observed 0" (kstatus: InProgress, Argo CD:
+        # Progressing) instead of kstatus' "no status, so Current".
+        status_schema["default"] = {"observedGeneration": 0}
+        properties["status"] = status_schema
+        version_extra["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -115,7 +125,7 @@ def crd_for(info: KindInfo) -> dict[str, Any]:
         },
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": info.scope,
             "names": {
                 "kind": info.kind,
                 "listKind": f"{info.kind}List",
@@ -129,20 +139,14 @@ def crd_for(info: KindInfo) -> dict[str, Any]:
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    **version_extra,
                     "additionalPrinterColumns": _printer_columns(info),
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
                             "description": info.description,
                             "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
+                            "properties": properties,
                         }
                     },
                 }

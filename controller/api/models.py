@@ -16,7 +16,7 @@ every semantic error with its field path.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -549,6 +549,61 @@ class ECRPullSecretStatus(_Model):
     lastSyncTime: str | None = None
 
 
+# --------------------------------------------------------------------------- TenancyPolicy
+
+TenancyPattern = Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class TenancyAction(str, Enum):
+    Allow = "Allow"
+    Deny = "Deny"
+
+
+def _rule(what: str) -> Any:
+    return Field(default=None, description=f"Glob patterns for {what}. Left out: the next rule decides.")
+
+
+class TenancyRules(_Model):
+    """Per-field glob patterns: * any characters, ? one, {namespace} the resource's namespace (docs/security.md)."""
+
+    secretNames: list[TenancyPattern] | None = _rule("Secrets Manager secret names")
+    policyNames: list[TenancyPattern] | None = _rule("IAM inline policy names")
+    executionRoles: list[TenancyPattern] | None = _rule(
+        "execution roles granted (a pattern starting with arn: matches role ARNs, others the role name)")
+    taskDefinitionFamilies: list[TenancyPattern] | None = _rule("ECS task definition families")
+    jobDefinitions: list[TenancyPattern] | None = _rule("Batch job definition names")
+    pullThroughCachePrefixes: list[TenancyPattern] | None = _rule("ECR pull-through cache prefixes")
+    repositories: list[TenancyPattern] | None = _rule(
+        "ECR repositories; a repositoryPrefixes entry needs a pattern ending in * that covers it")
+    regions: list[TenancyPattern] | None = _rule("Regions a resource names (spec.region, registries[].region)")
+    accounts: list[TenancyPattern] | None = _rule(
+        "AWS account IDs a resource acts in (of spec.roleArn, execution role ARNs, registries[].registryId)")
+    roleArns: list[TenancyPattern] | None = _rule("roles a resource assumes (spec.roleArn)")
+
+
+class TenancyPolicySpec(_Model):
+    defaultAction: TenancyAction = Field(
+        default=TenancyAction.Allow,
+        description="What a rule field that neither the namespace's entry nor default lists allows: "
+        "Allow (anything) or Deny (nothing).",
+    )
+    default: TenancyRules | None = Field(
+        default=None,
+        description="Rules for every namespace. Left out: the shipped default (secretNames "
+        "regaccess/{namespace}/* and ecr-pullthroughcache/{namespace}/*, policyNames "
+        "regaccess-{namespace}-*). {} means no rules.",
+    )
+    namespaces: dict[str, TenancyRules] = Field(
+        default_factory=dict,
+        description="Namespace glob -> rules overriding default field by field; the most specific "
+        "matching key wins (exact name, then most literal characters).",
+    )
+
+
+class TenancyPolicyStatus(_Model):
+    """Not written: the operator reports a refused resource on the resource itself."""
+
+
 # --------------------------------------------------------------------------- kinds
 
 
@@ -565,6 +620,8 @@ class KindInfo(BaseModel):
     # Printer columns besides the conditions and Age: (name, type, jsonPath).
     printer_columns: list[tuple[str, str, str]] = []
     conditions: list[str] = ["Ready", "Synced", "Drifted"]
+    scope: str = "Namespaced"
+    has_status: bool = True
 
 
 REGISTRY_CREDENTIAL = KindInfo(
@@ -602,4 +659,22 @@ ECR_PULL_SECRET = KindInfo(
     conditions=["Ready", "Synced"],
 )
 
-KINDS = [REGISTRY_CREDENTIAL, CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET]
+TENANCY_POLICY = KindInfo(
+    kind="TenancyPolicy",
+    plural="tenancypolicies",
+    singular="tenancypolicy",
+    short_names=["tenancy"],
+    spec_model=TenancyPolicySpec,
+    status_model=TenancyPolicyStatus,
+    description="Cluster-scoped, written by the cluster admin: what each namespace's regaccess "
+    "resources may name in AWS (secret and policy names, roles, families, repositories, Regions, "
+    "accounts). The operator follows the one named by --tenancy-policy.",
+    printer_columns=[("Default", "string", ".spec.defaultAction")],
+    conditions=[],
+    scope="Cluster",
+    has_status=False,
+)
+
+KINDS = [REGISTRY_CREDENTIAL, CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, TENANCY_POLICY]
+# The kinds the operator reconciles (namespaced, with status); TenancyPolicy is only read.
+RECONCILED_KINDS = [REGISTRY_CREDENTIAL, CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET]

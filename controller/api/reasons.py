@@ -53,6 +53,9 @@ TOKEN_EXPIRING = "TokenExpiring"  # a refresh failed and the token in the Secret
 KUBERNETES_FORBIDDEN = "KubernetesForbidden"
 KUBERNETES_ERROR = "KubernetesError"
 
+# Tenancy: the namespace's TenancyPolicy rules do not allow a name the spec uses (no AWS call).
+NOT_PERMITTED = "NotPermitted"
+
 # AWS state.
 OWNERSHIP_CONFLICT = "OwnershipConflict"
 AWS_THROTTLED = "AwsThrottled"

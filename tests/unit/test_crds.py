@@ -25,8 +25,13 @@ def test_crd_shape(info):
     crd = yaml.safe_load(crdgen.render(info))
     version = crd["spec"]["versions"][0]
     assert crd["spec"]["names"]["shortNames"] == info.short_names
-    assert version["subresources"] == {"status": {}}
-    expected = {"ECRPullSecret": ["Ready", "Synced", "Expires", "Age"]}.get(info.kind, ["Ready", "Synced", "Drifted", "Age"])
+    if info.has_status:
+        assert version["subresources"] == {"status": {}}
+    else:  # TenancyPolicy: read by the operator, never written
+        assert "subresources" not in version and "status" not in version["schema"]["openAPIV3Schema"]["properties"]
+    assert crd["spec"]["scope"] == ("Cluster" if info.kind == "TenancyPolicy" else "Namespaced")
+    expected = {"ECRPullSecret": ["Ready", "Synced", "Expires", "Age"],
+                "TenancyPolicy": ["Default", "Age"]}.get(info.kind, ["Ready", "Synced", "Drifted", "Age"])
     assert [c["name"] for c in version["additionalPrinterColumns"]] == expected
     text = crdgen.render(info)
     # Structural schema: no refs, no anyOf left over from Optional fields.

@@ -10,6 +10,7 @@ a function), so a layering break fails here before it becomes a cycle or a leak:
   layer reports facts and never sees secrets it was not handed; nor the Kubernetes
   client (``controller.kubeclient``, ``controller.kubeerrors``): AWS adapters know AWS only;
 - ``controller.reconcile`` never imports kopf, the handlers, plan or the demo;
+- ``controller.tenancy`` (the tenancy guard) is pure: no AWS, Kubernetes, logging or metrics;
 - nothing but the CLI and the demo imports the demo.
 """
 
@@ -58,6 +59,10 @@ RULES = [
                         "controller.kubeerrors")),
     ("controller.reconcile", ("kopf", "controller.handlers", "controller.plan", "controller.demo",
                               "controller.kubeapi", "controller.__main__")),
+    # The tenancy guard is a pure decision: no AWS, no Kubernetes, no I/O of any kind.
+    ("controller.tenancy", ("boto3", "botocore", "kopf", "controller.aws", "controller.reconcile",
+                            "controller.handlers", "controller.plan", "controller.demo", "controller.kubeapi",
+                            "controller.kubeclient", "controller.logging", "controller.metrics")),
 ]
 
 

@@ -1,0 +1,295 @@
+"""Tenancy: what a namespace's resources may name in AWS, decided before any AWS call.
+
+The cluster admin writes one cluster-scoped ``TenancyPolicy`` (the operator follows the
+one named by ``--tenancy-policy``, default ``default``). Only cluster-scoped RBAC can
+change it, so a tenant who may create RegistryCredentials in one namespace cannot widen
+its own rules. Namespace annotations (ACK's CARM) were not chosen: whoever may patch a
+Namespace could change them, and globs for ten fields do not fit annotations well.
+
+Called by every kind's reconcile and delete (``controller.reconcile.*``) right after
+validation, and therefore by ``regaccess plan`` too: a resource outside its
+namespace's rules gets ``Ready=False`` reason ``NotPermitted`` naming the field, the
+value and the rule, and no AWS call is made. Pure: no I/O here.
+
+Rules (docs/security.md has examples):
+- ``spec.namespaces`` maps namespace globs to rules; the most specific key matching a
+  namespace is used (an exact name, else the glob with the most literal characters,
+  ties broken by the key's spelling). ``spec.default`` applies to every namespace.
+- Per rule field: the namespace entry's list if it has one, else ``spec.default``'s,
+  else ``spec.defaultAction`` (``Allow``: anything; ``Deny``: nothing).
+- Patterns are globs: ``*`` any run of characters (``/`` included), ``?`` one
+  character, everything else literal and case-sensitive; ``{namespace}`` is replaced
+  by the resource's namespace.
+- ``spec.default`` left out means the shipped default below; ``default: {}`` means no
+  rules (then ``defaultAction`` decides every field).
+- What a spec leaves out (no ``region``, no ``roleArn``) is the operator's own Region
+  and identity, chosen by the admin: rules apply to what a tenant writes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Iterable
+
+from controller.api import reasons
+from controller.api.validation import Problem
+
+ALLOW = "Allow"
+DENY = "Deny"
+NAMESPACE_PLACEHOLDER = "{namespace}"
+
+# Rule field -> what it limits (docs/security.md and the CRD descriptions say the same).
+RULE_FIELDS: dict[str, str] = {
+    "secretNames": "Secrets Manager secret names (RegistryCredential spec.secret.name, defaulted or written)",
+    "policyNames": "IAM inline policy names (RegistryCredential spec.grants.policyName, defaulted or written)",
+    "executionRoles": "execution roles granted (RegistryCredential spec.grants.executionRoles): a pattern "
+                      "starting with arn: matches role ARNs, any other pattern matches the role name",
+    "taskDefinitionFamilies": "ECS task definition families (spec.consumers.ecsTaskDefinitions[].family)",
+    "jobDefinitions": "Batch job definition names (spec.consumers.batchJobDefinitions[].name)",
+    "pullThroughCachePrefixes": "ECR pull-through cache prefixes (spec.pullThroughCache.ecrRepositoryPrefix)",
+    "repositories": "ECR repositories of a CrossAccountRepoAccess (spec.repositories); a prefix in "
+                    "spec.repositoryPrefixes is permitted when a pattern ending in * covers every "
+                    "repository under it",
+    "regions": "Regions a resource acts in (spec.region, ECRPullSecret spec.registries[].region)",
+    "accounts": "AWS accounts a resource acts in: the account of spec.roleArn and of execution role ARNs, "
+                "ECRPullSecret spec.registries[].registryId",
+    "roleArns": "roles a resource assumes (spec.roleArn)",
+}
+
+# The shipped default: a namespace's secrets and policy names carry its name, so one
+# namespace cannot name another's (the defaults regaccess/<ns>/<name>,
+# ecr-pullthroughcache/<ns>/<name> and regaccess-<ns>-<name> always fit).
+SHIPPED_DEFAULT: dict[str, tuple[str, ...]] = {
+    "secretNames": ("regaccess/{namespace}/*", "ecr-pullthroughcache/{namespace}/*"),
+    "policyNames": ("regaccess-{namespace}-*",),
+}
+SHIPPED_NAME = "(shipped default)"
+MSG_NOT_PERMITTED = "{value!r} is not permitted in namespace {namespace}: {rule}"
+MSG_POLICY_INVALID = "TenancyPolicy {name} cannot be read ({error}): every resource is refused until it is fixed"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed TenancyPolicy (or the shipped default)."""
+
+    name: str = SHIPPED_NAME
+    default_action: str = ALLOW
+    default: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(SHIPPED_DEFAULT))
+    namespaces: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # Set when the TenancyPolicy object could not be parsed: every resource is refused.
+    error: str | None = None
+
+
+SHIPPED = Policy()
+
+
+def _rules(raw: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
+    return {key: tuple(value) for key, value in (raw or {}).items() if value is not None}
+
+
+def from_spec(name: str, spec: dict[str, Any] | None) -> Policy:
+    """Pure: the Policy of a TenancyPolicy's spec; an unreadable one refuses everything."""
+    from controller.api.models import TenancyPolicySpec  # models import nothing of ours
+
+    try:
+        model = TenancyPolicySpec.model_validate(spec or {})
+    except ValueError as error:  # pydantic.ValidationError is a ValueError
+        first = error.errors()[0] if hasattr(error, "errors") else {"msg": str(error), "loc": ()}
+        where = ".".join(str(p) for p in first.get("loc") or ())
+        return Policy(name=name, error=f"spec.{where}: {first.get('msg')}" if where else str(first.get("msg")))
+    default = SHIPPED_DEFAULT if model.default is None else _rules(model.default.model_dump())
+    return Policy(
+        name=name,
+        default_action=model.defaultAction,
+        default=dict(default),
+        namespaces={key: _rules(rules.model_dump()) for key, rules in model.namespaces.items()},
+    )
+
+
+# --------------------------------------------------------------------------- matching
+
+
+@lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    parts = []
+    for char in pattern:
+        parts.append(".*" if char == "*" else "." if char == "?" else re.escape(char))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def glob_match(pattern: str, value: str) -> bool:
+    """``*`` any run of characters, ``?`` one, the rest literal (case-sensitive)."""
+    return _compiled(pattern).fullmatch(value) is not None
+
+
+def _literal_count(pattern: str) -> int:
+    return sum(1 for char in pattern if char not in "*?")
+
+
+def entry_for(policy: Policy, namespace: str) -> str | None:
+    """The key of ``spec.namespaces`` that governs ``namespace`` (most specific), if any."""
+    matching = [key for key in policy.namespaces if glob_match(key, namespace)]
+    if not matching:
+        return None
+    # Exact names first, then more literal characters, then the key itself (deterministic).
+    return min(matching, key=lambda key: (key != namespace, -_literal_count(key), key))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The patterns one field is held to in one namespace, and where they come from."""
+
+    field: str
+    patterns: tuple[str, ...] | None  # None: the default action applies
+    source: str                       # "namespaces[team-*]", "default" or "defaultAction"
+    default_action: str
+
+    def describe(self, policy_name: str) -> str:
+        if self.patterns is None:
+            return (f"TenancyPolicy {policy_name} lists no {self.field} for this namespace "
+                    f"and its defaultAction is {self.default_action}")
+        shown = ", ".join(self.patterns) if self.patterns else "(none)"
+        return f"TenancyPolicy {policy_name} allows {self.field} {shown} ({self.source})"
+
+
+def rule_for(policy: Policy, namespace: str, rule_field: str) -> Rule:
+    key = entry_for(policy, namespace)
+    if key is not None and rule_field in policy.namespaces[key]:
+        patterns, source = policy.namespaces[key][rule_field], f"namespaces[{key}]"
+    elif rule_field in policy.default:
+        patterns, source = policy.default[rule_field], "default"
+    else:
+        return Rule(rule_field, None, "defaultAction", policy.default_action)
+    substituted = tuple(p.replace(NAMESPACE_PLACEHOLDER, namespace) for p in patterns)
+    return Rule(rule_field, substituted, source, policy.default_action)
+
+
+def _role_permitted(patterns: Iterable[str], value: str) -> bool:
+    is_arn = value.startswith("arn:")
+    role_name = value.rsplit("/", 1)[-1] if is_arn else value
+    for pattern in patterns:
+        if pattern.startswith("arn:"):
+            if is_arn and glob_match(pattern, value):
+                return True
+        elif glob_match(pattern, role_name):
+            return True
+    return False
+
+
+def _prefix_permitted(patterns: Iterable[str], prefix: str) -> bool:
+    """A repository prefix is permitted when one pattern admits every repository under it.
+
+    ``H*`` matches ``prefix/`` (its ``*`` taking the rest) only if ``H`` matches a
+    leading part of ``prefix/``; then ``H*`` also matches ``prefix/`` followed by
+    anything. ``ROOT`` (every repository of the registry) needs a pattern that is ``*``.
+    """
+    if prefix == "ROOT":
+        return any(p == "*" for p in patterns)
+    return any(p.endswith("*") and glob_match(p, prefix + "/") for p in patterns)
+
+
+def permitted(rule: Rule, value: str, *, kind: str = "value") -> bool:
+    if rule.patterns is None:
+        return rule.default_action == ALLOW
+    if kind == "role":
+        return _role_permitted(rule.patterns, value)
+    if kind == "prefix":
+        return _prefix_permitted(rule.patterns, value)
+    return any(glob_match(p, value) for p in rule.patterns)
+
+
+# --------------------------------------------------------------------------- per kind
+
+# (field path, rule field, value, match kind) for each thing a resource names.
+Value = tuple[str, str, str, str]
+
+
+def _account_of_arn(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[4] else None
+
+
+def _common(spec: Any) -> list[Value]:
+    values: list[Value] = []
+    if getattr(spec, "region", None):
+        values.append(("spec.region", "regions", spec.region, "value"))
+    role_arn = getattr(spec, "roleArn", None)
+    if role_arn:
+        values.append(("spec.roleArn", "roleArns", role_arn, "value"))
+        account = _account_of_arn(role_arn)
+        if account:
+            values.append(("spec.roleArn", "accounts", account, "value"))
+    return values
+
+
+def registry_credential_values(resolved: Any) -> list[Value]:
+    """What a resolved RegistryCredential names (controller.api.validation)."""
+    spec = resolved.spec
+    values: list[Value] = [("spec.secret.name", "secretNames", resolved.secret_name, "value")]
+    roles = list(spec.grants.executionRoles)
+    if roles:
+        # The inline policy exists only where there is a role to put it on.
+        values.append(("spec.grants.policyName", "policyNames", resolved.policy_name, "value"))
+    for i, role in enumerate(roles):
+        values.append((f"spec.grants.executionRoles[{i}]", "executionRoles", role, "role"))
+        account = _account_of_arn(role) if role.startswith("arn:") else None
+        if account:
+            values.append((f"spec.grants.executionRoles[{i}]", "accounts", account, "value"))
+    for i, consumer in enumerate(spec.consumers.ecsTaskDefinitions):
+        values.append((f"spec.consumers.ecsTaskDefinitions[{i}].family", "taskDefinitionFamilies",
+                       consumer.family, "value"))
+    for i, consumer in enumerate(spec.consumers.batchJobDefinitions):
+        values.append((f"spec.consumers.batchJobDefinitions[{i}].name", "jobDefinitions", consumer.name, "value"))
+    if spec.pullThroughCache is not None:
+        values.append(("spec.pullThroughCache.ecrRepositoryPrefix", "pullThroughCachePrefixes",
+                       spec.pullThroughCache.ecrRepositoryPrefix, "value"))
+    return values + _common(spec)
+
+
+def cross_account_values(resolved: Any) -> list[Value]:
+    """What a resolved CrossAccountRepoAccess names (controller.api.validation_xrepo)."""
+    spec = resolved.spec
+    values: list[Value] = [(f"spec.repositories[{i}]", "repositories", repository, "value")
+                           for i, repository in enumerate(spec.repositories)]
+    values += [(f"spec.repositoryPrefixes[{i}]", "repositories", prefix, "prefix")
+               for i, prefix in enumerate(spec.repositoryPrefixes)]
+    return values + _common(spec)
+
+
+def pull_secret_values(resolved: Any) -> list[Value]:
+    """What a resolved ECRPullSecret names (controller.api.validation_pull)."""
+    spec = resolved.spec
+    values: list[Value] = []
+    for i, registry in enumerate(spec.registries):
+        if registry.region:
+            values.append((f"spec.registries[{i}].region", "regions", registry.region, "value"))
+        if registry.registryId:
+            values.append((f"spec.registries[{i}].registryId", "accounts", registry.registryId, "value"))
+    return values + _common(spec)
+
+
+def violations(policy: Policy, namespace: str, values: Iterable[Value]) -> list[Problem]:
+    """Pure: one NotPermitted problem per named thing the namespace's rules do not allow."""
+    if policy.error is not None:
+        return [Problem(reasons.NOT_PERMITTED, "spec", MSG_POLICY_INVALID.format(name=policy.name, error=policy.error))]
+    problems = []
+    for path, rule_field, value, kind in values:
+        rule = rule_for(policy, namespace, rule_field)
+        if not permitted(rule, value, kind=kind):
+            problems.append(Problem(reasons.NOT_PERMITTED, path, MSG_NOT_PERMITTED.format(
+                value=value, namespace=namespace, rule=rule.describe(policy.name))))
+    return problems
+
+
+def verdict(policy: Policy, namespace: str, values: Iterable[Value]) -> tuple[str, ...]:
+    """What changes when a policy changes: the refused fields (compared old vs new)."""
+    return tuple(str(p) for p in violations(policy, namespace, values))
+
+
+__all__ = [
+    "ALLOW", "DENY", "Policy", "RULE_FIELDS", "SHIPPED", "SHIPPED_DEFAULT", "cross_account_values", "entry_for",
+    "from_spec", "glob_match", "permitted", "pull_secret_values", "registry_credential_values", "rule_for",
+    "verdict", "violations",
+]

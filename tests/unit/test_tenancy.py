@@ -1,0 +1,210 @@
+"""The tenancy guard (controller.tenancy): rules, precedence, globs and the values each kind names."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller import tenancy
+from controller.api import reasons
+from controller.api.validation import validate_registry_credential
+from controller.api.validation_pull import validate_pull_secret
+from controller.api.validation_xrepo import validate_cross_account
+
+ROLE_ARN = "arn:aws:iam::111122223333:role/team-a-deployer"
+
+
+def rc(namespace="team-a", name="app", **spec):
+    base = {"source": {"secretRef": {"name": "src"}}}
+    base.update(spec)
+    resolved, problems = validate_registry_credential(namespace, name, base, cluster_id="c1")
+    assert resolved is not None, problems
+    return resolved
+
+
+def xrepo(namespace="team-a", **spec):
+    base = {"repositories": ["team-a/api"], "grants": [{"principals": [{"accountId": "444455556666"}], "access": "Pull"}]}
+    base.update(spec)
+    resolved, problems = validate_cross_account(namespace, "x", base, cluster_id="c1")
+    assert resolved is not None, problems
+    return resolved
+
+
+def refused(policy, namespace, values):
+    return [(p.field, p.reason) for p in tenancy.violations(policy, namespace, values)]
+
+
+# --------------------------------------------------------------------------- shipped default
+
+SHIPPED_CASES = [
+    ("default-names-fit", {}, []),
+    ("own-prefix", {"secret": {"name": "regaccess/team-a/other"}}, []),
+    ("other-namespace-secret", {"secret": {"name": "regaccess/team-b/app"}},
+     [("spec.secret.name", reasons.NOT_PERMITTED)]),
+    ("similar-namespace", {"secret": {"name": "regaccess/teamab/x"}},
+     [("spec.secret.name", reasons.NOT_PERMITTED)]),
+    ("outside-regaccess", {"secret": {"name": "prod/db-password"}}, [("spec.secret.name", reasons.NOT_PERMITTED)]),
+    ("ptc-default-name", {"pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-a-hub"}},
+     []),
+    ("ptc-other-namespace", {"secret": {"name": "ecr-pullthroughcache/team-b/hub"},
+                             "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "hub"}},
+     [("spec.secret.name", reasons.NOT_PERMITTED)]),
+    ("policy-default-with-role", {"grants": {"executionRoles": ["exec"]}}, []),
+    ("policy-foreign-name", {"grants": {"executionRoles": ["exec"], "policyName": "admin-inline"}},
+     [("spec.grants.policyName", reasons.NOT_PERMITTED)]),
+    ("policy-name-unchecked-without-role", {"grants": {"policyName": "anything"}}, []),
+    ("everything-else-allowed", {"grants": {"executionRoles": [ROLE_ARN]}, "roleArn": ROLE_ARN, "region": "eu-west-1",
+                                 "consumers": {"ecsTaskDefinitions": [{"family": "any"}],
+                                               "batchJobDefinitions": [{"name": "any"}]}}, []),
+]
+
+
+@pytest.mark.parametrize("case, spec, expected", SHIPPED_CASES, ids=[c[0] for c in SHIPPED_CASES])
+def test_shipped_default(case, spec, expected):
+    values = tenancy.registry_credential_values(rc(**spec))
+    assert refused(tenancy.SHIPPED, "team-a", values) == expected
+
+
+def test_message_names_the_field_the_value_and_the_rule():
+    [problem] = tenancy.violations(tenancy.SHIPPED, "team-a",
+                                   tenancy.registry_credential_values(rc(secret={"name": "regaccess/team-b/app"})))
+    text = str(problem)
+    assert text.startswith("spec.secret.name: 'regaccess/team-b/app' is not permitted in namespace team-a")
+    assert "secretNames regaccess/team-a/*, ecr-pullthroughcache/team-a/*" in text
+    assert "(shipped default)" in text and "(default)" in text
+
+
+# --------------------------------------------------------------------------- a written policy
+
+POLICY = tenancy.from_spec("shared", {
+    "defaultAction": "Deny",
+    "default": {"secretNames": ["regaccess/{namespace}/*"], "policyNames": ["regaccess-{namespace}-*"],
+                "regions": ["eu-west-1"]},
+    "namespaces": {
+        "team-*": {"executionRoles": ["{namespace}-*"], "taskDefinitionFamilies": ["{namespace}-*"]},
+        "team-a": {"executionRoles": ["arn:aws:iam::111122223333:role/team-a-*"], "roleArns": [ROLE_ARN],
+                   "accounts": ["111122223333"], "repositories": ["team-a/*"]},
+        "payments": {"secretNames": ["*"]},
+    },
+})
+
+POLICY_CASES = [
+    # (id, namespace, spec, refused fields)
+    ("deny-by-default-family", "other", {"consumers": {"ecsTaskDefinitions": [{"family": "f"}]}},
+     ["spec.consumers.ecsTaskDefinitions[0].family"]),
+    ("glob-entry-family", "team-b", {"consumers": {"ecsTaskDefinitions": [{"family": "team-b-api"}]}}, []),
+    ("glob-entry-other-family", "team-b", {"consumers": {"ecsTaskDefinitions": [{"family": "team-c-api"}]}},
+     ["spec.consumers.ecsTaskDefinitions[0].family"]),
+    ("exact-entry-wins-over-glob", "team-a", {"grants": {"executionRoles": ["team-a-exec"]}},
+     ["spec.grants.executionRoles[0]"]),  # team-a lists ARN patterns only: a bare name cannot match them
+    ("arn-pattern-matches-arn", "team-a", {"grants": {"executionRoles": ["arn:aws:iam::111122223333:role/team-a-x"]}},
+     []),
+    ("arn-pattern-other-account", "team-a",
+     {"grants": {"executionRoles": ["arn:aws:iam::999988887777:role/team-a-x"]}},
+     ["spec.grants.executionRoles[0]", "spec.grants.executionRoles[0]"]),  # role and account rules
+    ("name-pattern-matches-arn-role-name", "team-b", {"grants": {"executionRoles": [
+        "arn:aws:iam::111122223333:role/path/team-b-exec"]}}, ["spec.grants.executionRoles[0]"]),  # accounts: Deny
+    ("entry-falls-back-to-default-field", "team-b", {"secret": {"name": "regaccess/team-a/x"}}, ["spec.secret.name"]),
+    ("entry-overrides-default-field", "payments", {"secret": {"name": "shared/anything"}}, []),
+    ("region-allowed", "team-b", {"region": "eu-west-1"}, []),
+    ("region-refused", "team-b", {"region": "us-east-1"}, ["spec.region"]),
+    ("role-arn-allowed", "team-a", {"roleArn": ROLE_ARN}, []),
+    ("role-arn-refused-elsewhere", "team-b", {"roleArn": ROLE_ARN}, ["spec.roleArn", "spec.roleArn"]),
+    ("case-sensitive", "team-b", {"secret": {"name": "REGACCESS/team-b/x"}}, ["spec.secret.name"]),
+]
+
+
+@pytest.mark.parametrize("case, namespace, spec, expected", POLICY_CASES, ids=[c[0] for c in POLICY_CASES])
+def test_written_policy(case, namespace, spec, expected):
+    values = tenancy.registry_credential_values(rc(namespace=namespace, **spec))
+    assert [f for f, _ in refused(POLICY, namespace, values)] == expected
+
+
+REPO_CASES = [
+    ("repository-in", {"repositories": ["team-a/api"]}, []),
+    ("repository-out", {"repositories": ["team-b/api"]}, ["spec.repositories[0]"]),
+    ("prefix-covered", {"repositories": [], "repositoryPrefixes": ["team-a/svc"]}, []),
+    ("prefix-exact-top", {"repositories": [], "repositoryPrefixes": ["team-a"]}, []),
+    ("prefix-wider-than-rule", {"repositories": [], "repositoryPrefixes": ["team"]}, ["spec.repositoryPrefixes[0]"]),
+    ("prefix-root", {"repositories": [], "repositoryPrefixes": ["ROOT"]}, ["spec.repositoryPrefixes[0]"]),
+]
+
+
+@pytest.mark.parametrize("case, spec, expected", REPO_CASES, ids=[c[0] for c in REPO_CASES])
+def test_repositories_and_prefixes(case, spec, expected):
+    values = tenancy.cross_account_values(xrepo(**spec))
+    assert [f for f, _ in refused(POLICY, "team-a", values)] == expected
+
+
+def test_root_prefix_needs_a_bare_star():
+    policy = tenancy.from_spec("p", {"default": {"repositories": ["*"]}})
+    assert refused(policy, "ns", tenancy.cross_account_values(xrepo(namespace="ns", repositories=[],
+                                                                    repositoryPrefixes=["ROOT"]))) == []
+
+
+def test_pull_secret_registries_and_role():
+    resolved, problems = validate_pull_secret("team-b", "pull", {
+        "registries": [{"registryId": "111122223333", "region": "eu-west-1"}, {"region": "us-east-1"}],
+    }, cluster_id="c1", default_region="eu-west-1")
+    assert resolved is not None, problems
+    fields = [f for f, _ in refused(POLICY, "team-b", tenancy.pull_secret_values(resolved))]
+    # accounts are Deny for team-b (only team-a lists some); us-east-1 is outside default regions.
+    assert fields == ["spec.registries[0].registryId", "spec.registries[1].region"]
+
+
+# --------------------------------------------------------------------------- parsing and precedence
+
+
+def test_left_out_default_is_the_shipped_one_and_empty_default_is_none():
+    assert tenancy.from_spec("p", {}).default == tenancy.SHIPPED_DEFAULT
+    assert tenancy.from_spec("p", {"default": {}}).default == {}
+    deny_all = tenancy.from_spec("p", {"default": {}, "defaultAction": "Deny"})
+    assert refused(deny_all, "team-a", tenancy.registry_credential_values(rc())) == [
+        ("spec.secret.name", reasons.NOT_PERMITTED)]
+
+
+def test_an_unreadable_policy_refuses_everything():
+    policy = tenancy.from_spec("broken", {"defaultAction": "Maybe"})
+    assert policy.error and "defaultAction" in policy.error
+    [problem] = tenancy.violations(policy, "team-a", tenancy.registry_credential_values(rc()))
+    assert problem.reason == reasons.NOT_PERMITTED and "TenancyPolicy broken cannot be read" in problem.message
+    assert tenancy.violations(policy, "team-a", []) != []  # even a resource naming nothing
+
+
+@pytest.mark.parametrize("namespace, expected", [
+    ("team-a", "team-a"), ("team-b", "team-*"), ("teamx", None), ("payments", "payments"),
+], ids=["exact", "glob", "none", "exact-other"])
+def test_most_specific_entry(namespace, expected):
+    assert tenancy.entry_for(POLICY, namespace) == expected
+
+
+def test_more_literal_characters_win_between_globs():
+    policy = tenancy.from_spec("p", {"namespaces": {"*": {}, "team-*": {}, "team-a*": {}, "t*": {}}})
+    assert tenancy.entry_for(policy, "team-ab") == "team-a*"
+    assert tenancy.entry_for(policy, "zzz") == "*"
+
+
+@pytest.mark.parametrize("pattern, value, expected", [
+    ("regaccess/team-a/*", "regaccess/team-a/x/y", True),
+    ("regaccess/team-a/*", "regaccess/team-a", False),
+    ("a?c", "abc", True),
+    ("a?c", "ac", False),
+    ("a.c", "abc", False),           # regex characters are literal
+    ("[ab]", "a", False),            # no character classes
+    ("x*", "X1", False),             # case-sensitive
+], ids=["star-crosses-slash", "star-needs-the-slash", "question", "question-one", "dot-literal", "no-classes",
+        "case"])
+def test_glob(pattern, value, expected):
+    assert tenancy.glob_match(pattern, value) is expected
+
+
+def test_verdict_changes_with_the_policy():
+    values = tenancy.registry_credential_values(rc(secret={"name": "shared/x"}))
+    assert tenancy.verdict(tenancy.SHIPPED, "team-a", values) != ()
+    widened = tenancy.from_spec("p", {"default": {"secretNames": ["shared/*"]}})
+    assert tenancy.verdict(widened, "team-a", values) == ()
+
+
+def test_every_rule_field_is_in_the_model_and_the_model_has_no_other():
+    from controller.api.models import TenancyRules
+
+    assert set(TenancyRules.model_fields) == set(tenancy.RULE_FIELDS)
