@@ -173,7 +173,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from controller import plan
 
     return plan.run(args.files, output=args.output, aws=args.aws, namespace=args.namespace,
-                    cluster_id=args.cluster_id, kube=args.kube)
+                    cluster_id=args.cluster_id, kube=args.kube, tenancy_policy=args.tenancy_policy)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -253,6 +253,10 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
                       help="Read the live resources (GET only) from the cluster of the current kubeconfig context, "
                       "so the plan starts from their status: it also lists what the operator would stop managing "
                       "and clean up, and drift as drift. The source Secret is read as metadata only.")
+    plan.add_argument("--tenancy-policy", default=os.environ.get("REGACCESS_TENANCY_POLICY", "default"),
+                      help="The operator's --tenancy-policy: the TenancyPolicy whose rules the plan applies, taken "
+                      "from the manifests, else (with --kube) from the cluster, else the shipped default. "
+                      "Empty: the shipped default. Env REGACCESS_TENANCY_POLICY.")
     plan.set_defaults(func=_cmd_plan)
 
     demo = sub.add_parser(

@@ -18,6 +18,10 @@ What happens where:
   and write status with ``StatusWriter`` (a merge patch of what changed), so the
   next kopf handler reads it from the watch like any other change.
 - delete: remove or retain the AWS objects behind kopf's finalizer.
+- the TenancyPolicy named by ``--tenancy-policy`` (cluster-scoped, the admin's): kept
+  by an index, which kopf fills before any handler runs, so no resource is reconciled
+  under a policy not yet read. A change re-evaluates, through the scheduler, exactly the
+  resources whose verdict (``controller.tenancy``) it changes; no restart.
 - with ``--shard NAME`` the API server sends only the resources labelled
   ``regaccess.io/shard=NAME`` (the default shard: those without the label).
 
@@ -37,8 +41,11 @@ from typing import Any, Callable
 
 import kopf
 
-from controller import drift_events, metrics, sources
-from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL, VERSION
+from controller import drift_events, metrics, sources, tenancy
+from controller.api.models import (CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL,
+                                   TENANCY_POLICY, VERSION)
+from controller.api.validation import validate_registry_credential
+from controller.api.validation_xrepo import validate_cross_account
 from controller.aws.clients import ClientFactory, Clients
 from controller.kubeapi import StatusWriter, client_for, patchable
 from controller.kubeclient import custom_resource_path
@@ -92,6 +99,12 @@ class Runtime:
     event_pending: dict[Any, float | None] = field(default_factory=dict)
     # Set by build_registry: one parsed event -> how many resources it triggered.
     handle_event: Callable[[drift_events.Event], int] | None = None
+    # The TenancyPolicy in force (controller.tenancy), and the one the resources were last
+    # judged under: a change between the two re-evaluates the resources it affects.
+    tenancy_policy: tenancy.Policy = tenancy.SHIPPED
+    tenancy_judged: tenancy.Policy = tenancy.SHIPPED
+    # Resources a TenancyPolicy change affects: their next scheduled check reconciles.
+    tenancy_pending: set[Any] = field(default_factory=set)
 
     def status_writer(self, body: kopf.Body, plural: str = REGISTRY_CREDENTIAL.plural) -> StatusWriter | None:
         if self.connection is None:
@@ -308,7 +321,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                            write_status: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
         request = rc_request(body, index, drift_check=(trigger in DRIFT_TRIGGERS))
         return await _run(REGISTRY_CREDENTIAL.kind, trigger, body, patch,
-                          lambda: rc.reconcile(request, runtime.clients_for, record_now=runtime.status_writer(body)),
+                          lambda: rc.reconcile(request, runtime.clients_for, record_now=runtime.status_writer(body),
+                                               tenancy_policy=runtime.tenancy_policy),
                           write_status)
 
     @kopf.on.resume(*rc_resource, registry=registry, id="sync")
@@ -320,7 +334,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.delete(*rc_resource, registry=registry, id="cleanup")
     async def rc_delete(body: kopf.Body, source_secrets: kopf.Index, **_: Any) -> None:
         request = rc_request(body, source_secrets)
-        await _run(REGISTRY_CREDENTIAL.kind, "delete", body, None, lambda: rc.delete(request, runtime.clients_for))
+        policy = runtime.tenancy_policy
+        await _run(REGISTRY_CREDENTIAL.kind, "delete", body, None,
+                   lambda: rc.delete(request, runtime.clients_for, tenancy_policy=policy))
         metrics.STATES.forget(REGISTRY_CREDENTIAL.kind, body["metadata"]["uid"])
         runtime.locks.pop(body["metadata"]["uid"], None)
 
@@ -336,7 +352,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         args = xrepo_args(body)
         return await _run(CROSS_ACCOUNT_REPO_ACCESS.kind, trigger, body, patch, lambda: xrepo.reconcile(
             *args, clients_for=runtime.clients_for, cluster_id=settings.cluster_id, now=_utcnow,
-            drift_check=(trigger in DRIFT_TRIGGERS),
+            drift_check=(trigger in DRIFT_TRIGGERS), tenancy_policy=runtime.tenancy_policy,
             template_applied_for=tuple(settings.template_applied_for.split(","))), write_status)
 
     @kopf.on.resume(*xrepo_resource, registry=registry, id="sync")
@@ -348,8 +364,10 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.delete(*xrepo_resource, registry=registry, id="cleanup")
     async def xrepo_delete(body: kopf.Body, **_: Any) -> None:
         args = xrepo_args(body)
+        policy = runtime.tenancy_policy
         await _run(CROSS_ACCOUNT_REPO_ACCESS.kind, "delete", body, None, lambda: xrepo.delete(
-            *args, clients_for=runtime.clients_for, cluster_id=settings.cluster_id, now=_utcnow))
+            *args, clients_for=runtime.clients_for, cluster_id=settings.cluster_id, now=_utcnow,
+            tenancy_policy=policy))
         metrics.STATES.forget(CROSS_ACCOUNT_REPO_ACCESS.kind, body["metadata"]["uid"])
         runtime.locks.pop(body["metadata"]["uid"], None)
 
@@ -430,6 +448,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             index = runtime.indexes["source_secrets"]
             if source_changed(status, _source_secret(index, body["metadata"]["namespace"], body["spec"])):
                 trigger = "source"
+        if trigger is None and key in runtime.tenancy_pending:
+            trigger = "tenancy"
+        runtime.tenancy_pending.discard(key)  # any reconcile now judges under the current policy
         if trigger is None and key in runtime.event_pending:
             trigger = "event"
             event_time = runtime.event_pending.pop(key)
@@ -484,6 +505,64 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         return triggered
 
     runtime.handle_event = on_event
+
+    # ------------------------------------------------------------------ TenancyPolicy
+
+    def judged(kind: str, body: dict[str, Any], policy: tenancy.Policy) -> tuple[str, ...] | None:
+        """Pure read of one indexed resource's tenancy verdict (None: its spec is invalid)."""
+        meta, spec = body["metadata"], dict(body.get("spec") or {})
+        if kind == REGISTRY_CREDENTIAL.kind:
+            resolved, _ = validate_registry_credential(meta["namespace"], meta["name"], spec,
+                                                       cluster_id=settings.cluster_id)
+            values = tenancy.registry_credential_values(resolved) if resolved else None
+        else:
+            resolved, _ = validate_cross_account(meta["namespace"], meta["name"], spec, cluster_id=settings.cluster_id)
+            values = tenancy.cross_account_values(resolved) if resolved else None
+        return None if values is None else tenancy.verdict(policy, meta["namespace"], values)
+
+    def reevaluate() -> int:
+        """Trigger the resources whose verdict the policy change changed (memory only)."""
+        old, new = runtime.tenancy_judged, runtime.tenancy_policy
+        runtime.tenancy_judged = new
+        scheduler = runtime.scheduler
+        if scheduler is None or old == new:
+            return 0
+        triggered = 0
+        for kind in (REGISTRY_CREDENTIAL.kind, CROSS_ACCOUNT_REPO_ACCESS.kind):
+            index = runtime.indexes.get(kind)
+            for uid in [k for k in (index or {}) if isinstance(k, str)]:
+                body = _indexed(index, uid)
+                if body is None or judged(kind, body, old) == judged(kind, body, new):
+                    continue
+                key = (kind, uid)
+                runtime.tenancy_pending.add(key)
+                scheduler.trigger(key)
+                triggered += 1
+        log.info("tenancy policy applied", policy=settings.tenancy_policy, triggered=triggered,
+                 error=new.error)
+        return triggered
+
+    if settings.tenancy_policy:
+        tenancy_resource = (GROUP, VERSION, TENANCY_POLICY.plural)
+
+        def ours(name: str, **_: Any) -> bool:
+            return name == settings.tenancy_policy
+
+        # An index, not only an event handler: kopf lists every indexed resource before it
+        # calls any handler, so the first reconcile already sees the admin's policy.
+        @kopf.index(*tenancy_resource, registry=registry, id="tenancy_policies", when=ours)
+        async def tenancy_policies(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+            runtime.tenancy_policy = tenancy.from_spec(name, dict(body.get("spec") or {}))
+            if runtime.tenancy_policy.error:
+                log.error("tenancy policy unreadable: every resource is refused", policy=name,
+                          error=runtime.tenancy_policy.error)
+            return {name: (body.get("metadata") or {}).get("resourceVersion")}
+
+        @kopf.on.event(*tenancy_resource, registry=registry, id="tenancy_follow", when=ours)
+        async def tenancy_follow(type: str | None, **_: Any) -> None:
+            if type == "DELETED":
+                runtime.tenancy_policy = tenancy.SHIPPED
+            reevaluate()
     runtime.scheduler = Scheduler(check, max_concurrent=settings.max_concurrent_drift_checks,
                                   beat=runtime.health.beat, spawn=spawn, on_error=failed)
     register_pull_secrets(registry, runtime, _run)
@@ -548,7 +627,7 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run
     def reconcile_call(body: Any) -> Callable[[], ReconcileResult]:
         req = request(body)
         return lambda: ps.reconcile(req, clients_for=runtime.clients_for, kube=kube(), cluster_id=settings.cluster_id,
-                                    now=_utcnow(), timing=timing)
+                                    now=_utcnow(), timing=timing, tenancy_policy=runtime.tenancy_policy)
 
     def arm(uid: str, when: float | None) -> None:
         old = handles.pop(uid, None)

@@ -41,9 +41,10 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from controller import tenancy
 from controller.api import reasons
 from controller.api.models import (
-    API_VERSION, CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL, VERSION,
+    API_VERSION, CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL, TENANCY_POLICY, VERSION,
 )
 from controller.api.validation_pull import validate_pull_secret
 from controller.aws.ecr_tokens import regions as ecr_regions
@@ -352,6 +353,11 @@ class KubeLive:
             return None
         return Live((body.get("metadata") or {}).get("generation"), body.get("spec") or {}, body.get("status") or {})
 
+    def tenancy_policy(self, name: str) -> tenancy.Policy | None:
+        """The cluster's TenancyPolicy ``name`` (None: there is none)."""
+        body = self._get(f"/apis/{GROUP}/{VERSION}/{TENANCY_POLICY.plural}/{name}", "application/json")
+        return None if body is None else tenancy.from_spec(name, body.get("spec") or {})
+
     def source_version(self, namespace: str, name: str) -> str | None:
         # Metadata only: the API server never sends the Secret's data.
         body = self._get(f"/api/v1/namespaces/{namespace}/secrets/{name}", METADATA_ONLY)
@@ -497,9 +503,19 @@ def _same_spec(kind: str, namespace: str, name: str, live: dict[str, Any], spec:
     return before is not None and after is not None and before.spec == after.spec
 
 
+def tenancy_from_manifests(manifests: list[Manifest], name: str) -> tenancy.Policy | None:
+    """The TenancyPolicy ``name`` among the manifests, as the operator would read it."""
+    for manifest in manifests:
+        if manifest.kind == TENANCY_POLICY.kind and manifest.name == name:
+            spec = manifest.body.get("spec")
+            return tenancy.from_spec(name, spec if isinstance(spec, dict) else {})
+    return None
+
+
 def plan_aws(kind: str, namespace: str, name: str, spec: dict[str, Any], clients_for: rc.ClientsFor, *,
              cluster_id: str, current: Live | None = None, source_ref: str = "",
-             source_version: str | None = NO_VERSION) -> tuple[list[Change], list[Problem]]:
+             source_version: str | None = NO_VERSION,
+             tenancy_policy: tenancy.Policy = tenancy.SHIPPED) -> tuple[list[Change], list[Problem]]:
     """The writes the resource's reconcile would make (recorded, not made) and what it leaves alone.
 
     ``current``: the live resource (None: new to the operator); ``source_version``: the
@@ -512,11 +528,11 @@ def plan_aws(kind: str, namespace: str, name: str, spec: dict[str, Any], clients
         if kind == REGISTRY_CREDENTIAL.kind:
             source = None if source_version is None else _placeholder_source(namespace, source_ref, source_version)
             result = rc.reconcile(rc.Request(namespace, name, generation, spec, previous, source, cluster_id),
-                                  clients_for, actor=actor)
+                                  clients_for, actor=actor, tenancy_policy=tenancy_policy)
         else:
             result = cross_account.reconcile(namespace, name, generation, spec, previous, clients_for=clients_for,
                                              cluster_id=cluster_id, now=lambda: dt.datetime.now(dt.timezone.utc),
-                                             actor=actor)
+                                             actor=actor, tenancy_policy=tenancy_policy)
     except ReadOnlyViolation as error:
         return _written(actor) + [Change(UNKNOWN, "AWS", message=MSG_REFUSED.format(refused=error))], []
     ready = _ready(result)
@@ -564,8 +580,12 @@ MSG_PULL_SECRET_NOTE = ("spec valid; the Secret and ServiceAccount writes and th
 
 def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default", cluster_id: str = "default",
                  factory: ClientFactory | None = None, live: KubeLive | None = None,
-                 progress: Callable[[str], None] | None = None) -> list[ObjectPlan]:
+                 progress: Callable[[str], None] | None = None,
+                 tenancy_policy: tenancy.Policy = tenancy.SHIPPED) -> list[ObjectPlan]:
     """Validate each manifest and, with a factory, run its reconcile with the recording actor (reads only).
+
+    ``tenancy_policy``: the rules the operator would hold each namespace to; a resource
+    outside them is a NotPermitted problem (the operator's reconcile makes the same check).
 
     ``live``: where the resources' current status comes from (``KubeLive``); None plans
     every resource as new to the operator."""
@@ -573,6 +593,8 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
     plans: list[ObjectPlan] = []
     for manifest in manifests:
         kind = manifest.kind
+        if kind == TENANCY_POLICY.kind:
+            continue  # the rules themselves (read by run()), not a resource to plan
         api_version = str(manifest.body.get("apiVersion") or "")
         if not api_version.startswith(GROUP + "/") and kind not in (REGISTRY_CREDENTIAL.kind, CROSS_ACCOUNT_REPO_ACCESS.kind,
                                                                     ECR_PULL_SECRET.kind):
@@ -587,8 +609,11 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
             # ServiceAccounts), which the plan does not yet run through the recording actor.
             plan.problems += _envelope_problems(manifest)
             spec = manifest.body.get("spec") if isinstance(manifest.body.get("spec"), dict) else {}
-            plan.problems += validate_pull_secret(namespace, manifest.name or "x", spec, cluster_id=cluster_id,
-                                                  known_regions=ecr_regions())[1]
+            resolved_pull, problems = validate_pull_secret(namespace, manifest.name or "x", spec,
+                                                           cluster_id=cluster_id, known_regions=ecr_regions())
+            plan.problems += problems
+            if resolved_pull is not None:
+                plan.problems += tenancy.violations(tenancy_policy, namespace, tenancy.pull_secret_values(resolved_pull))
             if not plan.problems:
                 plan.notes.append(MSG_PULL_SECRET_NOTE)
             continue
@@ -600,6 +625,10 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
         validate = validate_registry_credential if kind == REGISTRY_CREDENTIAL.kind else validate_cross_account
         resolved, problems = validate(namespace, manifest.name or "x", spec, cluster_id=cluster_id)
         plan.problems += problems
+        if resolved is not None:
+            values = (tenancy.registry_credential_values(resolved) if kind == REGISTRY_CREDENTIAL.kind
+                      else tenancy.cross_account_values(resolved))
+            plan.problems += tenancy.violations(tenancy_policy, namespace, values)
         if resolved is None or plan.problems:
             continue
         ref = ""
@@ -625,7 +654,8 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
             plan.changes.append(Change(UNKNOWN, plan.label, message=MSG_KUBE_UNREADABLE.format(error=error)))
             continue
         changes, problems = plan_aws(kind, namespace, manifest.name, spec, _clients_for(factory), cluster_id=cluster_id,
-                                     current=current, source_ref=ref, source_version=version)
+                                     current=current, source_ref=ref, source_version=version,
+                                     tenancy_policy=tenancy_policy)
         plan.changes += changes
         plan.problems += problems
     return plans
@@ -720,7 +750,8 @@ def render_json(plan: Plan) -> str:
 
 
 def run(paths: list[str], *, output: str = "text", aws: str = "auto", namespace: str = "default",
-        cluster_id: str = "default", kube: bool = False, stdout: Any = None, stderr: Any = None) -> int:
+        cluster_id: str = "default", kube: bool = False, stdout: Any = None, stderr: Any = None,
+        tenancy_policy: str = "default") -> int:
     """The ``plan`` subcommand: returns the exit code."""
     import sys
 
@@ -749,9 +780,24 @@ def run(paths: list[str], *, output: str = "text", aws: str = "auto", namespace:
         notes.append("live status read from the cluster (--kube): objects the operator would stop managing are listed")
     elif kube:
         notes.append("--kube has no effect without AWS: validation only")
+    policy = tenancy_from_manifests(manifests, tenancy_policy) if tenancy_policy else None
+    if policy is not None:
+        notes.append(f"tenancy rules: TenancyPolicy {tenancy_policy} from the manifests")
+    elif tenancy_policy and live is not None:
+        try:
+            policy = live.tenancy_policy(tenancy_policy)
+        except (OSError, ValueError, ApiError) as error:
+            print(f"regaccess plan: --kube: TenancyPolicy {tenancy_policy} unreadable: {error}", file=stderr)
+            return EXIT_USAGE
+        if policy is not None:
+            notes.append(f"tenancy rules: TenancyPolicy {tenancy_policy} from the cluster")
+    if policy is None:
+        policy = tenancy.SHIPPED
+        notes.append("tenancy rules: the shipped default (secret names under regaccess/<namespace>/ and "
+                     "ecr-pullthroughcache/<namespace>/, policy names regaccess-<namespace>-*)")
     progress = (lambda text: print(text, file=stderr)) if output == "text" and getattr(stderr, "isatty", lambda: False)() else None
     objects = broken + plan_objects(manifests, default_namespace=namespace, cluster_id=cluster_id,
-                                    factory=factory, live=live, progress=progress)
+                                    factory=factory, live=live, progress=progress, tenancy_policy=policy)
     if not objects:
         print("regaccess plan: no RegistryCredential or CrossAccountRepoAccess in the given manifests", file=stderr)
         return EXIT_USAGE

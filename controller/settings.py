@@ -68,6 +68,13 @@ def _shard(text: str) -> str:
     return text
 
 
+def _k8s_name_or_empty(text: str) -> str:
+    """A Kubernetes object name (DNS subdomain), or empty."""
+    if text and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", text):
+        raise argparse.ArgumentTypeError(f"not an object name: {text!r}")
+    return text
+
+
 def _urls(text: str) -> tuple[str, ...]:
     """Comma-separated URLs (empty: none)."""
     urls = tuple(u.strip() for u in text.split(",") if u.strip())
@@ -124,6 +131,12 @@ RUN_OPTIONS: list[Option] = [
            "source Secrets (e.g. regaccess.io/source=true), applied by the API server to the Secret "
            "list and watch: Secrets without the labels are never sent to the operator. Empty: all "
            "Secrets of the watched namespaces.", ""),
+    Option(("--tenancy-policy",), "tenancy_policy", "Name of the cluster-scoped TenancyPolicy "
+           "that says what each namespace's resources may name in AWS (docs/security.md). While it "
+           "does not exist, the shipped default applies (secret names under regaccess/<namespace>/ "
+           "and ecr-pullthroughcache/<namespace>/, policy names regaccess-<namespace>-*). Empty: "
+           "never read one (no TenancyPolicy watch or RBAC), the shipped default only.", "default",
+           _k8s_name_or_empty),
     Option(("--metrics-port",), "metrics_port", "Port of /metrics, /healthz and /readyz "
            "(0 disables).", 8080, _port),
     Option(("--metrics-bind",), "metrics_bind", "Address the metrics server binds to.", "0.0.0.0"),
@@ -169,6 +182,7 @@ class Settings:
     drift_backstop_interval: float = 3600.0
     max_concurrent_drift_checks: int = 8
     shard: str = ""
+    tenancy_policy: str = "default"
     source_secret_selector: str = ""
     metrics_port: int = 8080
     metrics_bind: str = "0.0.0.0"

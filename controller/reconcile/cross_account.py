@@ -42,6 +42,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from controller import tenancy
 from controller.api import reasons
 from controller.api.models import ECR_PREFIX_PATTERN, ECR_REPOSITORY_PATTERN, Access, DeletionPolicy, DriftPolicy
 from controller.api.validation import Problem
@@ -59,6 +60,7 @@ from controller.aws.repository_policies import (
 from controller.reconcile import loop
 from controller.reconcile.conditions import set_condition
 from controller.reconcile.outcome import (
+    not_permitted_delete,
     ERROR,
     PENDING,
     RETRY_DEPENDENCY,
@@ -370,6 +372,7 @@ def reconcile(
     drift_check: bool = False,
     actor: Any = None,
     template_applied_for: tuple[str, ...] = policies.DEFAULT_APPLIED_FOR,
+    tenancy_policy: tenancy.Policy = tenancy.SHIPPED,
 ) -> ReconcileResult:
     """Make the repository policies (and, for prefixes, the creation templates and the
     registry policy) carry exactly this resource's statements.
@@ -382,6 +385,9 @@ def reconcile(
     previous_status = dict(previous_status or {})
     resolved, problems = validate_cross_account(namespace, name, spec, cluster_id=cluster_id)
     if resolved is None:
+        return _invalid(previous_status, generation, problems, stamp, drift_check)
+    problems = tenancy.violations(tenancy_policy, namespace, tenancy.cross_account_values(resolved))
+    if problems:  # outside the namespace's tenancy rules: no AWS call
         return _invalid(previous_status, generation, problems, stamp, drift_check)
     model = resolved.spec
 
@@ -571,6 +577,7 @@ def delete(
     cluster_id: str,
     now: Callable[[], dt.datetime],
     actor: Any = None,
+    tenancy_policy: tenancy.Policy = tenancy.SHIPPED,
 ) -> ReconcileResult:
     """Remove this resource's statements (or leave them under deletionPolicy Retain).
 
@@ -587,6 +594,9 @@ def delete(
     prefixes = lenient_prefixes(spec, previous_status)
     resolved, _ = validate_cross_account(namespace, name, spec, cluster_id=cluster_id)
     if resolved is not None:
+        refused = tenancy.violations(tenancy_policy, namespace, tenancy.cross_account_values(resolved))
+        if refused:
+            return not_permitted_delete(previous_status, refused)
         model = resolved.spec
         region, role_arn, external_id = model.region, model.roleArn, model.externalId
         deletion_policy = model.deletionPolicy

@@ -263,3 +263,16 @@ def invalid(previous_status: dict[str, Any], generation: int | None, problems: l
         # Stamped so the timer waits a whole interval before validating the same spec again.
         status["lastDriftCheckTime"] = now
     return ReconcileResult(status=status, events=[] if repeated else [warning(reason, message)], outcome="invalid")
+
+
+MSG_NOT_PERMITTED_DELETE = "nothing in AWS was deleted or changed (outside this namespace's tenancy rules): {problems}"
+
+
+def not_permitted_delete(previous_status: dict[str, Any] | None, problems: list) -> ReconcileResult:
+    """A delete outside the namespace's tenancy rules: no AWS call, the finalizer may go.
+
+    Anything such a resource made while it was still permitted (before the admin
+    narrowed the rules) stays in AWS, named in the Warning, for the admin to clean up."""
+    message = bounded(MSG_NOT_PERMITTED_DELETE.format(problems="; ".join(str(p) for p in problems)))
+    return ReconcileResult(status=dict(previous_status or {}), ready=True,
+                           events=[warning(problems[0].reason, message)])

@@ -55,6 +55,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from controller import tenancy
 from controller.api import reasons
 from controller.api.validation_pull import ResolvedPullSecret, validate_pull_secret
 from controller.aws import ecr_tokens
@@ -253,8 +254,13 @@ def _failure_status(status: dict[str, Any], request: Request, resolved: Resolved
 
 
 def reconcile(request: Request, *, clients_for: ClientsFor, kube: Any, cluster_id: str, now: dt.datetime,
-              timing: Timing = Timing(), actor: Any = None) -> ReconcileResult:
-    """Make the Secret hold fresh tokens and the ServiceAccounts list it."""
+              timing: Timing = Timing(), actor: Any = None,
+              tenancy_policy: tenancy.Policy = tenancy.SHIPPED) -> ReconcileResult:
+    """Make the Secret hold fresh tokens and the ServiceAccounts list it.
+
+    Outside the namespace's tenancy rules (Regions, registry accounts, roleArn): no token
+    is fetched and nothing is written. (Delete touches only this namespace's Secret and
+    ServiceAccounts, never AWS, so it needs no such check.)"""
     actor = actor or loop.AWS_ACTOR
     stamp = rfc3339(now)
     status = dict(request.status or {})
@@ -262,7 +268,9 @@ def reconcile(request: Request, *, clients_for: ClientsFor, kube: Any, cluster_i
     resolved, problems = validate_pull_secret(request.namespace, request.name, request.spec,
                                               cluster_id=cluster_id, default_region=default_region,
                                               known_regions=ecr_tokens.regions())
-    if resolved is None:
+    if resolved is not None:
+        problems = tenancy.violations(tenancy_policy, request.namespace, tenancy.pull_secret_values(resolved))
+    if resolved is None or problems:
         result = invalid(status, request.generation, problems, stamp)
         result.status.pop("nextRefreshTime", None)
         return result

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from controller import tenancy
 from controller.api import reasons
 from controller.api.validation import (
     Problem,
@@ -31,7 +32,7 @@ from controller.logging import REDACTOR
 from controller.reconcile import secret as secret_step
 from controller.reconcile import definitions, pull_through_cache, wiring
 from controller.reconcile.conditions import now_rfc3339
-from controller.reconcile.outcome import RETRY_DEPENDENCY, RETRY_TRANSIENT, Pass, assemble, invalid
+from controller.reconcile.outcome import RETRY_DEPENDENCY, RETRY_TRANSIENT, Pass, assemble, invalid, not_permitted_delete
 from controller.reconcile.result import ReconcileResult, synced_generation, warning
 from controller.reconcile.steps import Step, StepContext, StepOutcome
 from controller.sources import Credential, SourceError, read_credential
@@ -112,12 +113,18 @@ def _invalid(request: Request, problems: list[Problem]) -> ReconcileResult:
 
 
 def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable[[dict[str, Any]], None] | None = None,
-              actor: Any = None) -> ReconcileResult:
-    """One level-triggered pass; ``actor`` performs the writes (controller.reconcile.loop)."""
+              actor: Any = None, tenancy_policy: tenancy.Policy = tenancy.SHIPPED) -> ReconcileResult:
+    """One level-triggered pass; ``actor`` performs the writes (controller.reconcile.loop).
+
+    ``tenancy_policy``: the admin's TenancyPolicy; a name outside the namespace's rules
+    stops the pass before any AWS call (and before the source Secret is read)."""
     resolved, problems = validate_registry_credential(
         request.namespace, request.name, request.spec, cluster_id=request.cluster_id
     )
     if resolved is None:
+        return _invalid(request, problems)
+    problems = tenancy.violations(tenancy_policy, request.namespace, tenancy.registry_credential_values(resolved))
+    if problems:
         return _invalid(request, problems)
     credential, problems = _load_credential(request, resolved)
     if problems:
@@ -198,7 +205,8 @@ def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], fai
     return result
 
 
-def delete(request: Request, clients_for: ClientsFor, *, actor: Any = None) -> ReconcileResult:
+def delete(request: Request, clients_for: ClientsFor, *, actor: Any = None,
+           tenancy_policy: tenancy.Policy = tenancy.SHIPPED) -> ReconcileResult:
     """Remove (or retain) the AWS objects; result.retry_after set means try again."""
     resolved, problems = validate_registry_credential(
         request.namespace, request.name, request.spec, cluster_id=request.cluster_id
@@ -206,6 +214,9 @@ def delete(request: Request, clients_for: ClientsFor, *, actor: Any = None) -> R
     if resolved is None:
         # An invalid spec never created anything we could identify safely: nothing to undo.
         return ReconcileResult(status=dict(request.status or {}), ready=True)
+    refused = tenancy.violations(tenancy_policy, request.namespace, tenancy.registry_credential_values(resolved))
+    if refused:
+        return not_permitted_delete(request.status, refused)
     ctx = StepContext(
         resolved=resolved,
         clients=clients_for(resolved.spec.region, resolved.spec.roleArn, resolved.spec.externalId),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import docgen, plan
+from controller import docgen, plan, tenancy
 from controller.api import reasons
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +69,9 @@ def test_there_are_examples_of_both_kinds():
 @pytest.mark.parametrize("origin, text", EXAMPLE_DOCS, ids=[o for o, _ in EXAMPLE_DOCS])
 def test_examples_pass_the_operators_validators(origin, text):
     manifests, broken = plan.load_text(text, origin)
-    objects = broken + plan.plan_objects(manifests, factory=None)
-    assert objects, f"{origin}: no custom resource found"
+    # A TenancyPolicy in the block holds the block's resources to its rules, as in plan.
+    policy = plan.tenancy_from_manifests(manifests, "default")
+    assert policy is None or policy.error is None, f"{origin}: {policy.error}"
+    objects = broken + plan.plan_objects(manifests, factory=None, tenancy_policy=policy or tenancy.SHIPPED)
+    assert objects or policy is not None, f"{origin}: no custom resource found"
     assert [str(p) for o in objects for p in o.problems] == []

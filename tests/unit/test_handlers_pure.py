@@ -94,7 +94,7 @@ def test_no_kopf_timer_or_daemon_per_resource():
     registry = handlers.build_registry(runtime)
     assert registry._spawning.get_all_handlers() == []  # kopf's timers and daemons
     assert {h.id for h in registry._indexing.get_all_handlers()} == {
-        "source_secrets", "rc_bodies", "xrepo_bodies"}
+        "source_secrets", "rc_bodies", "xrepo_bodies", "tenancy_policies"}
     assert runtime.scheduler is not None and runtime.scheduler.max_concurrent == Settings().max_concurrent_drift_checks
 
 
