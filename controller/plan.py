@@ -23,6 +23,12 @@ the previous status, so what the operator would stop managing shows as planned
 deletes and drift as drift; the source Secret is read as metadata only. Without it
 every resource is planned as new to the operator.
 
+An ECRPullSecret's reconcile observes Kubernetes objects (its Secret, the
+ServiceAccounts) through ``ReadOnlyKube``; with ``--kube`` that GETs its Secret
+whole, as the operator does, because a hand edit is judged by the data's digest.
+The data and the token GetAuthorizationToken answers reach no output: the
+adapter's differences say ``<value>`` and its predictions carry no data.
+
 Exit codes: 0 valid, 1 a manifest is invalid, 2 usage error, 3 AWS or the cluster
 could not be read for some object (the plan is incomplete).
 """
