@@ -58,7 +58,9 @@ CROSS_FIELD_RULES: dict[str, list[str]] = {
         "(`RepositoryPolicyTooLarge`).",
     ],
     "ECRPullSecret": [
-        "`registries[].registryId` is exactly 12 digits (`InvalidRegistryId`); `registries[].region` (or "
+        "`registries[].registryId` is exactly 12 digits (`InvalidRegistryId`, a condition rather than a "
+        "schema pattern so the resource is stored and its status says why: see conditions.md); "
+        "`registries[].region` (or "
         "the operator's `AWS_REGION` when left out) is a Region with ECR in botocore's endpoint data "
         "(`UnknownRegion`); a registry is listed once (`InvalidSpec`).",
         "Every name in `spec.serviceAccounts` exists in the resource's namespace "

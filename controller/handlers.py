@@ -16,7 +16,9 @@ What happens where:
   with per-resource jitter); at most ``--max-concurrent-drift-checks`` run at
   once. Its checks read the resource from kopf's indexes (memory, no API call)
   and write status with ``StatusWriter`` (a merge patch of what changed), so the
-  next kopf handler reads it from the watch like any other change.
+  next kopf handler reads it from the watch like any other change. ECRPullSecret
+  token refreshes are entries of the same scheduler (due at status.nextRefreshTime;
+  a deleted or hand-edited Secret triggers one): no handler keeps a timer of its own.
 - delete: remove or retain the AWS objects behind kopf's finalizer.
 - the TenancyPolicy named by ``--tenancy-policy`` (cluster-scoped, the admin's): kept
   by an index, which kopf fills before any handler runs, so no resource is reconciled
@@ -37,7 +39,7 @@ import contextvars
 import datetime as dt
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import kopf
 
@@ -45,6 +47,7 @@ from controller import drift_events, metrics, sources, tenancy
 from controller.api.models import (CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL,
                                    TENANCY_POLICY, VERSION)
 from controller.api.validation import validate_registry_credential
+from controller.api.validation_pull import validate_pull_secret
 from controller.api.validation_xrepo import validate_cross_account
 from controller.aws.clients import ClientFactory, Clients
 from controller.kubeapi import StatusWriter, client_for, patchable
@@ -54,7 +57,7 @@ from controller.reconcile import cross_account as xrepo
 from controller.reconcile import pull_secret as ps
 from controller.reconcile import registry_credential as rc
 from controller.reconcile.result import ReconcileResult, settle, synced_generation
-from controller.scheduler import DRIFT_JITTER, ERROR_RECHECK, Scheduler, due_time, drift_due
+from controller.scheduler import DRIFT_JITTER, ERROR_RECHECK, Scheduler, due_time, drift_due, refresh_time
 from controller.scheduler import parse_time as _parse_time
 from controller.scheduler import jitter as _jitter
 from controller.settings import SHARD_LABEL, Settings
@@ -105,6 +108,8 @@ class Runtime:
     tenancy_judged: tenancy.Policy = tenancy.SHIPPED
     # Resources a TenancyPolicy change affects: their next scheduled check reconciles.
     tenancy_pending: set[Any] = field(default_factory=set)
+    # ECRPullSecrets the watch reported (uid -> slim body), kept by register_pull_secrets.
+    pull_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def status_writer(self, body: kopf.Body, plural: str = REGISTRY_CREDENTIAL.plural) -> StatusWriter | None:
         if self.connection is None:
@@ -438,6 +443,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     async def check(key: tuple[str, str]) -> float | None:
         """One scheduled check: reconcile when the source changed or the drift check is due."""
         kind, uid = key
+        if kind == ECR_PULL_SECRET.kind:
+            return await pull_check(uid)
         body = _indexed(runtime.indexes.get(kind), uid)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # gone from the watch: its DELETED event forgets it as well
@@ -515,6 +522,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             resolved, _ = validate_registry_credential(meta["namespace"], meta["name"], spec,
                                                        cluster_id=settings.cluster_id)
             values = tenancy.registry_credential_values(resolved) if resolved else None
+        elif kind == ECR_PULL_SECRET.kind:
+            resolved, _ = validate_pull_secret(meta["namespace"], meta["name"], spec, cluster_id=settings.cluster_id)
+            values = tenancy.pull_secret_values(resolved) if resolved else None
         else:
             resolved, _ = validate_cross_account(meta["namespace"], meta["name"], spec, cluster_id=settings.cluster_id)
             values = tenancy.cross_account_values(resolved) if resolved else None
@@ -528,16 +538,18 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         if scheduler is None or old == new:
             return 0
         triggered = 0
-        for kind in (REGISTRY_CREDENTIAL.kind, CROSS_ACCOUNT_REPO_ACCESS.kind):
-            index = runtime.indexes.get(kind)
-            for uid in [k for k in (index or {}) if isinstance(k, str)]:
-                body = _indexed(index, uid)
-                if body is None or judged(kind, body, old) == judged(kind, body, new):
-                    continue
-                key = (kind, uid)
-                runtime.tenancy_pending.add(key)
-                scheduler.trigger(key)
-                triggered += 1
+        bodies: list[tuple[str, str, dict[str, Any] | None]] = [
+            (kind, uid, _indexed(runtime.indexes.get(kind), uid))
+            for kind in (REGISTRY_CREDENTIAL.kind, CROSS_ACCOUNT_REPO_ACCESS.kind)
+            for uid in [k for k in (runtime.indexes.get(kind) or {}) if isinstance(k, str)]]
+        bodies += [(ECR_PULL_SECRET.kind, uid, body) for uid, body in list(runtime.pull_bodies.items())]
+        for kind, uid, body in bodies:
+            if body is None or judged(kind, body, old) == judged(kind, body, new):
+                continue
+            key = (kind, uid)
+            runtime.tenancy_pending.add(key)
+            scheduler.trigger(key)
+            triggered += 1
         log.info("tenancy policy applied", policy=settings.tenancy_policy, triggered=triggered,
                  error=new.error)
         return triggered
@@ -563,15 +575,16 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             if type == "DELETED":
                 runtime.tenancy_policy = tenancy.SHIPPED
             reevaluate()
+
+    pull_check = register_pull_secrets(registry, runtime, _run)
     runtime.scheduler = Scheduler(check, max_concurrent=settings.max_concurrent_drift_checks,
                                   beat=runtime.health.beat, spawn=spawn, on_error=failed)
-    register_pull_secrets(registry, runtime, _run)
     return registry
 
 
 # ---------------------------------------------------------------------- ECRPullSecret
-# Kept apart from the drift scheduler above for now: the refresh handles below could
-# become its entries (check(key) -> status.nextRefreshTime); see the ECRPullSecret notes.
+# Refreshes are entries of the one scheduler above, keyed (ECRPullSecret, uid), due at
+# status.nextRefreshTime (controller.scheduler.refresh_time); the Secret watch triggers them.
 
 STATUS_RETRY = 10.0  # a status write that failed: the pass is repeated after this long
 
@@ -602,7 +615,9 @@ def _refresh_metrics(namespace: str, name: str, old: dict[str, Any], new: dict[s
     metrics.PULL_SECRET_EXPIRY.set(namespace, name, _parse_time(new.get("expiresAt")))
 
 
-def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run: Callable[..., Any]) -> None:
+def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime,
+                          run: Callable[..., Any]) -> Callable[[str], Awaitable[float | None]]:
+    """Register the ECRPullSecret handlers; returns the scheduler's check of one (by uid)."""
     settings = runtime.settings
     resource = (GROUP, VERSION, ECR_PULL_SECRET.plural)
     kind = ECR_PULL_SECRET.kind
@@ -610,9 +625,9 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run
                        max_lifetime=settings.pull_secret_max_lifetime)
     log = get_logger("regaccess.pullsecrets")
     bodies: dict[str, dict[str, Any]] = {}          # uid -> the latest body the watch reported
+    runtime.pull_bodies = bodies                    # read by the TenancyPolicy re-evaluation
     by_secret: dict[tuple[str, str], str] = {}      # (namespace, Secret name) -> uid
-    handles: dict[str, asyncio.TimerHandle] = {}    # uid -> the armed refresh
-    tasks: set[asyncio.Task[Any]] = set()
+    secret_changed: set[str] = set()                # uids whose Secret was deleted or edited by hand
 
     def request(body: Any) -> ps.Request:
         meta = body["metadata"]
@@ -629,34 +644,32 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run
         return lambda: ps.reconcile(req, clients_for=runtime.clients_for, kube=kube(), cluster_id=settings.cluster_id,
                                     now=_utcnow(), timing=timing, tenancy_policy=runtime.tenancy_policy)
 
-    def arm(uid: str, when: float | None) -> None:
-        old = handles.pop(uid, None)
-        if old is not None:
-            old.cancel()
-        if when is None:
-            return
-        loop = asyncio.get_running_loop()
-        handles[uid] = loop.call_later(max(when - time.time(), 0.0), lambda: start(uid, "refresh"))
-
-    def start(uid: str, trigger: str) -> None:
-        task = asyncio.get_running_loop().create_task(check(uid, trigger))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
     def forget(uid: str) -> None:
-        arm(uid, None)
+        if runtime.scheduler is not None:
+            runtime.scheduler.forget((kind, uid))
+        secret_changed.discard(uid)
         body = bodies.pop(uid, None)
         for key in [k for k, v in by_secret.items() if v == uid]:
             by_secret.pop(key, None)
         if body is not None:
             metrics.PULL_SECRET_EXPIRY.forget(body["metadata"]["namespace"], body["metadata"]["name"])
 
-    async def check(uid: str, trigger: str) -> None:
-        """One pass outside a kopf handler (refresh time, or the Secret changed)."""
+    async def check(uid: str) -> float | None:
+        """The scheduler's check: one pass when the Secret changed or the refresh is due."""
         body = bodies.get(uid)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            return
+            return None  # gone from the watch: its DELETED event forgets it as well
         meta, old = body["metadata"], dict(body.get("status") or {})
+        if uid in secret_changed:
+            secret_changed.discard(uid)
+            trigger = "secret"
+        elif (kind, uid) in runtime.tenancy_pending:
+            trigger = "tenancy"
+        elif ps.refresh_due(old, _utcnow()):
+            trigger = "refresh"
+        else:
+            return refresh_time(old)
+        runtime.tenancy_pending.discard((kind, uid))  # this pass judges under the current policy
         try:
             result = await run(kind, trigger, body, None, reconcile_call(body))
             path = custom_resource_path(ECR_PULL_SECRET.plural, meta["namespace"], meta["name"]) + "/status"
@@ -664,12 +677,13 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run
         except Exception as error:  # noqa: BLE001 - an API server outage must not end the refreshes
             log.warning("pull secret pass failed", namespace=meta["namespace"], name=meta["name"],
                         trigger=trigger, error=REDACTOR.scrub(str(error)))
-            arm(uid, time.time() + STATUS_RETRY)
-            return
+            if trigger == "secret":
+                secret_changed.add(uid)  # still to restore
+            return time.time() + STATUS_RETRY
         _refresh_metrics(meta["namespace"], meta["name"], old, result.status)
-        # The watch reports the new status and arms the next refresh from it; until then, this.
+        # What was just written, until the watch brings the object back.
         body["status"] = result.status
-        arm(uid, _parse_time(result.status.get("nextRefreshTime")))
+        return refresh_time(result.status)
 
     @kopf.on.resume(*resource, registry=registry, id="sync")
     @kopf.on.create(*resource, registry=registry, id="sync")
@@ -678,10 +692,16 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run
         old = dict(body.get("status") or {})
         result = await run(kind, str(reason), body, patch, reconcile_call(body))
         _refresh_metrics(body["metadata"]["namespace"], body["metadata"]["name"], old, result.status)
+        if runtime.scheduler is not None:
+            # Newer than the last scheduled pass's answer (a retry may come sooner): replace it.
+            runtime.scheduler.replace((kind, body["metadata"]["uid"]), refresh_time(result.status))
 
     @kopf.on.event(*resource, registry=registry, id="follow")
     async def pull_follow(type: str | None, body: kopf.Body, **_: Any) -> None:
         uid = body["metadata"]["uid"]
+        if runtime.kopf_context is None:
+            # kopf.event() from the scheduler's checks needs a kopf handler's context.
+            runtime.kopf_context = contextvars.copy_context()
         if type == "DELETED":
             forget(uid)
             return
@@ -693,8 +713,11 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run
         by_secret[(slim["metadata"]["namespace"], secret)] = uid
         if slim["status"].get("secretName"):
             by_secret[(slim["metadata"]["namespace"], slim["status"]["secretName"])] = uid
-        if not slim["metadata"].get("deletionTimestamp"):
-            arm(uid, _parse_time(slim["status"].get("nextRefreshTime")))
+        if runtime.scheduler is not None:
+            if slim["metadata"].get("deletionTimestamp"):
+                runtime.scheduler.forget((kind, uid))
+            else:
+                runtime.scheduler.schedule((kind, uid), refresh_time(slim["status"]))
 
     @kopf.on.event("", "v1", "secrets", registry=registry, id="pull_secret_watch")
     async def pull_secret_watch(type: str | None, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
@@ -702,16 +725,21 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime, run
         resource_body = bodies.get(uid) if uid else None
         if resource_body is None or not resource_body["status"].get("observedGeneration"):
             return  # not a pull Secret, or its resource's first pass is the create handler's
-        if type == "DELETED" or pull_secret_needs_pass(dict(body), resource_body, settings.cluster_id):
-            start(uid, "secret")
+        if (type == "DELETED" or pull_secret_needs_pass(dict(body), resource_body, settings.cluster_id)) \
+                and runtime.scheduler is not None:
+            secret_changed.add(uid)
+            runtime.scheduler.trigger((kind, uid))
 
     @kopf.on.delete(*resource, registry=registry, id="cleanup")
     async def pull_delete(body: kopf.Body, **_: Any) -> None:
         req = request(body)
         uid = body["metadata"]["uid"]
-        arm(uid, None)
+        if runtime.scheduler is not None:
+            runtime.scheduler.forget((kind, uid))
         await run(kind, "delete", body, None, lambda: ps.delete(req, kube=kube(), cluster_id=settings.cluster_id,
                                                                  now=_utcnow()))
         metrics.STATES.forget(kind, uid)
         forget(uid)
         runtime.locks.pop(uid, None)
+
+    return check

@@ -23,6 +23,12 @@ the previous status, so what the operator would stop managing shows as planned
 deletes and drift as drift; the source Secret is read as metadata only. Without it
 every resource is planned as new to the operator.
 
+An ECRPullSecret's reconcile observes Kubernetes objects (its Secret, the
+ServiceAccounts) through ``ReadOnlyKube``; with ``--kube`` that GETs its Secret
+whole, as the operator does, because a hand edit is judged by the data's digest.
+The data and the token GetAuthorizationToken answers reach no output: the
+adapter's differences say ``<value>`` and its predictions carry no data.
+
 Exit codes: 0 valid, 1 a manifest is invalid, 2 usage error, 3 AWS or the cluster
 could not be read for some object (the plan is incomplete).
 """
@@ -54,8 +60,10 @@ from controller.aws import secrets as sm
 from controller.aws.clients import ClientFactory, Clients
 from controller.aws.protocol import Action, Difference, Observation, Written
 from controller.aws.repository_policies import STATEMENTS
-from controller.kubeclient import METADATA_ONLY, ApiError, Client, KubeconfigError
+from controller.kubeobjects import IMAGE_PULL_SECRETS, PULL_SECRETS
+from controller.kubeclient import METADATA_ONLY, ApiError, Client, KubeconfigError, core_path
 from controller.reconcile import cross_account
+from controller.reconcile import pull_secret
 from controller.reconcile import registry_credential as rc
 from controller.reconcile.loop import RecordingActor
 from controller.reconcile.result import ReconcileResult
@@ -326,10 +334,12 @@ class Live:
     generation: int | None
     spec: dict[str, Any]
     status: dict[str, Any]
+    uid: str = ""
 
 
 PLURALS = {REGISTRY_CREDENTIAL.kind: REGISTRY_CREDENTIAL.plural,
-           CROSS_ACCOUNT_REPO_ACCESS.kind: CROSS_ACCOUNT_REPO_ACCESS.plural}
+           CROSS_ACCOUNT_REPO_ACCESS.kind: CROSS_ACCOUNT_REPO_ACCESS.plural,
+           ECR_PULL_SECRET.kind: ECR_PULL_SECRET.plural}
 
 
 class KubeLive:
@@ -351,7 +361,12 @@ class KubeLive:
         body = self._get(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURALS[kind]}/{name}", "application/json")
         if body is None:
             return None
-        return Live((body.get("metadata") or {}).get("generation"), body.get("spec") or {}, body.get("status") or {})
+        meta = body.get("metadata") or {}
+        return Live(meta.get("generation"), body.get("spec") or {}, body.get("status") or {}, str(meta.get("uid") or ""))
+
+    def object(self, path: str) -> dict[str, Any] | None:
+        """A core object (an ECRPullSecret's Secret or ServiceAccount), as the operator reads it."""
+        return self._get(path, "application/json")
 
     def tenancy_policy(self, name: str) -> tenancy.Policy | None:
         """The cluster's TenancyPolicy ``name`` (None: there is none)."""
@@ -373,6 +388,41 @@ def _placeholder_source(namespace: str, ref: str, resource_version: str) -> dict
             "metadata": {"name": ref, "namespace": namespace, "resourceVersion": resource_version},
             "data": {"username": b64(PLACEHOLDER_USERNAME.format(ref=ref)),
                      "password": b64(PLACEHOLDER_VALUE.format(ref=ref))}}
+
+
+# --------------------------------------------------------------------------- the cluster, read-only
+
+
+class ReadOnlyKube:
+    """The Kubernetes client ``pull_secret.reconcile`` gets in a plan: GETs only.
+
+    With ``--kube`` the cluster answers; without, the ServiceAccounts and Secrets among the
+    manifests do, and a ServiceAccount named by the spec but not among them is taken to exist
+    with no imagePullSecrets (a note says it must). Every write is refused: the loop's actor
+    records them instead, so a write here is a step writing around it (a bug)."""
+
+    def __init__(self, live: "KubeLive | None", manifests: dict[str, dict[str, Any]], assumed: set[str]) -> None:
+        self._live, self._manifests, self._assumed = live, manifests, assumed
+
+    def get_or_none(self, path: str, **_: Any) -> dict[str, Any] | None:
+        if self._live is not None:
+            return self._live.object(path)
+        if path in self._manifests:
+            return self._manifests[path]
+        if path in self._assumed:
+            return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"resourceVersion": ""}}
+        return None
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise ReadOnlyViolation("regaccess plan never writes to the cluster")
+
+    create = merge_patch = request = _refuse
+
+
+def _core_objects(manifests: list[Manifest], default_namespace: str) -> dict[str, dict[str, Any]]:
+    plurals = {"Secret": "secrets", "ServiceAccount": "serviceaccounts"}
+    return {core_path(plurals[m.kind], m.namespace(default_namespace), m.name): m.body
+            for m in manifests if m.kind in plurals and m.body.get("apiVersion") == "v1" and m.name}
 
 
 # --------------------------------------------------------------------------- the reconcile, recorded
@@ -498,7 +548,8 @@ def _stopped(result: ReconcileResult, changes: list[Change]) -> list[Change]:
 def _same_spec(kind: str, namespace: str, name: str, live: dict[str, Any], spec: dict[str, Any],
                cluster_id: str) -> bool:
     """Would applying ``spec`` leave the live spec's meaning (and so its generation) as it is?"""
-    validate = validate_registry_credential if kind == REGISTRY_CREDENTIAL.kind else validate_cross_account
+    validate = {REGISTRY_CREDENTIAL.kind: validate_registry_credential,
+                ECR_PULL_SECRET.kind: validate_pull_secret}.get(kind, validate_cross_account)
     before, after = (validate(namespace, name, s, cluster_id=cluster_id)[0] for s in (live, spec))
     return before is not None and after is not None and before.spec == after.spec
 
@@ -514,12 +565,15 @@ def tenancy_from_manifests(manifests: list[Manifest], name: str) -> tenancy.Poli
 
 def plan_aws(kind: str, namespace: str, name: str, spec: dict[str, Any], clients_for: rc.ClientsFor, *,
              cluster_id: str, current: Live | None = None, source_ref: str = "",
-             source_version: str | None = NO_VERSION,
+             source_version: str | None = NO_VERSION, kube: Any = None,
              tenancy_policy: tenancy.Policy = tenancy.SHIPPED) -> tuple[list[Change], list[Problem]]:
     """The writes the resource's reconcile would make (recorded, not made) and what it leaves alone.
 
     ``current``: the live resource (None: new to the operator); ``source_version``: the
-    source Secret's resourceVersion (None: no such Secret)."""
+    source Secret's resourceVersion (None: no such Secret); ``kube``: the read-only
+    cluster an ECRPullSecret's reconcile observes its Secret and ServiceAccounts in
+    (``ReadOnlyKube``). The token GetAuthorizationToken answers stays in the desired
+    Secret the actor is handed; the adapter's differences and predictions never carry it."""
     same = current is not None and _same_spec(kind, namespace, name, current.spec, spec, cluster_id)
     generation = 1 if current is None or current.generation is None else current.generation + (0 if same else 1)
     previous = current.status if current else {}
@@ -529,6 +583,12 @@ def plan_aws(kind: str, namespace: str, name: str, spec: dict[str, Any], clients
             source = None if source_version is None else _placeholder_source(namespace, source_ref, source_version)
             result = rc.reconcile(rc.Request(namespace, name, generation, spec, previous, source, cluster_id),
                                   clients_for, actor=actor, tenancy_policy=tenancy_policy)
+        elif kind == ECR_PULL_SECRET.kind:
+            uid = (current.uid if current else "") or "<uid>"
+            result = pull_secret.reconcile(pull_secret.Request(namespace, name, uid, generation, spec, previous),
+                                           clients_for=clients_for, kube=kube, cluster_id=cluster_id,
+                                           now=dt.datetime.now(dt.timezone.utc), actor=actor,
+                                           tenancy_policy=tenancy_policy)
         else:
             result = cross_account.reconcile(namespace, name, generation, spec, previous, clients_for=clients_for,
                                              cluster_id=cluster_id, now=lambda: dt.datetime.now(dt.timezone.utc),
@@ -544,6 +604,11 @@ def plan_aws(kind: str, namespace: str, name: str, spec: dict[str, Any], clients
         rows = [(SECRET_KIND, status["secretName"], "Synced", "")] if status.get("secretName") else []
         rows += [(r.get("kind", ""), str(r.get("name", "")), r.get("state", ""), r.get("message") or "")
                  for r in status.get("managed") or []]
+    elif kind == ECR_PULL_SECRET.kind:
+        # The adapters' labels ("Secret ns/name", "... ServiceAccount ns/sa") name the rows.
+        rows = [(PULL_SECRETS.kind, f"{namespace}/{status['secretName']}", "Synced", "")] if result.ready else []
+        rows += [(IMAGE_PULL_SECRETS.kind, f"{namespace}/{a}", "Synced", "") for a in status.get("serviceAccounts") or []
+                 if result.ready]
     else:
         rows = [(REPOSITORY_KIND, str(r.get("name", "")), "Synced" if r.get("synced") else "", r.get("message") or "")
                 for r in status.get("repositories") or []]
@@ -574,8 +639,10 @@ def _clients_for(factory: ClientFactory) -> Callable[[str | None, str | None, st
     return lambda region, role, external: Clients(factory, region=region, role_arn=role, external_id=external)
 
 
-MSG_PULL_SECRET_NOTE = ("spec valid; the Secret and ServiceAccount writes and the GetAuthorizationToken call are "
-                        "not planned yet (the operator writes the Secret in this namespace, and refreshes it)")
+MSG_PULL_SECRET_NOTE = ("spec valid; without AWS the Secret and ServiceAccount writes are not planned (they need "
+                        "GetAuthorizationToken's answer, which plan never prints)")
+MSG_SERVICE_ACCOUNT_ASSUMED = ("ServiceAccount {namespace}/{name} is not among these manifests: planned as existing "
+                               "with no imagePullSecrets; it must exist in the cluster")
 
 
 def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default", cluster_id: str = "default",
@@ -590,6 +657,7 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
     ``live``: where the resources' current status comes from (``KubeLive``); None plans
     every resource as new to the operator."""
     secrets = _secrets_in(manifests, default_namespace)
+    core_objects = _core_objects(manifests, default_namespace)
     plans: list[ObjectPlan] = []
     for manifest in manifests:
         kind = manifest.kind
@@ -609,13 +677,33 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
             # ServiceAccounts), which the plan does not yet run through the recording actor.
             plan.problems += _envelope_problems(manifest)
             spec = manifest.body.get("spec") if isinstance(manifest.body.get("spec"), dict) else {}
-            resolved_pull, problems = validate_pull_secret(namespace, manifest.name or "x", spec,
-                                                           cluster_id=cluster_id, known_regions=ecr_regions())
+            resolved_pull, problems = validate_pull_secret(namespace, manifest.name or "x", spec, cluster_id=cluster_id,
+                                                           known_regions=ecr_regions())
             plan.problems += problems
             if resolved_pull is not None:
                 plan.problems += tenancy.violations(tenancy_policy, namespace, tenancy.pull_secret_values(resolved_pull))
-            if not plan.problems:
+            if plan.problems or resolved_pull is None:
+                continue
+            if factory is None:
                 plan.notes.append(MSG_PULL_SECRET_NOTE)
+                continue
+            assumed: set[str] = set()
+            if live is None:
+                for account in resolved_pull.service_accounts:
+                    account_path = core_path("serviceaccounts", namespace, account)
+                    if account_path not in core_objects:
+                        assumed.add(account_path)
+                        plan.notes.append(MSG_SERVICE_ACCOUNT_ASSUMED.format(namespace=namespace, name=account))
+            try:
+                current = live.resource(kind, namespace, manifest.name) if live else None
+            except (OSError, ValueError, ApiError) as error:
+                plan.changes.append(Change(UNKNOWN, plan.label, message=MSG_KUBE_UNREADABLE.format(error=error)))
+                continue
+            changes, problems = plan_aws(kind, namespace, manifest.name, spec, _clients_for(factory),
+                                         cluster_id=cluster_id, current=current,
+                                         kube=ReadOnlyKube(live, core_objects, assumed), tenancy_policy=tenancy_policy)
+            plan.changes += changes
+            plan.problems += problems
             continue
         if kind not in (REGISTRY_CREDENTIAL.kind, CROSS_ACCOUNT_REPO_ACCESS.kind):
             plan.problems.append(Problem(reasons.INVALID_SPEC, "kind", MSG_UNKNOWN_KIND.format(kind=kind, group=GROUP)))

@@ -15,9 +15,18 @@ of one kopf timer per resource waking every few seconds (31 % of a core at
 seconds to beat the liveness heartbeat (``/healthz``): a stalled scheduler
 is a dead operator.
 
+ECRPullSecret token refreshes are entries of the same queue, keyed
+``("ECRPullSecret", uid)``: their due time is ``refresh_time``, the
+``status.nextRefreshTime`` the pull-secret reconcile wrote (``fraction`` of the
+token's lifetime from its ``expiresAt``, with per-resource jitter, or the
+backoff after a failed refresh: ``controller.reconcile.pull_secret``'s pure
+``refresh_at`` / ``retry_delay``); a hand edit of the Secret is a ``trigger``.
+So one bound (``max_concurrent``) covers drift checks and refreshes, and no
+handler keeps a timer of its own.
+
 Pure parts, tested with a fake clock: ``due_time`` (the interval plus the
-fixed per-resource jitter), ``DueQueue`` (time-ordered, one entry per key) and
-the concurrency bound in ``Scheduler.start_due``.
+fixed per-resource jitter), ``refresh_time``, ``DueQueue`` (time-ordered, one
+entry per key) and the concurrency bound in ``Scheduler.start_due``.
 """
 
 from __future__ import annotations
@@ -69,6 +78,14 @@ def due_time(status: dict[str, Any], uid: str, interval: float) -> float | None:
     if last is None:
         return None  # never reconciled: the create/resume handler owns the first run
     return last + interval * (1 + jitter(uid))
+
+
+def refresh_time(status: dict[str, Any]) -> float | None:
+    """Pure: when an ECRPullSecret's next token refresh (or retry) is due (epoch seconds).
+
+    The reconcile decides it and writes ``status.nextRefreshTime``; None: nothing to refresh
+    (an invalid spec, a conflict), until the watch reports a change."""
+    return parse_time(status.get("nextRefreshTime"))
 
 
 def drift_due(status: dict[str, Any], uid: str, interval: float, now: float) -> bool:
@@ -174,6 +191,18 @@ class Scheduler:
         if self.queue.due(key) != due:
             self.queue.put(key, due)
             self._notify()
+
+    def replace(self, key: Key, due: float | None) -> None:
+        """A pass outside the scheduler (a kopf handler, under the resource's lock) answered
+        ``due``: newer than the last check's answer, so it replaces it, earlier or later."""
+        self._floor.pop(key, None)
+        if key in self.running:
+            return  # its check answers when it finishes; a trigger or forget meanwhile still applies
+        if due is None:
+            self.queue.remove(key)
+            return
+        self.queue.put(key, due)
+        self._notify()
 
     def trigger(self, key: Key) -> None:
         """Check the key now, before every drift check that is due (its source changed)."""

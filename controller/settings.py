@@ -122,7 +122,8 @@ RUN_OPTIONS: list[Option] = [
            "between drift checks of each resource (replaces --drift-interval; events find changes "
            "in seconds, the check catches what an event missed).", 3600.0, _positive_float),
     Option(("--max-concurrent-drift-checks",), "max_concurrent_drift_checks", "Drift checks (and "
-           "source Secret reconciles) the scheduler runs at once; the rest wait in due-time order. "
+           "source Secret reconciles and ECRPullSecret token refreshes) the scheduler runs at once; "
+           "the rest wait in due-time order. "
            "Raise it when checks fall behind the interval.", 8, _positive_int),
     Option(("--shard",), "shard", "The shard this operator owns: only resources labelled "
            f"{SHARD_LABEL}=NAME, filtered by the API server. Empty: the default shard, the resources "

@@ -365,8 +365,11 @@ class EcrRegistry(_Model):
     registryId: str | None = Field(
         default=None,
         description="AWS account ID of the registry (12 digits). Default: the account of the "
-        "operator's identity, or of roleArn when set.",
-        pattern=ACCOUNT_ID_PATTERN,
+        "operator's identity, or of roleArn when set. The schema takes any short string: the "
+        "operator checks the 12 digits and reports InvalidRegistryId as a condition.",
+        # No pattern in the schema: a wrong ID is stored and gets Ready=False InvalidRegistryId
+        # (validation_pull.py), which GitOps tools show, instead of a 422 nobody sees.
+        max_length=64,
     )
     region: str | None = Field(
         default=None,

@@ -19,13 +19,14 @@ needs the API server: the reconcile judges those (``ServiceAccountNotFound``,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Collection
 
 import pydantic
 
 from controller.api import reasons
-from controller.api.models import ECRPullSecretSpec
+from controller.api.models import ACCOUNT_ID_PATTERN, ECRPullSecretSpec
 from controller.api.validation import Problem, owner_value
 from controller.api.validation_xrepo import field_path
 
@@ -93,6 +94,10 @@ def validate_pull_secret(namespace: str, name: str, spec: dict[str, Any], *, clu
     seen: dict[tuple[str | None, str | None], int] = {}
     for index, registry in enumerate(registries):
         field = f"spec.registries[{index}]"
+        # The CRD schema leaves registryId a plain string (so the object is stored and its
+        # status says what is wrong); the 12 digits are checked here.
+        if registry.registry_id is not None and not re.fullmatch(ACCOUNT_ID_PATTERN, registry.registry_id):
+            problems.append(Problem(reasons.INVALID_REGISTRY_ID, f"{field}.registryId", MSG_REGISTRY_ID))
         problem = region_problem(registry.region, f"{field}.region", known_regions)
         if problem is None and registry.region is None:
             problem = region_problem(default_region, f"{field}.region (the operator's AWS_REGION)", known_regions)

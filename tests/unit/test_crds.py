@@ -76,3 +76,13 @@ def test_cli_prints_the_same(capsys):
     printed = capsys.readouterr().out
     for text in crdgen.render_all().values():
         assert text in printed
+
+
+def test_ecr_pull_secret_registry_id_is_judged_by_the_operator_not_the_schema():
+    """No pattern: a wrong ID is stored and gets Ready=False InvalidRegistryId (docs/conditions.md)."""
+    from controller.api.models import ECR_PULL_SECRET
+
+    crd = yaml.safe_load(crdgen.render(ECR_PULL_SECRET))
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    registry_id = spec["properties"]["registries"]["items"]["properties"]["registryId"]
+    assert registry_id["type"] == "string" and "pattern" not in registry_id and registry_id["maxLength"] == 64

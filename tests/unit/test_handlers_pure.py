@@ -104,3 +104,14 @@ def test_shard_selector(shard, selector):
     from controller.handlers import shard_selector
 
     assert shard_selector(shard) == selector
+
+
+def test_handlers_keep_no_timers_of_their_own():
+    """One scheduler (controller.scheduler): refreshes and drift checks are its entries, not asyncio timers."""
+    import inspect
+
+    from controller import handlers
+
+    source = inspect.getsource(handlers)
+    for timer in ("call_later", "call_at", "TimerHandle", "asyncio.sleep"):
+        assert timer not in source, f"controller/handlers.py uses {timer}: schedule through runtime.scheduler"

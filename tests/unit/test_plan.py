@@ -139,7 +139,7 @@ def test_plan_judges_an_ecr_pull_secret_like_the_operator(spec, reason):
     assert [p.reason for p in obj.problems] == [reason]
 
 
-def test_plan_notes_that_a_valid_ecr_pull_secret_is_not_planned_against_the_cluster():
+def test_plan_notes_that_without_aws_an_ecr_pull_secret_is_only_validated():
     text = yaml.safe_dump({"apiVersion": "regaccess.io/v1alpha1", "kind": "ECRPullSecret",
                            "metadata": {"name": "pull", "namespace": "apps"}, "spec": {}})
     (obj,) = plan.plan_objects(plan.load_text(text, "pull.yaml")[0], factory=None)

@@ -228,3 +228,40 @@ def test_the_loop_runs_checks_and_beats():
     s = asyncio.run(main())
     assert checked == ["a"] and len(beats) > 1
     assert s.queue.due("a") == T0 + 300 and s.queue.due("b") == T0 + 1000
+
+
+# --------------------------------------------------------------------------- ECRPullSecret refreshes
+
+
+def test_refresh_time_is_the_status_next_refresh_time():
+    assert sch.refresh_time({"nextRefreshTime": stamp(21600)}) == T0 + 21600
+    assert sch.refresh_time({}) is None and sch.refresh_time({"nextRefreshTime": "garbage"}) is None
+
+
+def test_a_refresh_is_an_entry_of_the_same_queue_and_bound():
+    """Drift checks and token refreshes share one time order and one concurrency bound."""
+    clock = Clock()
+    s, _ = make(1, clock)
+    s.schedule(("CrossAccountRepoAccess", "x"), T0 + 20)
+    s.schedule(("ECRPullSecret", "p"), sch.refresh_time({"nextRefreshTime": stamp(10)}))
+    clock.now = T0 + 30
+    assert s.start_due(clock.now) == [("ECRPullSecret", "p")]  # earliest first, one at a time
+    assert s.start_due(clock.now) == []
+    s.finish(("ECRPullSecret", "p"), T0 + 21600)
+    assert s.start_due(clock.now) == [("CrossAccountRepoAccess", "x")]
+
+
+def test_a_handler_pass_replaces_the_last_checks_answer_even_when_sooner():
+    """A failed refresh in a kopf handler retries after its backoff, not at the old floor."""
+    clock = Clock()
+    s, _ = make(1, clock)
+    key = ("ECRPullSecret", "p")
+    s.schedule(key, T0)
+    s.start_due(T0)
+    s.finish(key, T0 + 21600)
+    s.schedule(key, T0 + 10)          # a watch event: cannot move the check earlier
+    assert s.queue.due(key) == T0 + 21600
+    s.replace(key, T0 + 10)           # the handler's own answer (retry backoff): can
+    assert s.queue.due(key) == T0 + 10
+    s.replace(key, None)              # nothing to refresh any more (an invalid spec)
+    assert key not in s.queue
