@@ -89,7 +89,7 @@ def test_namespaced_mode_grants_per_namespace():
     cluster = one(docs, "ClusterRole")
     cluster_resources = {r for rule in cluster["rules"] for r in rule["resources"]}
     # Only the cluster-scoped minimum: nothing namespaced is granted cluster-wide.
-    assert cluster_resources == {"customresourcedefinitions", "namespaces"}
+    assert cluster_resources == {"customresourcedefinitions", "namespaces", "tenancypolicies"}
     for role in roles:
         assert {r for rule in role["rules"] for r in rule["resources"]} >= {"secrets", "registrycredentials"}
 
@@ -182,7 +182,8 @@ def test_chart_crds_are_the_repository_crds():
     assert extra == {"kopf.dev_peerings.yaml"}
     names = {d["metadata"]["name"] for d in crds()}  # Helm loads all of them
     assert names == {"registrycredentials.regaccess.io", "crossaccountrepoaccesses.regaccess.io",
-                     "ecrpullsecrets.regaccess.io", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+                     "ecrpullsecrets.regaccess.io", "tenancypolicies.regaccess.io", "clusterkopfpeerings.kopf.dev",
+                     "kopfpeerings.kopf.dev"}
 
 
 def test_every_run_option_is_set_from_values_and_parses():
@@ -373,3 +374,34 @@ def test_schema_refuses_a_shard_name_that_is_no_dns_label():
     with h.Chart.load(CHART) as chart:
         with pytest.raises(h.HelmValuesError):
             chart.validate_schema({"shards": ["Shard_A"]})
+
+
+def _tenancy_rules(docs):
+    cluster = one(docs, "ClusterRole")
+    return [rule for rule in cluster["rules"] if "tenancypolicies" in rule["resources"]]
+
+
+def test_tenancy_policy_is_read_only_and_rendered_from_values():
+    docs = render({})
+    assert env_of(one(docs, "Deployment"))["REGACCESS_TENANCY_POLICY"] == "default"
+    [rule] = _tenancy_rules(docs)
+    assert rule["verbs"] == ["list", "watch"]  # never written by the operator
+    assert find(docs, "TenancyPolicy") == []  # create: false, the admin applies their own
+
+    rendered = render({"tenancy": {"create": True, "policyName": "shared", "defaultAction": "Deny",
+                                   "default": {"secretNames": ["regaccess/{namespace}/*"]},
+                                   "namespaces": {"team-*": {"regions": ["eu-west-1"]}}}})
+    policy = one(rendered, "TenancyPolicy")
+    assert policy["metadata"]["name"] == "shared" and "namespace" not in policy["metadata"]
+    assert policy["spec"] == {"defaultAction": "Deny", "default": {"secretNames": ["regaccess/{namespace}/*"]},
+                              "namespaces": {"team-*": {"regions": ["eu-west-1"]}}}
+    assert env_of(one(rendered, "Deployment"))["REGACCESS_TENANCY_POLICY"] == "shared"
+    # What the chart renders is what the operator parses.
+    from controller import tenancy
+    assert tenancy.from_spec("shared", policy["spec"]).error is None
+
+    # default left null: the object says nothing, so the shipped default applies.
+    assert "default" not in one(render({"tenancy": {"create": True}}), "TenancyPolicy")["spec"]
+
+    off = render({"tenancy": {"policyName": ""}})
+    assert _tenancy_rules(off) == [] and env_of(one(off, "Deployment"))["REGACCESS_TENANCY_POLICY"] == ""

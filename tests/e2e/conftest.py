@@ -50,10 +50,20 @@ def control_plane():
     cp.stop()
 
 
+TENANCY_POLICIES = "/apis/regaccess.io/v1alpha1/tenancypolicies"
+OPEN_TENANCY_POLICY = {"apiVersion": "regaccess.io/v1alpha1", "kind": "TenancyPolicy",
+                       "metadata": {"name": "default"}, "spec": {"default": {}}}
+
+
 @pytest.fixture(scope="session")
 def kube(control_plane) -> Kube:
     client = Kube(control_plane.server, controlplane.ADMIN_TOKEN)
     client.apply_crds(list(crdgen.render_all().values()))
+    # An open TenancyPolicy (no rules, defaultAction Allow): most e2e tests exercise the second
+    # line of defence, the owner marks, with names the shipped tenancy default would refuse
+    # first. tests/e2e/test_tenancy_guard.py narrows it (and deletes it: the shipped default)
+    # and puts it back.
+    client.create(TENANCY_POLICIES, OPEN_TENANCY_POLICY)
     return client
 
 
