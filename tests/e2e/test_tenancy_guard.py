@@ -14,12 +14,13 @@ it made while permitted is left in place).
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 
 import pytest
 
-from tests.e2e.conftest import OPEN_TENANCY_POLICY, TENANCY_POLICIES
+from tests.e2e.conftest import OPEN_TENANCY_POLICY, TENANCY_POLICIES, start_operator
 from tests.e2e.kube import condition, wait_for
 from tests.e2e.support import (
     SETTLE,
@@ -63,18 +64,24 @@ def set_policy(kube, spec: dict | None) -> None:
 
 
 @pytest.fixture
-def tenants(kube, operator):
+def tenants(kube, control_plane, moto_server, tmp_path):
+    """Two fresh namespaces and an operator watching only them (``-n``): resources other
+    modules left elsewhere make no calls that the call record would count against these."""
     suffix = uuid.uuid4().hex[:6]
     team_a, team_b = f"ta-{suffix}", f"tb-{suffix}"
     for name in (team_a, team_b):
         kube.create_namespace(name)
         kube.create(kube.secret_path(name), basic_auth_secret(name, "src", password=f"pw-{name}"))
     set_policy(kube, {"defaultAction": "Deny", "default": SHARED})
-    yield team_a, team_b
-    print("\n".join(line for line in operator.log_text().splitlines() if suffix in line)[-20000:])
-    set_policy(kube, OPEN_TENANCY_POLICY["spec"])
-    delete_all(kube, team_a)
-    delete_all(kube, team_b)
+    operator = start_operator(control_plane, moto_server, tmp_path, namespaces=[team_a, team_b])
+    try:
+        yield team_a, team_b
+        print("\n".join(line for line in operator.log_text().splitlines() if suffix in line)[-20000:])
+        delete_all(kube, team_a)
+        delete_all(kube, team_b)
+    finally:
+        operator.kill(signal.SIGTERM)
+        set_policy(kube, OPEN_TENANCY_POLICY["spec"])
 
 
 def rc_spec(**extra) -> dict:
