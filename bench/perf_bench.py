@@ -314,22 +314,16 @@ class Floor:
 
 def watch_until_ready(kube: Kube, namespace: str, name: str, resource_version: str, deadline: Deadline) -> float:
     """Follow the object's watch stream from ``resource_version``; returns time.monotonic() when Ready."""
-    path = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{REGISTRY_CREDENTIAL.plural}"
-            f"?watch=1&fieldSelector=metadata.name%3D{name}&resourceVersion={resource_version}")
     while True:
+        path = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{REGISTRY_CREDENTIAL.plural}"
+                f"?watch=1&fieldSelector=metadata.name%3D{name}&resourceVersion={resource_version}")
         deadline.check(f"waiting for {namespace}/{name} Ready")
         seconds = int(max(1, min(60, deadline.left())))
-        with kube.session.get(f"{kube.server}{path}&timeoutSeconds={seconds}", stream=True, verify=False,
-                              timeout=(10, seconds + 10)) as answer:
-            answer.raise_for_status()
-            for line in answer.iter_lines():
-                if not line:
-                    continue
-                event = json.loads(line)
-                obj = event.get("object") or {}
-                if event.get("type") in ("ADDED", "MODIFIED") and ready(obj):
-                    return time.monotonic()
-                resource_version = (obj.get("metadata") or {}).get("resourceVersion", resource_version)
+        for event in kube.watch(path, seconds):
+            obj = event.get("object") or {}
+            if event.get("type") in ("ADDED", "MODIFIED") and ready(obj):
+                return time.monotonic()
+            resource_version = (obj.get("metadata") or {}).get("resourceVersion", resource_version)
 
 
 # --------------------------------------------------------------------------- sections
@@ -458,6 +452,7 @@ class Run:
         port = controlplane.free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "REGACCESS_"))}
         env.update({"KUBECONFIG": str(self.cp.kubeconfig), "PYTHONUNBUFFERED": "1"})
+        env.update(kv.split("=", 1) for kv in self.args.operator_env)  # the same process environment
         op = Operator([sys.executable, "-m", "bench.bare_kopf", "-n", namespace, "--metrics-port", str(port)],
                       env, self.workdir / f"bare-kopf-{namespace}.log", port)
         self.operators.append(op)
@@ -754,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aws-rate-limits", default="", help="Passed to the operator (default: the published quotas).")
     parser.add_argument("--operator-arg", action="append", default=[], help="Extra operator argument (repeatable).")
     parser.add_argument("--operator-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="Extra environment variable for the operator (repeatable), e.g. MALLOC_ARENA_MAX=2.")
+                        help="Extra environment variable for the operator and the bare kopf baseline (repeatable), "
+                        "e.g. MALLOC_ARENA_MAX=2.")
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="Idle window after Ready (timer CPU).")
     parser.add_argument("--resync-gap", type=float, default=30.0,
                         help="Seconds between the restart and the first drift check in section 3.")

@@ -8,8 +8,10 @@ the Kubernetes API, as users do.
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Any, Callable
+import urllib.request
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -54,6 +56,16 @@ class Kube(Client):
 
     def all_events(self) -> list[dict]:
         return self.get("/api/v1/events")["items"]
+
+    def watch(self, path: str, seconds: int) -> Iterator[dict[str, Any]]:
+        """The events of one watch request (``path`` with ``?watch=1...``), for at most ``seconds``."""
+        separator = "&" if "?" in path else "?"
+        request = urllib.request.Request(f"{self.server}{path}{separator}timeoutSeconds={seconds}",
+                                         headers=self._headers)
+        with urllib.request.urlopen(request, context=self._context, timeout=seconds + 10) as answer:
+            for line in answer:
+                if line.strip():
+                    yield json.loads(line)
 
 
 class GiveUp(AssertionError):
