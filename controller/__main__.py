@@ -108,6 +108,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         priority=priority,
         drift_interval=settings.drift_interval,
         shard=settings.shard or "default",
+        kube_connections=handlers.connection_limit(settings) or "unbounded",
         aws_region=factory.default_region,
         aws_endpoint=os.environ.get("AWS_ENDPOINT_URL") or "default",
         aws_rate_limits=ratelimit.describe(factory.rate_limiter.rules) if factory.rate_limiter else [],

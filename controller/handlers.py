@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+import aiohttp
 import kopf
 
 from controller import drift_events, metrics, sources, tenancy
@@ -65,7 +66,41 @@ from controller.sources import BASIC_AUTH, DOCKER_CONFIG_JSON
 
 SECRET_TYPES = frozenset({BASIC_AUTH, DOCKER_CONFIG_JSON, "Opaque"})
 PERSISTENCE_PREFIX = "kopf.regaccess.io"
-__all__ = ["DRIFT_JITTER", "Runtime", "build_registry", "drift_due", "source_changed", "_jitter", "shard_selector"]
+__all__ = ["DRIFT_JITTER", "Runtime", "bounded_session", "build_registry", "connection_limit", "drift_due",
+           "source_changed", "_jitter", "shard_selector"]
+
+
+# Watch streams kopf keeps open per watched namespace (RegistryCredentials,
+# CrossAccountRepoAccess, ECRPullSecrets, Secrets), and at most this many besides
+# (the TenancyPolicy, kopf's CRD and namespace observers, peering's two).
+NAMESPACED_WATCHES = 4
+OTHER_WATCHES = 5
+NAMESPACE_PATTERN = frozenset("*?!,")
+
+
+def connection_limit(settings: Settings) -> int | None:
+    """Pure: how many connections kopf may hold to the API server (None: no bound).
+
+    kopf's own session opens a new TLS connection for every request in flight, with no
+    bound: 1,000 resources applied at once meant about 1,000 connections at ~0.3 MiB each
+    (bench/RESULTS.md). A watch stream holds its connection for as long as it runs, so the
+    bound is one connection per stream plus ``--kube-connections`` for requests; a pattern
+    among the namespaces (``team-*``) makes the number of streams unknown, so then there is
+    no bound (a bound below the streams would leave no connection for a single PATCH).
+    """
+    if not settings.kube_connections:
+        return None
+    if any(NAMESPACE_PATTERN & set(ns) for ns in settings.namespaces):
+        return None
+    return NAMESPACED_WATCHES * max(1, len(settings.namespaces)) + OTHER_WATCHES + settings.kube_connections
+
+
+def bounded_session(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSession:
+    """kopf's session for ``info`` (the same TLS context and headers kopf would build), bounded."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
+                                    headers=info.as_http_headers())
+    return kopf.AiohttpSession(server=info.server, default_namespace=info.default_namespace,
+                               expiration=info.expiration, priority=info.priority, aiohttp_session=session)
 
 
 def shard_selector(shard: str) -> str:
@@ -244,11 +279,14 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             settings.watching.label_selectors[GROUP, plural] = shard_selector(runtime.settings.shard)
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.ConnectionInfo | kopf.AiohttpSession | None:
         # A private registry has none of kopf's default handlers: in-cluster first, then KUBECONFIG.
         info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
         runtime.connection = info
-        return info
+        limit = connection_limit(settings)
+        if info is None or limit is None:
+            return info
+        return bounded_session(info, limit)
 
     # Index functions are async: kopf runs a sync handler in a worker thread, a hop per
     # event that costs more than the function itself.

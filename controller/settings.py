@@ -54,6 +54,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -152,6 +159,11 @@ RUN_OPTIONS: list[Option] = [
     Option(("--shutdown-timeout",), "shutdown_timeout", "Seconds to let in-flight AWS work finish "
            "after SIGTERM before exiting anyway (keep below the Pod's terminationGracePeriodSeconds).",
            20.0, _positive_float),
+    Option(("--kube-connections",), "kube_connections", "Connections to the API server for "
+           "requests (status and finalizer patches), beside one per watch stream: at most this many "
+           "are in flight, the rest wait. Bounds memory when many resources change at once "
+           "(each TLS connection holds ~0.3 MiB). 0: no bound (kopf's default); also none while a "
+           "namespace is a pattern.", 32, _non_negative_int),
     Option(("--workers",), "workers", "Threads for AWS calls (reconciles run concurrently up "
            "to this many).", 32, _positive_int),
     Option(("--log-level",), "log_level", "Log level.", "INFO", str,
@@ -191,6 +203,7 @@ class Settings:
     aws_max_attempts: int = 5
     aws_rate_limits: str = ""
     shutdown_timeout: float = 20.0
+    kube_connections: int = 32
     workers: int = 32
     log_level: str = "INFO"
     log_format: str = "json"

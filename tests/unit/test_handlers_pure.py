@@ -106,6 +106,54 @@ def test_shard_selector(shard, selector):
     assert shard_selector(shard) == selector
 
 
+@pytest.mark.parametrize("argv, limit", [
+    ([], 4 + 5 + 32),
+    (["-n", "a", "-n", "b", "-n", "c"], 3 * 4 + 5 + 32),
+    (["-n", "a", "--kube-connections", "8"], 4 + 5 + 8),
+    (["--kube-connections", "0"], None),
+    (["-n", "team-*"], None),
+    (["-n", "a", "-n", "!b"], None),
+], ids=["all-namespaces", "three-namespaces", "fewer-requests", "zero-is-no-bound",
+        "a-pattern-is-no-bound", "a-negation-is-no-bound"])
+def test_connection_limit_leaves_one_per_watch_stream_and_bounds_requests(argv, limit):
+    import argparse
+
+    from controller.handlers import connection_limit
+    from controller.settings import add_run_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, {})
+    assert connection_limit(settings_from_args(parser.parse_args(argv), {})) == limit
+
+
+def test_bounded_session_keeps_kopfs_credentials_and_tls():
+    """The session kopf gets carries the same Authorization header and TLS settings kopf builds."""
+    import asyncio
+
+    import kopf
+
+    from controller.handlers import bounded_session
+
+    info = kopf.ConnectionInfo(server="https://127.0.0.1:6443", token="t0ken", insecure=True,
+                               default_namespace="ns", priority=7)
+
+    async def build():
+        context = bounded_session(info, 12)
+        try:
+            connector = context.aiohttp_session.connector
+            return (context.server, context.default_namespace, context.priority, connector.limit,
+                    dict(context.aiohttp_session.headers), connector._ssl.verify_mode)
+        finally:
+            await context.aiohttp_session.close()
+
+    import ssl
+
+    server, namespace, priority, limit, headers, verify = asyncio.run(build())
+    assert (server, namespace, priority, limit) == ("https://127.0.0.1:6443", "ns", 7, 12)
+    assert headers["Authorization"] == "Bearer t0ken"
+    assert verify == ssl.CERT_NONE  # insecure=True, as kopf's own context would have it
+
+
 def test_handlers_keep_no_timers_of_their_own():
     """One scheduler (controller.scheduler): refreshes and drift checks are its entries, not asyncio timers."""
     import inspect

@@ -52,10 +52,10 @@ def test_namespaces():
 @pytest.mark.parametrize("argv", [["--drift-interval", "0"], ["--metrics-port", "70000"], ["--log-level", "LOUD"],
                                   ["--workers", "0"], ["--max-concurrent-drift-checks", "0"],
                                   ["--shard", "a,b"], ["--shard", "-a"], ["--shard", "x" * 64],
-                                  ["--source-check-interval", "2"]],
+                                  ["--source-check-interval", "2"], ["--kube-connections", "-1"]],
                          ids=["zero-interval", "bad-port", "bad-level", "no-workers", "no-drift-checks",
                               "shard-not-a-label-value", "shard-starts-with-dash", "shard-too-long",
-                              "the-removed-polling-option"])
+                              "the-removed-polling-option", "negative-connections"])
 def test_bad_values_are_rejected(argv):
     with pytest.raises(SystemExit):
         parse(argv)
