@@ -141,6 +141,10 @@ class Runtime:
     # judged under: a change between the two re-evaluates the resources it affects.
     tenancy_policy: tenancy.Policy = tenancy.SHIPPED
     tenancy_judged: tenancy.Policy = tenancy.SHIPPED
+    # False until the first handler of a resource runs: kopf fills every index (the
+    # TenancyPolicy's too) before that, so a policy read until then is the one every
+    # resource will first be judged under, not a change to re-evaluate.
+    handlers_started: bool = False
     # Resources a TenancyPolicy change affects: their next scheduled check reconciles.
     tenancy_pending: set[Any] = field(default_factory=set)
     # ECRPullSecrets the watch reported (uid -> slim body), kept by register_pull_secrets.
@@ -417,6 +421,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     # ------------------------------------------------------------------ the scheduler's feed
 
     def seen(indexes: dict[str, Any]) -> None:
+        runtime.handlers_started = True
         if runtime.kopf_context is None:
             runtime.kopf_context = contextvars.copy_context()
         if not runtime.indexes:
@@ -603,6 +608,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         @kopf.index(*tenancy_resource, registry=registry, id="tenancy_policies", when=ours)
         async def tenancy_policies(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
             runtime.tenancy_policy = tenancy.from_spec(name, dict(body.get("spec") or {}))
+            if not runtime.handlers_started:
+                # kopf's initial listing: no resource was judged under anything yet, so
+                # tenancy_follow's first event must not re-evaluate (and reconcile again)
+                # the resources their resume handlers judge under this very policy.
+                runtime.tenancy_judged = runtime.tenancy_policy
             if runtime.tenancy_policy.error:
                 log.error("tenancy policy unreadable: every resource is refused", policy=name,
                           error=runtime.tenancy_policy.error)
@@ -737,6 +747,7 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime,
     @kopf.on.event(*resource, registry=registry, id="follow")
     async def pull_follow(type: str | None, body: kopf.Body, **_: Any) -> None:
         uid = body["metadata"]["uid"]
+        runtime.handlers_started = True
         if runtime.kopf_context is None:
             # kopf.event() from the scheduler's checks needs a kopf handler's context.
             runtime.kopf_context = contextvars.copy_context()

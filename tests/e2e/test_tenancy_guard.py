@@ -206,3 +206,39 @@ def test_a_policy_change_is_applied_without_a_restart(kube, tenants, aws_server_
     assert sm.describe_secret(SecretId=secret).get("DeletedDate") is None  # left for the admin
     assert "(shipped default)" in condition(obj, "Ready")["message"]
     sm.delete_secret(SecretId=secret, ForceDeleteWithoutRecovery=True)
+
+
+def test_a_restart_judges_each_resource_once_under_the_policy_in_force(kube, control_plane, moto_server,
+                                                                        tmp_path, aws_e2e):
+    """A TenancyPolicy that exists at start-up is no change: no extra 'tenancy' reconcile.
+
+    The session's open policy allows a secret name the shipped default refuses, so comparing
+    the shipped default with it would re-evaluate the resource right after its resume.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert kube.get(POLICY_PATH)["spec"]["default"] == {}  # the session's open policy
+    namespace = f"tr-{uuid.uuid4().hex[:6]}"
+    kube.create_namespace(namespace)
+    kube.create(kube.secret_path(namespace), basic_auth_secret(namespace, "src"))
+    # No drift check during the test: every reconcile it counts is the resume or an extra one.
+    operator = start_operator(control_plane, moto_server, tmp_path, namespaces=[namespace],
+                              extra_env={"REGACCESS_DRIFT_INTERVAL": "3600"})
+    try:
+        path = rc_path(namespace, "outside")
+        kube.create(path, custom_resource("RegistryCredential", namespace, "outside", rc_spec(
+            secret={"name": f"shared/{namespace}/outside", "forceDeleteWithoutRecovery": True})))
+        wait_ready(kube, path)
+        operator.restart()
+
+        def reconciles() -> dict[str, float]:
+            return {sample.labels["trigger"]: sample.value
+                    for family in text_string_to_metric_families(operator.metrics())
+                    for sample in family.samples if sample.name == "regaccess_reconcile_total"}
+
+        wait_for(lambda: reconciles().get("resume", 0) >= 1, SETTLE, "the resume reconcile after the restart")
+        time.sleep(3)  # time for the TenancyPolicy's first watch event to act, if it wrongly did
+        assert reconciles() == {"resume": 1.0}
+    finally:
+        delete_all(kube, namespace)
+        operator.kill(signal.SIGTERM)
