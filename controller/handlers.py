@@ -71,8 +71,9 @@ __all__ = ["DRIFT_JITTER", "Runtime", "bounded_session", "build_registry", "conn
 
 
 # Watch streams kopf keeps open per watched namespace (RegistryCredentials,
-# CrossAccountRepoAccess, ECRPullSecrets, Secrets), and at most this many besides
-# (the TenancyPolicy, kopf's CRD and namespace observers, peering's two).
+# CrossAccountRepoAccess, ECRPullSecrets, Secrets; with peering, KopfPeerings too, which
+# kopf watches per namespace when namespaced), and at most this many besides (the
+# TenancyPolicy, kopf's CRD and namespace observers, a cluster-wide peering).
 NAMESPACED_WATCHES = 4
 OTHER_WATCHES = 5
 NAMESPACE_PATTERN = frozenset("*?!,")
@@ -92,7 +93,8 @@ def connection_limit(settings: Settings) -> int | None:
         return None
     if any(NAMESPACE_PATTERN & set(ns) for ns in settings.namespaces):
         return None
-    return NAMESPACED_WATCHES * max(1, len(settings.namespaces)) + OTHER_WATCHES + settings.kube_connections
+    per_namespace = NAMESPACED_WATCHES + (1 if settings.peering else 0)
+    return per_namespace * max(1, len(settings.namespaces)) + OTHER_WATCHES + settings.kube_connections
 
 
 def bounded_session(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSession:

@@ -113,8 +113,9 @@ def test_shard_selector(shard, selector):
     (["--kube-connections", "0"], None),
     (["-n", "team-*"], None),
     (["-n", "a", "-n", "!b"], None),
+    (["-n", "a", "-n", "b", "-n", "c", "--peering", "p"], 3 * 5 + 5 + 32),
 ], ids=["all-namespaces", "three-namespaces", "fewer-requests", "zero-is-no-bound",
-        "a-pattern-is-no-bound", "a-negation-is-no-bound"])
+        "a-pattern-is-no-bound", "a-negation-is-no-bound", "peering-watched-per-namespace"])
 def test_connection_limit_leaves_one_per_watch_stream_and_bounds_requests(argv, limit):
     import argparse
 
