@@ -47,9 +47,7 @@ import kopf
 from controller import drift_events, metrics, sources, tenancy
 from controller.api.models import (CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL,
                                    TENANCY_POLICY, VERSION)
-from controller.api.validation import validate_registry_credential
-from controller.api.validation_pull import validate_pull_secret
-from controller.api.validation_xrepo import validate_cross_account
+from controller.api.validate import validate
 from controller.aws.clients import ClientFactory, Clients
 from controller.kubeapi import StatusWriter, client_for, patchable
 from controller.kubeclient import custom_resource_path
@@ -563,17 +561,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     def judged(kind: str, body: dict[str, Any], policy: tenancy.Policy) -> tuple[str, ...] | None:
         """Pure read of one indexed resource's tenancy verdict (None: its spec is invalid)."""
         meta, spec = body["metadata"], dict(body.get("spec") or {})
-        if kind == REGISTRY_CREDENTIAL.kind:
-            resolved, _ = validate_registry_credential(meta["namespace"], meta["name"], spec,
-                                                       cluster_id=settings.cluster_id)
-            values = tenancy.registry_credential_values(resolved) if resolved else None
-        elif kind == ECR_PULL_SECRET.kind:
-            resolved, _ = validate_pull_secret(meta["namespace"], meta["name"], spec, cluster_id=settings.cluster_id)
-            values = tenancy.pull_secret_values(resolved) if resolved else None
-        else:
-            resolved, _ = validate_cross_account(meta["namespace"], meta["name"], spec, cluster_id=settings.cluster_id)
-            values = tenancy.cross_account_values(resolved) if resolved else None
-        return None if values is None else tenancy.verdict(policy, meta["namespace"], values)
+        resolved, _ = validate(kind, meta["namespace"], meta["name"], spec, cluster_id=settings.cluster_id)
+        return None if resolved is None else tenancy.verdict(policy, meta["namespace"],
+                                                             tenancy.values_of(kind, resolved))
 
     def reevaluate() -> int:
         """Trigger the resources whose verdict the policy change changed (memory only)."""

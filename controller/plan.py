@@ -54,8 +54,8 @@ from controller.api.models import (
 )
 from controller.api.validation_pull import validate_pull_secret
 from controller.aws.ecr_tokens import regions as ecr_regions
-from controller.api.validation import Problem, ResolvedRegistryCredential, validate_registry_credential
-from controller.api.validation_xrepo import validate_cross_account
+from controller.api.validate import validate
+from controller.api.validation import Problem, ResolvedRegistryCredential
 from controller.aws import secrets as sm
 from controller.aws.clients import ClientFactory, Clients
 from controller.aws.protocol import Action, Difference, Observation, Written
@@ -548,9 +548,7 @@ def _stopped(result: ReconcileResult, changes: list[Change]) -> list[Change]:
 def _same_spec(kind: str, namespace: str, name: str, live: dict[str, Any], spec: dict[str, Any],
                cluster_id: str) -> bool:
     """Would applying ``spec`` leave the live spec's meaning (and so its generation) as it is?"""
-    validate = {REGISTRY_CREDENTIAL.kind: validate_registry_credential,
-                ECR_PULL_SECRET.kind: validate_pull_secret}.get(kind, validate_cross_account)
-    before, after = (validate(namespace, name, s, cluster_id=cluster_id)[0] for s in (live, spec))
+    before, after = (validate(kind, namespace, name, s, cluster_id=cluster_id)[0] for s in (live, spec))
     return before is not None and after is not None and before.spec == after.spec
 
 
@@ -681,7 +679,7 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
                                                            known_regions=ecr_regions())
             plan.problems += problems
             if resolved_pull is not None:
-                plan.problems += tenancy.violations(tenancy_policy, namespace, tenancy.pull_secret_values(resolved_pull))
+                plan.problems += tenancy.violations(tenancy_policy, namespace, tenancy.values_of(kind, resolved_pull))
             if plan.problems or resolved_pull is None:
                 continue
             if factory is None:
@@ -710,13 +708,10 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
             continue
         plan.problems += _envelope_problems(manifest)
         spec = manifest.body.get("spec") if isinstance(manifest.body.get("spec"), dict) else {}
-        validate = validate_registry_credential if kind == REGISTRY_CREDENTIAL.kind else validate_cross_account
-        resolved, problems = validate(namespace, manifest.name or "x", spec, cluster_id=cluster_id)
+        resolved, problems = validate(kind, namespace, manifest.name or "x", spec, cluster_id=cluster_id)
         plan.problems += problems
         if resolved is not None:
-            values = (tenancy.registry_credential_values(resolved) if kind == REGISTRY_CREDENTIAL.kind
-                      else tenancy.cross_account_values(resolved))
-            plan.problems += tenancy.violations(tenancy_policy, namespace, values)
+            plan.problems += tenancy.violations(tenancy_policy, namespace, tenancy.values_of(kind, resolved))
         if resolved is None or plan.problems:
             continue
         ref = ""

@@ -34,6 +34,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from controller.api import reasons
+from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, REGISTRY_CREDENTIAL
 from controller.api.validation import Problem
 
 ALLOW = "Allow"
@@ -270,6 +271,18 @@ def pull_secret_values(resolved: Any) -> list[Value]:
     return values + _common(spec)
 
 
+def values_of(kind: str, resolved: Any) -> list[Value]:
+    """What a resolved resource of ``kind`` names: the one dispatch for callers holding any kind."""
+    return _VALUES_OF[kind](resolved)
+
+
+_VALUES_OF = {
+    REGISTRY_CREDENTIAL.kind: registry_credential_values,
+    CROSS_ACCOUNT_REPO_ACCESS.kind: cross_account_values,
+    ECR_PULL_SECRET.kind: pull_secret_values,
+}
+
+
 def violations(policy: Policy, namespace: str, values: Iterable[Value]) -> list[Problem]:
     """Pure: one NotPermitted problem per named thing the namespace's rules do not allow."""
     if policy.error is not None:
@@ -290,6 +303,6 @@ def verdict(policy: Policy, namespace: str, values: Iterable[Value]) -> tuple[st
 
 __all__ = [
     "ALLOW", "DENY", "Policy", "RULE_FIELDS", "SHIPPED", "SHIPPED_DEFAULT", "cross_account_values", "entry_for",
-    "from_spec", "glob_match", "permitted", "pull_secret_values", "registry_credential_values", "rule_for",
+    "from_spec", "glob_match", "permitted", "pull_secret_values", "registry_credential_values", "rule_for", "values_of",
     "verdict", "violations",
 ]

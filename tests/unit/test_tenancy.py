@@ -151,6 +151,30 @@ def test_pull_secret_registries_and_role():
     assert fields == ["spec.registries[0].registryId", "spec.registries[1].region"]
 
 
+def test_each_kind_is_validated_and_judged_through_one_dispatch():
+    """controller.api.validate and tenancy.values_of map each kind to its own validator and values."""
+    from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, REGISTRY_CREDENTIAL
+    from controller.api.validate import validate
+
+    specs = {REGISTRY_CREDENTIAL.kind: {"source": {"secretRef": {"name": "src"}}, "secret": {"name": "other/x"}},
+             CROSS_ACCOUNT_REPO_ACCESS.kind: {"repositories": ["team-a/api"], "grants": [
+                 {"principals": [{"accountId": "444455556666"}], "access": "Pull"}]},
+             ECR_PULL_SECRET.kind: {"registries": [{"registryId": "111122223333", "region": "eu-west-1"}]}}
+    fields = {}
+    for kind, spec in specs.items():
+        resolved, problems = validate(kind, "team-b", "x", spec, cluster_id="c1")
+        assert resolved is not None, (kind, problems)
+        fields[kind] = [f for f, _ in refused(POLICY, "team-b", tenancy.values_of(kind, resolved))]
+    assert fields == {REGISTRY_CREDENTIAL.kind: ["spec.secret.name"],
+                      CROSS_ACCOUNT_REPO_ACCESS.kind: ["spec.repositories[0]"],
+                      ECR_PULL_SECRET.kind: ["spec.registries[0].registryId"]}
+    # A spec of the wrong kind is refused by that kind's validator, not judged as another kind.
+    assert validate(CROSS_ACCOUNT_REPO_ACCESS.kind, "team-b", "x", specs[REGISTRY_CREDENTIAL.kind],
+                    cluster_id="c1")[0] is None
+    with pytest.raises(KeyError):
+        validate("TenancyPolicy", "team-b", "x", {}, cluster_id="c1")
+
+
 # --------------------------------------------------------------------------- parsing and precedence
 
 
