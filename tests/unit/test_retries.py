@@ -166,3 +166,31 @@ def test_the_veto_runs_before_botocores_retry_handler(monkeypatch, service, oper
     handlers = list(client.meta.events._emitter._handlers.prefix_search(event))  # noqa: SLF001
     names = [getattr(h, "__qualname__", "") for h in handlers]
     assert names[0] == "Gate.needs_retry" and "RetryHandler.needs_retry" in names[1:], names
+
+
+def test_a_client_is_handed_out_with_its_paginator_model_loaded(monkeypatch):
+    """botocore loads the paginator model on the first get_paginator, without a lock: in a
+    burst of creates every worker thread loaded it again. The factory loads it once.
+
+    Counts botocore's loader calls (a private attribute): a botocore upgrade that moves the
+    load fails here, not as a silent CPU regression in the benchmark."""
+    import concurrent.futures
+
+    import boto3
+
+    from controller.aws.clients import ClientFactory
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = ClientFactory(session=boto3.session.Session(region_name="us-east-1")).client("iam")
+    loads = []
+    original = client._loader.load_service_model  # noqa: SLF001
+
+    def counting(service_name, type_name, api_version=None):
+        loads.append(type_name)
+        return original(service_name, type_name, api_version)
+
+    monkeypatch.setattr(client._loader, "load_service_model", counting)  # noqa: SLF001
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        pagers = list(pool.map(lambda _: client.get_paginator("list_role_policies"), range(16)))
+    assert len(pagers) == 16 and loads == []
