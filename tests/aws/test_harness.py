@@ -229,6 +229,49 @@ def test_a_dropped_connection_never_reaches_aws(aws_server):
     assert aws_server.calls.list()[0].fault == "drop"
 
 
+def _sessions_opened(client, calls):
+    """Run ``calls`` (callables taking the client) and count the TCP connections urllib3 opened."""
+    import urllib3.connection
+
+    opened = []
+    original = urllib3.connection.HTTPConnection._new_conn  # noqa: SLF001
+
+    def counting(self):
+        opened.append(self)
+        return original(self)
+
+    urllib3.connection.HTTPConnection._new_conn = counting  # noqa: SLF001
+    try:
+        for call in calls:
+            try:
+                call(client)
+            except (ClientError, ConnectionClosedError):
+                pass
+    finally:
+        urllib3.connection.HTTPConnection._new_conn = original  # noqa: SLF001
+    return len(opened)
+
+
+def test_connections_are_kept_alive_between_calls_as_aws_keeps_them(aws_server):
+    """AWS endpoints keep connections open; the harness must too, else every call in a test
+    or in the benchmark pays a TCP connect the operator never pays against AWS."""
+    ecr = _client("ecr")
+    ecr.describe_repositories()  # the one connection this client opens
+    assert _sessions_opened(ecr, [lambda c, i=i: c.create_repository(repositoryName=f"keep-{i}") for i in range(10)]
+                            + [lambda c: c.describe_repositories()]) == 0
+    assert len(ecr.describe_repositories()["repositories"]) == 10
+
+
+def test_after_a_cut_connection_the_next_call_opens_a_new_one_and_is_answered(aws_server):
+    aws_server.faults.configure(scoped=[{"operation": "CreateRepository", "rates": {"abort": 1.0}}])
+    ecr = _client("ecr")
+    ecr.describe_repositories()
+    opened = _sessions_opened(ecr, [lambda c: c.create_repository(repositoryName="cut"),
+                                    lambda c: c.describe_repositories(), lambda c: c.describe_repositories()])
+    assert opened == 1  # the cut one is not reused; the new one is kept for the third call
+    assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["cut"]
+
+
 def test_an_aborted_answer_is_seen_as_a_closed_connection_but_the_write_happened(aws_server):
     aws_server.faults.configure(scoped=[{"operation": "CreateRepository", "rates": {"abort": 1.0}}])
     ecr = _client("ecr")

@@ -15,6 +15,10 @@ the ordinary boto3 chain (``AWS_ENDPOINT_URL``). Requests pass, outermost first:
    five operations, the repository creation template stand-in
    (``tests.harness.rct_standin``) for its four, and moto's own ``DomainDispatcherApplication`` for the rest.
 
+Connections are kept alive between requests, as AWS endpoints keep them (werkzeug's own
+server closes each one; see ``KeepAliveHandler``), so a test or the benchmark does not
+charge the operator a TCP connect per call that AWS would not.
+
 In a test process::
 
     server = start()            # free port; server.url, server.calls, server.faults
@@ -47,6 +51,7 @@ import io
 import json
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -370,14 +375,106 @@ class _Control:
 
 def _request_handler() -> type:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import DechunkedInput
 
-    class QuietHandler(MotoRequestHandler):
-        """moto's handler (keeps underscored headers) without a log line per request."""
+    class KeepAliveHandler(MotoRequestHandler):
+        """moto's handler (keeps underscored headers), with HTTP/1.1 keep-alive, as AWS serves.
+
+        werkzeug's own ``run_wsgi`` closes every connection (it cannot drain an unread request
+        body safely), so each boto3 call paid a TCP connect that no AWS endpoint makes it pay,
+        and the operator's CPU per call in the benchmark counted it. Here the request body is
+        read in full before the app runs (nothing can be left unread), the answer streams as
+        werkzeug's does (Content-Length when the app gives one, else chunked) and the connection
+        stays open, except after a fault that cut it (``ENV_CUT``) or an error. No log line per
+        request.
+        """
+
+        protocol_version = "HTTP/1.1"
+        # The status line and headers go in one write and the body in another: without
+        # TCP_NODELAY a kept-alive connection waits on the client's delayed ACK between them.
+        disable_nagle_algorithm = True
+
+        def setup(self) -> None:
+            super().setup()
+            self.server.open_connections.add(self.connection)
+
+        def finish(self) -> None:
+            self.server.open_connections.discard(self.connection)
+            super().finish()
 
         def log_request(self, *args: Any, **kwargs: Any) -> None:
             pass
 
-    return QuietHandler
+        def run_wsgi(self) -> None:
+            if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.environ = environ = self.make_environ()
+            stream = environ["wsgi.input"]
+            if isinstance(stream, DechunkedInput):
+                body = stream.read()
+            else:
+                body = self.rfile.read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ.pop("wsgi.input_terminated", None)
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            sent: dict[str, Any] = {}
+
+            def write(data: bytes) -> None:
+                if "status" not in sent:
+                    status, headers = sent["pending"]
+                    code_text, _, message = status.partition(" ")
+                    code = int(code_text)
+                    self.send_response(code, message)
+                    names = set()
+                    for key, value in headers:
+                        if key.lower() != "connection":
+                            self.send_header(key, value)
+                            names.add(key.lower())
+                    sent["chunked"] = not ("content-length" in names or self.command == "HEAD"
+                                           or 100 <= code < 200 or code in (204, 304))
+                    if sent["chunked"]:
+                        self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    sent["status"] = status
+                if data:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if sent["chunked"] else data)
+                self.wfile.flush()
+
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                if exc_info and "status" in sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+                sent["pending"] = (status, headers)
+                return write
+
+            try:
+                answer = self.server.app(environ, start_response)
+                try:
+                    for data in answer:
+                        write(data)
+                    if "status" not in sent:
+                        write(b"")
+                    if sent["chunked"]:
+                        self.wfile.write(b"0\r\n\r\n")
+                        self.wfile.flush()
+                finally:
+                    if hasattr(answer, "close"):
+                        answer.close()
+            except (ConnectionError, OSError):
+                self.close_connection = True  # the client, or a fault, went away
+                return
+            except Exception:  # noqa: BLE001 - an app error answers 500, as werkzeug's server does
+                import traceback
+
+                self.close_connection = True
+                sys.stderr.write(f"awsserver: error on request:\n{traceback.format_exc()}")
+                if "status" not in sent:
+                    self.send_response(500, "Internal Server Error")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                return
+            if environ.get(ENV_CUT) or self.server.stopping:
+                self.close_connection = True
+
+    return KeepAliveHandler
 
 
 # The actions ECR accepts in a registry policy (ECR User Guide, "Private registry
@@ -430,6 +527,9 @@ class AwsServer:
 
         self._server = make_server(HOST, self._requested_port, self._app, threaded=True,
                                    request_handler=_request_handler())
+        # Kept-alive connections outlive a request: stop() shuts them down (see KeepAliveHandler).
+        self._server.open_connections = set()
+        self._server.stopping = False
         # Request threads must not keep a finished test process alive.
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="aws-harness", daemon=True)
@@ -449,8 +549,14 @@ class AwsServer:
     def stop(self) -> None:
         if self._server is None:
             return
+        self._server.stopping = True
         self._server.shutdown()
         self._server.server_close()
+        for connection in list(self._server.open_connections):
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_SECONDS)
         self._server = None
