@@ -326,17 +326,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     async def _run(kind: str, trigger: str, body: kopf.Body, patch: kopf.Patch | None,
                    call: Callable[[], ReconcileResult],
-                   write_status: Callable[[dict[str, Any]], None] | None = None,
-                   kopf_patch: bool = False) -> ReconcileResult:
+                   write_status: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
         """Run one reconcile of one object under its lock and apply what it returned.
 
-        The status goes out at once through ``write_status``. The scheduler passes its
-        own patch. kopf handlers pass kopf's (``kopf_patch``), which kopf applies when the
-        handler returns: the status is then taken out of it once sent, because kopf
-        would write the diff-base annotation first and the status after it, one
-        round trip later than the user can see Ready (and kopf's status write would
-        repeat ours). If the direct write fails, the status stays in kopf's patch and
-        kopf sends it with its own retries.
+        kopf handlers pass kopf's patch (applied when the handler returns); the
+        scheduler passes its own and ``write_status``, which sends it at once.
         """
         meta = body["metadata"]
         uid = meta["uid"]
@@ -348,16 +342,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 result = settle(result, meta.get("generation"))
                 # Compared after leaving out empty strings: the stored status never has them.
                 changed = _apply_status(patch, dict(body.get("status") or {}), result.status)
-                if changed and write_status is not None and not kopf_patch:
+                if changed and write_status is not None:
                     await runtime.blocking(write_status, dict(patch["status"]))
-                elif changed and write_status is not None:
-                    try:
-                        await runtime.blocking(write_status, dict(patch["status"]))
-                    except (OSError, ValueError) as error:  # urllib's HTTPError is an OSError
-                        log.warning("status write failed; kopf writes it", kind=kind, namespace=meta["namespace"],
-                                    name=meta["name"], error=REDACTOR.scrub(str(error)))
-                    else:
-                        del patch["status"]
             _post_events(body, result)
             _record(kind, trigger, uid, result, started)
             log.info("reconciled", kind=kind, namespace=meta["namespace"], name=meta["name"],
@@ -379,20 +365,18 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         )
 
     async def rc_reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch, index: kopf.Index,
-                           write_status: Callable[[dict[str, Any]], None] | None = None,
-                           kopf_patch: bool = False) -> ReconcileResult:
+                           write_status: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
         request = rc_request(body, index, drift_check=(trigger in DRIFT_TRIGGERS))
         return await _run(REGISTRY_CREDENTIAL.kind, trigger, body, patch,
                           lambda: rc.reconcile(request, runtime.clients_for, record_now=runtime.status_writer(body),
                                                tenancy_policy=runtime.tenancy_policy),
-                          write_status, kopf_patch)
+                          write_status)
 
     @kopf.on.resume(*rc_resource, registry=registry, id="sync")
     @kopf.on.create(*rc_resource, registry=registry, id="sync")
     @kopf.on.update(*rc_resource, registry=registry, id="sync", field="spec")
     async def rc_sync(body: kopf.Body, patch: kopf.Patch, reason: str, source_secrets: kopf.Index, **_: Any) -> None:
-        writer = runtime.status_writer(body)
-        await rc_reconcile(str(reason), body, patch, source_secrets, writer.merge if writer else None, kopf_patch=True)
+        await rc_reconcile(str(reason), body, patch, source_secrets)
 
     @kopf.on.delete(*rc_resource, registry=registry, id="cleanup")
     async def rc_delete(body: kopf.Body, source_secrets: kopf.Index, **_: Any) -> None:
@@ -411,20 +395,18 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 dict(body.get("spec") or {}), dict(body.get("status") or {}))
 
     async def xrepo_reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch,
-                              write_status: Callable[[dict[str, Any]], None] | None = None,
-                              kopf_patch: bool = False) -> ReconcileResult:
+                              write_status: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
         args = xrepo_args(body)
         return await _run(CROSS_ACCOUNT_REPO_ACCESS.kind, trigger, body, patch, lambda: xrepo.reconcile(
             *args, clients_for=runtime.clients_for, cluster_id=settings.cluster_id, now=_utcnow,
             drift_check=(trigger in DRIFT_TRIGGERS), tenancy_policy=runtime.tenancy_policy,
-            template_applied_for=tuple(settings.template_applied_for.split(","))), write_status, kopf_patch)
+            template_applied_for=tuple(settings.template_applied_for.split(","))), write_status)
 
     @kopf.on.resume(*xrepo_resource, registry=registry, id="sync")
     @kopf.on.create(*xrepo_resource, registry=registry, id="sync")
     @kopf.on.update(*xrepo_resource, registry=registry, id="sync", field="spec")
     async def xrepo_sync(body: kopf.Body, patch: kopf.Patch, reason: str, **_: Any) -> None:
-        writer = runtime.status_writer(body, CROSS_ACCOUNT_REPO_ACCESS.plural)
-        await xrepo_reconcile(str(reason), body, patch, writer.merge if writer else None, kopf_patch=True)
+        await xrepo_reconcile(str(reason), body, patch)
 
     @kopf.on.delete(*xrepo_resource, registry=registry, id="cleanup")
     async def xrepo_delete(body: kopf.Body, **_: Any) -> None:
