@@ -453,7 +453,8 @@ class Run:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "REGACCESS_"))}
         env.update({"KUBECONFIG": str(self.cp.kubeconfig), "PYTHONUNBUFFERED": "1"})
         env.update(kv.split("=", 1) for kv in self.args.operator_env)  # the same process environment
-        op = Operator([sys.executable, "-m", "bench.bare_kopf", "-n", namespace, "--metrics-port", str(port)],
+        as_released = ["--kopf-as-released"] if self.args.baseline_kopf_as_released else []
+        op = Operator([sys.executable, "-m", "bench.bare_kopf", "-n", namespace, "--metrics-port", str(port), *as_released],
                       env, self.workdir / f"bare-kopf-{namespace}.log", port)
         self.operators.append(op)
         startup = op.wait_ready(self.deadline)
@@ -463,8 +464,8 @@ class Run:
         peak = op.peak_rss_mib()
         idle = self.idle_cpu(op)
         self.stop(op)
-        return {"n": count, "shape": list(shape), "setup_seconds": round(setup_seconds, 1),
-                "startup_seconds": round(startup, 3), "apply_seconds": round(applied, 2),
+        return {"n": count, "shape": list(shape), "kopf_as_released": bool(as_released),
+                "setup_seconds": round(setup_seconds, 1), "startup_seconds": round(startup, 3), "apply_seconds": round(applied, 2),
                 "ready_seconds": round(wall, 2), "operator_cpu_seconds": round(cpu, 2),
                 "cpu_ms_per_create": round(1000 * cpu / count, 1), "operator_peak_rss_mib": round(peak, 1),
                 "idle_seconds": self.args.idle_seconds, "idle_operator_cpu_seconds": round(idle, 2)}
@@ -739,6 +740,9 @@ def main(argv: list[str] | None = None) -> int:
                         "1000,10000:secret); the first also gets section 3.")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="Skip the bare kopf baseline (bench.bare_kopf) beside each N.")
+    parser.add_argument("--baseline-kopf-as-released", action="store_true",
+                        help="Run the baseline's kopf without the fix regaccess applies to its start-up gate "
+                        "(controller/kopfpatches.py), to see what that fix saves.")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="Run the throughput operators under tracemalloc (bench.traced) and report where "
                         "the memory goes once all are Ready; CPU and time figures of such a run are not representative.")

@@ -70,7 +70,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from kopf._cogs.structs import references as kopf_references  # Insights: not re-exported by kopf
 
-    from controller import handlers, logging as rlogging, metrics
+    from controller import handlers, kopfpatches, logging as rlogging, metrics
     from controller.peering import replica_priority
     from controller.api.models import CROSS_ACCOUNT_REPO_ACCESS, GROUP, REGISTRY_CREDENTIAL
     from controller.aws import ratelimit
@@ -79,11 +79,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from controller.shutdown import TrackingExecutor
 
     settings = settings_from_args(args)
+    kopf_fixed = kopfpatches.apply()  # before kopf builds its start-up gate (see the module)
     # Replicas share one pod template: each derives a distinct priority, so that
     # kopf keeps exactly one active and the others on standby.
     priority = replica_priority(socket.gethostname(), os.getpid()) if settings.peering else 0
     rlogging.configure(settings.log_level, settings.log_format)
     log = rlogging.get_logger("regaccess")
+    if not kopf_fixed:
+        log.warning("kopf_startup_gate_unpatched", reason="kopf's ToggleSet changed shape; start-up indexing "
+                    "costs O(N^2) in the objects listed (controller/kopfpatches.py)")
     factory = ClientFactory(
         retry_mode=settings.aws_retry_mode,
         max_attempts=settings.aws_max_attempts,
