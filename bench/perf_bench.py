@@ -47,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -168,8 +169,17 @@ def parallel(fn: Callable[[int], Any], count: int, deadline: Deadline, what: str
             future.result(timeout=max(1.0, deadline.left()))
 
 
-def rc_list(kube: Kube, namespace: str) -> list[dict[str, Any]]:
-    return kube.get(kube.rc_path(namespace))["items"]
+def rc_list(kube: Kube, namespace: str) -> tuple[list[dict[str, Any]], str]:
+    """Every RegistryCredential of the namespace, in pages (one list of 10,000 can outlast a
+    request timeout on a busy machine), and the list's resourceVersion."""
+    items: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        page = kube.get(kube.rc_path(namespace) + "?limit=500" + (f"&continue={token}" if token else ""))
+        items += page["items"]
+        token = (page.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return items, page["metadata"]["resourceVersion"]
 
 
 def ready(obj: dict[str, Any]) -> bool:
@@ -326,6 +336,35 @@ def watch_until_ready(kube: Kube, namespace: str, name: str, resource_version: s
             resource_version = (obj.get("metadata") or {}).get("resourceVersion", resource_version)
 
 
+def watch_all_ready(kube: Kube, namespace: str, count: int, resource_version: str, deadline: Deadline) -> float:
+    """Follow the namespace's RegistryCredentials from ``resource_version`` until ``count`` of them
+    are Ready at once; returns time.monotonic() then. An expired resourceVersion (410) starts
+    again from a fresh list."""
+    ready_names: set[str] = set()
+    while True:
+        path = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{REGISTRY_CREDENTIAL.plural}"
+                f"?watch=1&allowWatchBookmarks=true&resourceVersion={resource_version}")
+        deadline.check(f"waiting for {count} RegistryCredentials Ready")
+        for event in kube.watch(path, int(max(1, min(60, deadline.left())))):
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                items, resource_version = rc_list(kube, namespace)
+                ready_names = {o["metadata"]["name"] for o in items if ready(o)}
+                break
+            resource_version = (obj.get("metadata") or {}).get("resourceVersion", resource_version)
+            if kind == "BOOKMARK":
+                continue
+            name = obj["metadata"]["name"]
+            if kind != "DELETED" and ready(obj):
+                ready_names.add(name)
+            else:
+                ready_names.discard(name)
+            if len(ready_names) >= count:
+                return time.monotonic()
+        if len(ready_names) >= count:
+            return time.monotonic()
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -424,22 +463,22 @@ class Run:
     def apply_and_wait(self, namespace: str, prefix: str, count: int, shape: tuple[str, ...]
                        ) -> tuple[float, float, list[dict[str, Any]]]:
         """Apply N RegistryCredentials at once; (apply seconds, seconds until all Ready, the objects)."""
+        _, resource_version = rc_list(self.kube, namespace)  # empty: the watch starts here
         started = time.monotonic()
-        parallel(lambda i: self.kube.create(self.kube.rc_path(namespace), registry_credential(
-            namespace, names(prefix, i)["rc"], rc_spec(shape, names(prefix, i)))), count, self.deadline,
-            "applying the RegistryCredentials")
-        applied = time.monotonic() - started
-        # Listing N objects is itself work for the API server (and this machine): poll less often for large N.
-        poll = 0.25 if count <= 100 else 1.0 if count <= 1000 else 3.0
-        items: list[dict[str, Any]] = []
-
-        def all_ready() -> bool:
-            nonlocal items
-            items = rc_list(self.kube, namespace)
-            return len(items) == count and all(ready(o) for o in items)
-
-        self.deadline.wait(all_ready, f"{count} RegistryCredentials Ready", poll=poll)
-        return applied, time.monotonic() - started, items
+        waiter = concurrent.futures.ThreadPoolExecutor(1)
+        # Followed by one watch, not by polling lists: listing N objects every few seconds was
+        # work for the API server beside the operator's (and timed out at 10,000).
+        try:
+            done = waiter.submit(watch_all_ready, self.kube, namespace, count, resource_version, self.deadline)
+            parallel(lambda i: self.kube.create(self.kube.rc_path(namespace), registry_credential(
+                namespace, names(prefix, i)["rc"], rc_spec(shape, names(prefix, i)))), count, self.deadline,
+                "applying the RegistryCredentials")
+            applied = time.monotonic() - started
+            ready_at = done.result(timeout=max(1.0, self.deadline.left()))
+        finally:
+            waiter.shutdown(wait=False)
+        items, _ = rc_list(self.kube, namespace)
+        return applied, ready_at - started, items
 
     def idle_cpu(self, op: Operator) -> float:
         cpu0 = op.cpu_seconds()
@@ -529,8 +568,6 @@ class Run:
             result["steady_state"] = self.steady_state(op, namespace, items, count, objects_per)
         else:
             self.stop(op)
-        if self.args.baseline:
-            result["baseline"] = self.baseline(count, shape)
         return result
 
     def trace(self, op: Operator, out: Path) -> dict[str, Any]:
@@ -570,7 +607,7 @@ class Run:
 
         def checked() -> bool:
             return all(parse_time((o.get("status") or {}).get("lastDriftCheckTime")) >= mark_time
-                       for o in rc_list(self.kube, namespace))
+                       for o in rc_list(self.kube, namespace)[0])
 
         self.deadline.wait(checked, "a full round of drift checks", poll=1)
         drift = phase_calls(self.calls_since(drift_mark), objects)
@@ -717,8 +754,12 @@ def run(args: argparse.Namespace, report: dict[str, Any]) -> None:
             report["latency"] = bench.latency()
         report["throughput"] = []
         for k, (count, shape) in enumerate(args.n):
-            report["throughput"].append(bench.throughput(count, shape or args.throughput_shape,
-                                                         with_steady_state=(k == 0 and not args.skip_steady_state)))
+            result = bench.throughput(count, shape or args.throughput_shape,
+                                      with_steady_state=(k == 0 and not args.skip_steady_state))
+            # Stored before the baseline runs: a baseline that fails leaves regaccess's figures in the report.
+            report["throughput"].append(result)
+            if args.baseline:
+                result["baseline"] = bench.baseline(count, shape or args.throughput_shape)
     finally:
         report["goals"] = goals(report)
         if bench is not None:
@@ -776,9 +817,11 @@ def main(argv: list[str] | None = None) -> int:
     aborted = None
     try:
         run(args, report)
-    except OutOfTime as error:
-        aborted = str(error)
+    except Exception as error:  # noqa: BLE001 - out of time or not, write what was measured
+        aborted = str(error) if isinstance(error, OutOfTime) else f"{type(error).__name__}: {error}"
         report["aborted"] = aborted
+        if not isinstance(error, OutOfTime):
+            traceback.print_exc()
     path.write_text(json.dumps(report, indent=2, default=str))
     print(render(report))
     print(f"wrote {path}")
