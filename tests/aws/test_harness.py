@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import boto3
@@ -260,6 +261,62 @@ def test_connections_are_kept_alive_between_calls_as_aws_keeps_them(aws_server):
     assert _sessions_opened(ecr, [lambda c, i=i: c.create_repository(repositoryName=f"keep-{i}") for i in range(10)]
                             + [lambda c: c.describe_repositories()]) == 0
     assert len(ecr.describe_repositories()["repositories"]) == 10
+
+
+def test_concurrent_writes_and_reads_of_secrets_never_fail_as_aws_never_does(aws_server):
+    """moto's stores are unlocked dicts; before the harness served moto one request at a time,
+    a DescribeSecret racing a CreateSecret failed with HTTP 500 ("dictionary changed size during
+    iteration") in the 10,000-resource benchmark."""
+    import concurrent.futures
+
+    mark = aws_server.calls.mark()
+
+    def writer_and_reader(worker: int) -> None:
+        sm = _client("secretsmanager")
+        for i in range(40):
+            sm.create_secret(Name=f"race/{worker}/{i}", SecretString="x")
+            try:  # another worker's secret: it may not exist yet, but the answer is never a 500
+                sm.describe_secret(SecretId=f"race/{(worker + 1) % 4}/{i}")
+            except ClientError as error:
+                assert error.response["Error"]["Code"] == "ResourceNotFoundException"
+
+    # The server runs in this process: switching threads as often as the interpreter can makes
+    # the race a certainty within 160 writes instead of a 10,000-secret benchmark's luck.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            for future in [pool.submit(writer_and_reader, w) for w in range(4)]:
+                future.result(timeout=120)
+    finally:
+        sys.setswitchinterval(interval)
+    statuses = Counter(call.status for call in aws_server.calls.list(mark))
+    assert statuses[200] >= 160 and not [s for s in statuses if s is None or s >= 500], statuses
+    pages = _client("secretsmanager").get_paginator("list_secrets").paginate()
+    assert sum(len(page["SecretList"]) for page in pages) == 160
+
+
+def test_a_secret_is_found_by_name_full_arn_and_partial_arn_and_not_by_a_near_miss(aws_server):
+    """The harness finds secrets by key instead of moto's scan of every secret; the answers
+    must stay AWS's (Secrets Manager User Guide: a secret id is its name or its ARN)."""
+    sm = _client("secretsmanager")
+    arn = sm.create_secret(Name="team/app-1", SecretString="one")["ARN"]
+    sm.create_secret(Name="team/app", SecretString="two")
+    partial = arn.rsplit("-", 1)[0]
+    assert arn.startswith(partial) and len(arn) == len(partial) + 7
+    assert sm.describe_secret(SecretId="team/app-1")["ARN"] == arn
+    assert sm.describe_secret(SecretId=arn)["Name"] == "team/app-1"
+    assert sm.describe_secret(SecretId=partial)["Name"] == "team/app-1"
+    assert sm.get_secret_value(SecretId=arn)["SecretString"] == "one"
+    for near_miss in ("team/app-", "team/app-1x", arn[:-1] + ("A" if arn[-1] != "A" else "B")):
+        with pytest.raises(ClientError) as missing:
+            sm.describe_secret(SecretId=near_miss)
+        assert _error_code(missing) == "ResourceNotFoundException", near_miss
+    sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+    with pytest.raises(ClientError) as gone:
+        sm.describe_secret(SecretId="team/app-1")
+    assert _error_code(gone) == "ResourceNotFoundException"
+    assert sm.describe_secret(SecretId="team/app")["Name"] == "team/app"
 
 
 def test_after_a_cut_connection_the_next_call_opens_a_new_one_and_is_answered(aws_server):
