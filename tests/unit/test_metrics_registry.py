@@ -90,6 +90,38 @@ def test_series_do_not_grow_with_the_number_of_resources():
     assert not any(name == "regaccess_resources" for name, _, _ in samples())
 
 
+def test_published_counts_equal_a_recount_after_any_sequence_of_changes():
+    """The counts move per change (no recount of every resource); after any mix of sets,
+    repeats and forgets they must equal a count from scratch, with no zero-valued series."""
+    import random
+
+    rng = random.Random(7)
+    statuses = [("True", "Synced"), ("False", "Throttled"), ("Unknown", ""), ("False", "AccessDenied")]
+    truth: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for _ in range(3000):
+        kind, uid = rng.choice(sorted(KINDS)), f"uid-r{rng.randrange(40)}"
+        if rng.random() < 0.2:
+            metrics.STATES.forget(kind, uid)
+            truth.pop((kind, uid), None)
+            continue
+        conditions = [{"type": name, "status": status, "reason": reason}
+                      for name in rng.sample(metrics.ResourceStates.CONDITIONS, rng.randrange(4))
+                      for status, reason in [rng.choice(statuses)]]
+        metrics.STATES.set(kind, uid, conditions)
+        truth[(kind, uid)] = conditions
+    expected: dict[tuple[str, str, str, str], float] = {}
+    for (kind, _uid), conditions in truth.items():
+        for c in conditions:
+            key = (kind, c["type"], c["status"], c["reason"])
+            expected[key] = expected.get(key, 0) + 1
+    published = {(lab["kind"], lab["condition"], lab["status"], lab["reason"]): value
+                 for name, lab, value in samples() if name == "regaccess_resources"}
+    assert published == expected and all(v > 0 for v in published.values())
+    for kind, uid in list(truth):
+        metrics.STATES.forget(kind, uid)
+    assert not any(name == "regaccess_resources" for name, _, _ in samples())
+
+
 def test_successful_drift_check_sets_last_check_time_and_failed_one_does_not():
     before = time.time()
     handlers._record("RegistryCredential", "drift", "u-x", ReconcileResult(status={}, outcome="success"), time.monotonic())
