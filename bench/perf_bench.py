@@ -386,12 +386,13 @@ class Run:
         self.operators.append(op)
         startup = op.wait_ready(self.deadline)
         if self.args.py_spy:
-            # Sampling profiler attached from outside (nothing in the product): collapsed stacks,
-            # written when the operator exits. Its figures are then not representative.
+            # Sampling profiler attached from outside (nothing in the product): collapsed stacks of
+            # the samples that hold the GIL (where CPU goes, not where threads wait), written when
+            # the operator exits. Its figures are then not representative.
             out = Path(self.args.py_spy) / f"{namespace}-{op.proc.pid}.txt"
             out.parent.mkdir(parents=True, exist_ok=True)
             subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(op.proc.pid),
-                              "--format", "raw", "--rate", "50", "--nonblocking", "--threads", "-o", str(out)],
+                              "--format", "raw", "--rate", "100", "--nonblocking", "--threads", "--gil", "-o", str(out)],
                              stdout=subprocess.DEVNULL, stderr=open(self.workdir / "py-spy.log", "ab"))
         return op, startup
 
@@ -481,9 +482,21 @@ class Run:
         return applied, ready_at - started, items
 
     def idle_cpu(self, op: Operator) -> float:
+        spy = None
+        if self.args.py_spy_idle:
+            # The idle window alone (--py-spy profiles the whole life, where the burst hides it).
+            out = Path(self.args.py_spy_idle) / f"idle-{op.proc.pid}.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(op.proc.pid),
+                                    "--format", "raw", "--rate", "100", "--nonblocking", "--threads", "--gil",
+                                    "--duration", str(max(1, int(self.args.idle_seconds))), "-o", str(out)],
+                                   stdout=subprocess.DEVNULL, stderr=open(self.workdir / "py-spy.log", "ab"))
         cpu0 = op.cpu_seconds()
         time.sleep(self.args.idle_seconds)
-        return op.cpu_seconds() - cpu0
+        cpu = op.cpu_seconds() - cpu0
+        if spy is not None:
+            spy.wait(timeout=60)
+        return cpu
 
     def baseline(self, count: int, shape: tuple[str, ...]) -> dict[str, Any]:
         """The same N objects under a bare kopf operator with a trivial handler (``bench.bare_kopf``)."""
@@ -801,6 +814,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Seconds between the restart and the first drift check in section 3.")
     parser.add_argument("--py-spy", metavar="DIR", help="Profile each operator with py-spy (pip install py-spy) "
                         "into DIR (collapsed stacks); the figures of such a run are not representative.")
+    parser.add_argument("--py-spy-idle", metavar="DIR", help="Profile only the idle window after Ready with py-spy "
+                        "(samples holding the GIL, collapsed stacks) into DIR.")
     parser.add_argument("--skip-steady-state", action="store_true", help="Skip section 3.")
     parser.add_argument("--kubeconfig", help="A test cluster (token auth) instead of KUBEBUILDER_ASSETS.")
     parser.add_argument("--json", help="Where to write the figures (default bench/results/perf-<time>.json).")
