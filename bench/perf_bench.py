@@ -323,45 +323,38 @@ class Floor:
 
 
 def watch_until_ready(kube: Kube, namespace: str, name: str, resource_version: str, deadline: Deadline) -> float:
-    """Follow the object's watch stream from ``resource_version``; returns time.monotonic() when Ready."""
-    while True:
-        path = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{REGISTRY_CREDENTIAL.plural}"
-                f"?watch=1&fieldSelector=metadata.name%3D{name}&resourceVersion={resource_version}")
-        deadline.check(f"waiting for {namespace}/{name} Ready")
-        seconds = int(max(1, min(60, deadline.left())))
-        for event in kube.watch(path, seconds):
-            obj = event.get("object") or {}
-            if event.get("type") in ("ADDED", "MODIFIED") and ready(obj):
-                return time.monotonic()
-            resource_version = (obj.get("metadata") or {}).get("resourceVersion", resource_version)
+    """Follow one object's watch stream from ``resource_version``; returns time.monotonic() when Ready."""
+    return watch_all_ready(kube, namespace, 1, resource_version, deadline, name=name)
 
 
-def watch_all_ready(kube: Kube, namespace: str, count: int, resource_version: str, deadline: Deadline) -> float:
-    """Follow the namespace's RegistryCredentials from ``resource_version`` until ``count`` of them
-    are Ready at once; returns time.monotonic() then. An expired resourceVersion (410) starts
-    again from a fresh list."""
+def watch_all_ready(kube: Kube, namespace: str, count: int, resource_version: str, deadline: Deadline,
+                    name: str | None = None) -> float:
+    """Follow the namespace's RegistryCredentials (or the one called ``name``) from
+    ``resource_version`` until ``count`` of them are Ready at once; returns time.monotonic() then.
+    An expired resourceVersion (410) starts again from a fresh list."""
+    selector = f"&fieldSelector=metadata.name%3D{name}" if name else ""
     ready_names: set[str] = set()
     while True:
         path = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{REGISTRY_CREDENTIAL.plural}"
-                f"?watch=1&allowWatchBookmarks=true&resourceVersion={resource_version}")
+                f"?watch=1&allowWatchBookmarks=true&resourceVersion={resource_version}{selector}")
         deadline.check(f"waiting for {count} RegistryCredentials Ready")
         for event in kube.watch(path, int(max(1, min(60, deadline.left())))):
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":
                 items, resource_version = rc_list(kube, namespace)
-                ready_names = {o["metadata"]["name"] for o in items if ready(o)}
+                ready_names = {o["metadata"]["name"] for o in items
+                               if ready(o) and name in (None, o["metadata"]["name"])}
                 break
             resource_version = (obj.get("metadata") or {}).get("resourceVersion", resource_version)
             if kind == "BOOKMARK":
                 continue
-            name = obj["metadata"]["name"]
             if kind != "DELETED" and ready(obj):
-                ready_names.add(name)
+                ready_names.add(obj["metadata"]["name"])
             else:
-                ready_names.discard(name)
+                ready_names.discard(obj["metadata"]["name"])
             if len(ready_names) >= count:
                 return time.monotonic()
-        if len(ready_names) >= count:
+        if len(ready_names) >= count:  # the fresh list after an ERROR may already hold them all
             return time.monotonic()
 
 
