@@ -122,6 +122,27 @@ def test_published_counts_equal_a_recount_after_any_sequence_of_changes():
     assert not any(name == "regaccess_resources" for name, _, _ in samples())
 
 
+def test_a_change_does_not_walk_every_resource():
+    """A change costs the same at 10 resources and at 10,000: the published counts move per
+    change. Recounting walked every resource on every change (O(N) per reconcile)."""
+
+    class NoWalk(dict):
+        def _walk(self, *_):
+            raise AssertionError("a change walked every resource")
+        items = values = keys = __iter__ = _walk
+
+    states = metrics.ResourceStates()
+    states._states = NoWalk()  # noqa: SLF001
+    for i in range(50):
+        states.set("RegistryCredential", f"uid-w{i}", [{"type": "Ready", "status": "True", "reason": "Synced"}])
+    states.set("RegistryCredential", "uid-w0", [{"type": "Ready", "status": "False", "reason": "Throttled"}])
+    states.forget("RegistryCredential", "uid-w1")
+    assert _value("regaccess_resources", {"kind": "RegistryCredential", "reason": "Synced"}) == 48
+    for i in range(50):
+        states.forget("RegistryCredential", f"uid-w{i}")
+    assert not any(name == "regaccess_resources" for name, _, _ in samples())
+
+
 def test_successful_drift_check_sets_last_check_time_and_failed_one_does_not():
     before = time.time()
     handlers._record("RegistryCredential", "drift", "u-x", ReconcileResult(status={}, outcome="success"), time.monotonic())
