@@ -211,6 +211,13 @@ class ControlPlane:
             self.kube = Kube(self._cp.server, controlplane.ADMIN_TOKEN)
         self.kube.apply_crds(list(crdgen.render_all().values()))
 
+    def cpu_seconds(self) -> float | None:
+        """CPU of the local kube-apiserver and etcd (None for a --kubeconfig cluster): they share
+        the machine's cores with the operator, so a write saved per object shows up here."""
+        if self._cp is None:
+            return None
+        return process_cpu_seconds(self._cp.apiserver.pid) + process_cpu_seconds(self._cp.etcd.pid)
+
     def stop(self) -> None:
         if self._cp is not None:
             self._cp.stop()

@@ -503,15 +503,17 @@ class Run:
                       env, self.workdir / f"bare-kopf-{namespace}.log", port)
         self.operators.append(op)
         startup = op.wait_ready(self.deadline)
-        cpu0 = op.cpu_seconds()
+        cpu0, cp_cpu0 = op.cpu_seconds(), self.cp.cpu_seconds()
         applied, wall, _ = self.apply_and_wait(namespace, prefix, count, shape)
         cpu = op.cpu_seconds() - cpu0
+        cp_cpu = control_plane_cpu(cp_cpu0, self.cp.cpu_seconds())
         peak = op.peak_rss_mib()
         idle = self.idle_cpu(op)
         self.stop(op)
         return {"n": count, "shape": list(shape), "kopf_as_released": bool(as_released),
                 "setup_seconds": round(setup_seconds, 1), "startup_seconds": round(startup, 3), "apply_seconds": round(applied, 2),
                 "ready_seconds": round(wall, 2), "operator_cpu_seconds": round(cpu, 2),
+                "control_plane_cpu_seconds": cp_cpu,
                 "cpu_ms_per_create": round(1000 * cpu / count, 1), "operator_peak_rss_mib": round(peak, 1),
                 "idle_seconds": self.args.idle_seconds, "idle_operator_cpu_seconds": round(idle, 2)}
 
@@ -523,10 +525,11 @@ class Run:
         metrics0 = op.metrics()
         cpu0 = op.cpu_seconds()
         mark = self.aws.calls.mark()
-        server_cpu0 = self.aws.cpu_seconds()
+        server_cpu0, cp_cpu0 = self.aws.cpu_seconds(), self.cp.cpu_seconds()
         applied, wall, items = self.apply_and_wait(namespace, prefix, count, shape)
         cpu = op.cpu_seconds() - cpu0
         server_cpu = self.aws.cpu_seconds() - server_cpu0
+        cp_cpu = control_plane_cpu(cp_cpu0, self.cp.cpu_seconds())
         peak = op.peak_rss_mib()
         calls = self.calls_since(mark)
         counts = Counter((c.service, c.operation) for c in calls)
@@ -564,7 +567,7 @@ class Run:
             "reconciles": reconciles, "rate_limit_wait_seconds_total": round(waits, 1),
             "operator_cpu_seconds": round(cpu, 2), "cpu_ms_per_create": round(1000 * cpu / count, 1),
             "operator_peak_rss_mib": round(peak, 1),
-            "aws_server_cpu_seconds": round(server_cpu, 2),
+            "aws_server_cpu_seconds": round(server_cpu, 2), "control_plane_cpu_seconds": cp_cpu,
             "idle_seconds": self.args.idle_seconds, "idle_operator_cpu_seconds": round(idle_cpu, 2),
             "idle_aws_calls": idle_calls,
         }
@@ -621,6 +624,11 @@ class Run:
         drift["drift_interval_seconds"] = round(drift_interval, 1)
         self.stop(op)
         return {"no_op_resync": resync, "drift_check": drift}
+
+
+def control_plane_cpu(before: float | None, after: float | None) -> float | None:
+    """kube-apiserver + etcd CPU seconds between two readings (None without a local control plane)."""
+    return round(after - before, 2) if before is not None and after is not None else None
 
 
 def phase_calls(calls: list[Any], objects: int) -> dict[str, Any]:
@@ -693,19 +701,20 @@ def render(report: dict[str, Any]) -> str:
         out.append("2. throughput, N applied at once, rate limits at the published quotas; beside each N the bare "
                    "kopf baseline (bench.bare_kopf: same objects, trivial handler, same control plane)")
         rows = [("N", "shape", "operator", "Ready s", "quota floor s", "ratio", "binding quota", "calls/resource",
-                 "over quota", "throttled seen/surfaced", "CPU s", "CPU ms/create", "peak RSS MiB", "startup s", idle)]
+                 "over quota", "throttled seen/surfaced", "CPU s", "CPU ms/create", "API server+etcd CPU s",
+                 "peak RSS MiB", "startup s", idle)]
         for t in tps:
             rows.append((str(t["n"]), "+".join(t["shape"]), "regaccess", str(t["ready_seconds"]),
                          str(t["quota_floor_seconds"]), f"{t['ratio']}x", f"{t['binding_bucket']} {t.get('binding_quota')}",
                          str(t["calls_per_resource"]), str(sum(t["over_quota_calls"].values())),
                          f"{int(t['throttled_attempts'])}/{int(t['throttled_surfaced'])}", str(t["operator_cpu_seconds"]),
-                         str(t["cpu_ms_per_create"]), str(t["operator_peak_rss_mib"]), str(t["startup_seconds"]),
-                         str(t["idle_operator_cpu_seconds"])))
+                         str(t["cpu_ms_per_create"]), str(t.get("control_plane_cpu_seconds")),
+                         str(t["operator_peak_rss_mib"]), str(t["startup_seconds"]), str(t["idle_operator_cpu_seconds"])))
             b = t.get("baseline")
             if b:
                 rows.append(("", "", "bare kopf", str(b["ready_seconds"]), "", "", "", "0", "", "", str(b["operator_cpu_seconds"]),
-                             str(b["cpu_ms_per_create"]), str(b["operator_peak_rss_mib"]), str(b["startup_seconds"]),
-                             str(b["idle_operator_cpu_seconds"])))
+                             str(b["cpu_ms_per_create"]), str(b.get("control_plane_cpu_seconds")),
+                             str(b["operator_peak_rss_mib"]), str(b["startup_seconds"]), str(b["idle_operator_cpu_seconds"])))
         out += table(rows)
         for t in tps:
             out.append(f"   N={t['n']} calls: " + ", ".join(f"{k} {v}" for k, v in t["calls_by_operation"].items()))
