@@ -37,6 +37,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import datetime as dt
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -49,7 +50,7 @@ from controller.api.models import (CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, G
                                    TENANCY_POLICY, VERSION)
 from controller.api.validate import validate
 from controller.aws.clients import ClientFactory, Clients
-from controller.kubeapi import StatusWriter, client_for, patchable
+from controller.kubeapi import StatusWriter, client_for, event_body, patchable, post_event
 from controller.kubeclient import custom_resource_path
 from controller.logging import REDACTOR, get_logger
 from controller.reconcile import cross_account as xrepo
@@ -128,10 +129,11 @@ class Runtime:
     connection: kopf.ConnectionInfo | None = None
     # The drift-check scheduler (controller.scheduler); its loop is started by the CLI.
     scheduler: Scheduler | None = None
-    # kopf's indexes and the context of a kopf handler (kopf.event needs its event queue),
-    # taken from the first watch event: the scheduler's checks run outside any handler.
+    # kopf's indexes, taken from the first watch event: the scheduler's checks run outside
+    # any handler.
     indexes: dict[str, kopf.Index] = field(default_factory=dict)
-    kopf_context: contextvars.Context | None = None
+    # reportingInstance of the Events this process posts (the pod's name in a cluster).
+    instance: str = field(default_factory=socket.gethostname)
     # Resources an AWS change event selected, with the event's time (controller.drift_events):
     # their next scheduled check reconciles even though no drift check is due.
     event_pending: dict[Any, float | None] = field(default_factory=dict)
@@ -156,6 +158,29 @@ class Runtime:
         meta = body["metadata"]
         return StatusWriter(self.connection, plural, meta["namespace"], meta["name"],
                             list((body.get("status") or {}).get("managed") or []))
+
+    def post_events(self, body: kopf.Body, result: ReconcileResult) -> None:
+        """Post a reconcile's Events, in order, in the calling worker thread.
+
+        Called before the status that reports the reconcile is written, so whoever waits
+        for Ready finds its Events. (kopf's own poster sends them from a queue, racing the
+        status patch.) An Event that cannot be posted is logged, never fatal: the status
+        carries the same facts."""
+        if not result.events:
+            return
+        involved, now = _involved(body), _utcnow().isoformat().replace("+00:00", "Z")
+        for event in result.events:
+            # Messages are built from names and reasons only; scrub anyway (defence in depth).
+            posted = event_body(involved, event.type, event.reason, REDACTOR.scrub(event.message),
+                                self.instance, now)
+            try:
+                if self.connection is None:
+                    raise RuntimeError("not logged in to Kubernetes yet")
+                post_event(self.connection, posted)
+            except Exception as error:  # noqa: BLE001 - Events are auxiliary to status
+                get_logger("regaccess.events").warning(
+                    "event not posted", namespace=involved["namespace"], name=involved["name"],
+                    reason=event.reason, error=REDACTOR.scrub(str(error)))
 
     def clients_for(self, region: str | None, role_arn: str | None, external_id: str | None) -> Clients:
         return Clients(self.factory, region=region, role_arn=role_arn, external_id=external_id)
@@ -207,10 +232,10 @@ def _apply_status(patch: kopf.Patch, old: dict[str, Any], new: dict[str, Any]) -
     return changed
 
 
-def _post_events(body: kopf.Body, result: ReconcileResult) -> None:
-    for event in result.events:
-        # Messages are built from names and reasons only; scrub anyway (defence in depth).
-        kopf.event(body, type=event.type, reason=event.reason, message=REDACTOR.scrub(event.message))
+def _involved(body: kopf.Body) -> dict[str, Any]:
+    meta = body["metadata"]
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "name": meta.get("name"),
+            "namespace": meta.get("namespace"), "uid": meta.get("uid")}
 
 
 def _record(kind: str, trigger: str, uid: str, result: ReconcileResult, started: float) -> None:
@@ -265,7 +290,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             prefix=PERSISTENCE_PREFIX, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{GROUP}/finalizer"
-        settings.posting.level = 100  # only explicit kopf.event() calls post Events
+        # kopf posts no Events (its handler logs would be ones); ours go out through
+        # Runtime.post_events, before the status they go with.
+        settings.posting.enabled = False
         settings.execution.max_workers = runtime.settings.workers
         settings.watching.server_timeout = 300
         if runtime.settings.source_secret_selector:
@@ -336,7 +363,15 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         uid = meta["uid"]
         async with runtime.lock(uid):
             started = time.monotonic()
-            result: ReconcileResult = await runtime.blocking(call)
+
+            def reconcile_and_post() -> ReconcileResult:
+                # The Events first: the status written after them (by kopf's patch when
+                # the handler returns, or write_status below) is what Ready waiters see.
+                done = call()
+                runtime.post_events(body, done)
+                return done
+
+            result: ReconcileResult = await runtime.blocking(reconcile_and_post)
             if patch is not None:
                 # Observed generation, Reconciling / Stalled: one decision for both kinds.
                 result = settle(result, meta.get("generation"))
@@ -344,7 +379,6 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 changed = _apply_status(patch, dict(body.get("status") or {}), result.status)
                 if changed and write_status is not None:
                     await runtime.blocking(write_status, dict(patch["status"]))
-            _post_events(body, result)
             _record(kind, trigger, uid, result, started)
             log.info("reconciled", kind=kind, namespace=meta["namespace"], name=meta["name"],
                      trigger=trigger, outcome=result.outcome, retry_after=result.retry_after,
@@ -422,8 +456,6 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     def seen(indexes: dict[str, Any]) -> None:
         runtime.handlers_started = True
-        if runtime.kopf_context is None:
-            runtime.kopf_context = contextvars.copy_context()
         if not runtime.indexes:
             runtime.indexes.update(indexes)
 
@@ -529,9 +561,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         return due_time(result.status, uid, settings.check_interval)
 
     def spawn(coroutine: Any) -> asyncio.Task[Any]:
-        # kopf.event() posts through kopf's queue, found in the context of a kopf handler.
-        context = runtime.kopf_context.copy() if runtime.kopf_context is not None else None
-        return asyncio.get_running_loop().create_task(coroutine, context=context)
+        return asyncio.get_running_loop().create_task(coroutine)
 
     def failed(key: Any, error: BaseException) -> None:
         log.error("drift check failed", kind=key[0], uid=key[1], error=REDACTOR.scrub(str(error)))
@@ -740,9 +770,6 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime,
     async def pull_follow(type: str | None, body: kopf.Body, **_: Any) -> None:
         uid = body["metadata"]["uid"]
         runtime.handlers_started = True
-        if runtime.kopf_context is None:
-            # kopf.event() from the scheduler's checks needs a kopf handler's context.
-            runtime.kopf_context = contextvars.copy_context()
         if type == "DELETED":
             forget(uid)
             return

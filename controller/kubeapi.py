@@ -90,19 +90,21 @@ def _connection(info: kopf.ConnectionInfo, fresh: bool = False) -> http.client.H
     return connection
 
 
-def _patch(info: kopf.ConnectionInfo, url: str, body: bytes, headers: dict[str, str]) -> None:
+def _request(info: kopf.ConnectionInfo, method: str, url: str, body: bytes, headers: dict[str, str]) -> None:
     path = urllib.parse.urlsplit(url).path
     for attempt in (1, 2):
         connection = _connection(info, fresh=attempt == 2)
         try:
-            connection.request("PATCH", path, body=body, headers=headers)
+            connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             data = response.read()
         except _STALE:
             connection.close()
             if attempt == 2:
                 raise
-            continue  # the server closed the idle connection: once more on a new one (a merge patch is idempotent)
+            # The server closed the idle connection before reading the request: once more on
+            # a new one (a merge patch is idempotent; an Event, at worst, shows twice).
+            continue
         except OSError:
             connection.close()
             raise
@@ -139,13 +141,48 @@ class StatusWriter:
             self._send(json.dumps({"status": status}).encode())
 
     def _send(self, body: bytes) -> None:
-        headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
-        if self._info.token:
-            headers["Authorization"] = f"Bearer {self._info.token}"
-        elif self._info.username and self._info.password:
-            raw = f"{self._info.username}:{self._info.password}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-        _patch(self._info, self._url, body, headers)
+        _request(self._info, "PATCH", self._url, body, _headers(self._info, "application/merge-patch+json"))
+
+
+def _headers(info: kopf.ConnectionInfo, content_type: str) -> dict[str, str]:
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    if info.token:
+        headers["Authorization"] = f"Bearer {info.token}"
+    elif info.username and info.password:
+        raw = f"{info.username}:{info.password}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+    return headers
+
+
+# What kubectl describe shows under "From" (kopf's poster said "kopf").
+REPORTING_COMPONENT = "regaccess"
+# The API server rejects longer Event messages (kopf cuts them the same way).
+MAX_EVENT_MESSAGE = 1024
+CUT = " [...] "
+
+
+def event_body(involved: dict[str, Any], type_: str, reason: str, message: str, instance: str,
+               now: str) -> dict[str, Any]:
+    """Pure: a core/v1 Event about ``involved`` (apiVersion, kind, name, namespace, uid)."""
+    if len(message) > MAX_EVENT_MESSAGE:
+        keep = (MAX_EVENT_MESSAGE - len(CUT)) // 2
+        message = message[:keep] + CUT + message[-keep:]
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"namespace": involved["namespace"], "generateName": f"{REPORTING_COMPONENT}-"},
+        "involvedObject": involved,
+        "type": type_, "reason": reason, "message": message, "action": reason,
+        "reportingComponent": REPORTING_COMPONENT, "reportingInstance": instance,
+        "source": {"component": REPORTING_COMPONENT},
+        "firstTimestamp": now, "lastTimestamp": now, "eventTime": now, "count": 1,
+    }
+
+
+def post_event(info: kopf.ConnectionInfo, event: dict[str, Any]) -> None:
+    """POST one Event (from ``event_body``) on this thread's connection; raises on failure."""
+    namespace = urllib.parse.quote(event["metadata"]["namespace"], safe="")
+    url = f"{info.server.rstrip('/')}/api/v1/namespaces/{namespace}/events"
+    _request(info, "POST", url, json.dumps(event).encode(), _headers(info, "application/json"))
 
 
 @functools.lru_cache(maxsize=8)

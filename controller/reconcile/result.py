@@ -2,8 +2,8 @@
 
 Reconcilers know nothing about kopf; ``controller.handlers`` passes every
 ``ReconcileResult`` of both kinds through ``settle`` (the GitOps-readable
-part of status, decided once) and turns it into a status patch,
-``kopf.event`` calls and, when ``retry_after`` is set, a
+part of status, decided once) and turns it into Events (posted before the
+status), a status patch and, when ``retry_after`` is set, a
 ``kopf.TemporaryError``.
 """
 
