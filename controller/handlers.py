@@ -45,7 +45,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 import kopf
 
-from controller import drift_events, metrics, sources, tenancy
+from controller import diffbase, drift_events, metrics, sources, tenancy
 from controller.api.models import (CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL,
                                    TENANCY_POLICY, VERSION)
 from controller.api.validate import validate
@@ -64,7 +64,7 @@ from controller.settings import SHARD_LABEL, Settings
 from controller.sources import BASIC_AUTH, DOCKER_CONFIG_JSON
 
 SECRET_TYPES = frozenset({BASIC_AUTH, DOCKER_CONFIG_JSON, "Opaque"})
-PERSISTENCE_PREFIX = "kopf.regaccess.io"
+PERSISTENCE_PREFIX = diffbase.PREFIX
 __all__ = ["DRIFT_JITTER", "Runtime", "bounded_session", "build_registry", "connection_limit", "drift_due",
            "source_changed", "_jitter", "shard_selector"]
 
@@ -221,15 +221,41 @@ def _apply_status(patch: kopf.Patch, old: dict[str, Any], new: dict[str, Any]) -
     """Write only the status fields that changed; True when anything did."""
     changed = False
     # Compare cleaned values: the API server never returns the empty members we leave out.
+    # kopf's diff base is kopf's to write (after the handler, into this same patch); a
+    # reconcile result carries whatever value it read and must never send that back.
     for key, value in patchable(new).items():
-        if old.get(key) != value:
+        if key != diffbase.FIELD and old.get(key) != value:
             patch.status[key] = value
             changed = True
     for key in old:
-        if key not in new:
+        if key not in new and key != diffbase.FIELD:
             patch.status[key] = None
             changed = True
     return changed
+
+
+# The kinds kopf handles (and keeps a diff base for); the TenancyPolicy is only indexed.
+CRDS_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+HANDLED_CRDS = tuple(f"{kind.plural}.{GROUP}" for kind in (REGISTRY_CREDENTIAL, CROSS_ACCOUNT_REPO_ACCESS,
+                                                           ECR_PULL_SECRET))
+
+
+def _installed_crds(**login: Any) -> dict[str, dict[str, Any] | None]:
+    """The installed CRDs of the handled kinds (None for one that could not be read).
+
+    Read once at start, before kopf logs in (``login``: a kopf handler's keyword
+    arguments), with the credentials kopf will use."""
+    found: dict[str, dict[str, Any] | None] = dict.fromkeys(HANDLED_CRDS)
+    try:
+        info = kopf.login_with_service_account(**login) or kopf.login_with_kubeconfig(**login)
+        client = client_for(info)
+        for name in HANDLED_CRDS:
+            # A list by name: what the operator's RBAC allows (list, watch; no get).
+            items = client.get(f"{CRDS_PATH}?fieldSelector=metadata.name%3D{name}").get("items") or []
+            found[name] = items[0] if items else None
+    except Exception as error:  # noqa: BLE001 - any failure means: keep the annotation
+        get_logger("regaccess.handlers").warning("crds_unreadable", error=REDACTOR.scrub(str(error)))
+    return found
 
 
 def _involved(body: kopf.Body) -> dict[str, Any]:
@@ -282,13 +308,20 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     log = get_logger("regaccess.handlers")
 
     @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Progress and diff-base go to annotations: our status schema is structural,
-        # so kopf's default status.kopf field would be pruned by the API server.
+    def configure(settings: kopf.OperatorSettings, logger: Any, **kwargs: Any) -> None:
+        # Progress goes to annotations: our status schema is structural, so kopf's default
+        # status.kopf field would be pruned by the API server. kopf writes progress only
+        # while a handler is retried. The diff base, which kopf writes after every handler,
+        # goes into the status field the schema declares for it, with the handler's status
+        # in one request (controller.diffbase).
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PERSISTENCE_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=PERSISTENCE_PREFIX, key="last-handled-configuration"
-        )
+        storage, outdated = diffbase.storage_for(_installed_crds(settings=settings, logger=logger, **kwargs))
+        if outdated:
+            log.warning("diff base kept in the annotation", crds=outdated,
+                        why="these CRDs are older than the operator (or could not be read)",
+                        fix="kubectl apply -f charts/regaccess/crds/, then restart: until then every "
+                            "reconcile writes the object and its status, one request more")
+        settings.persistence.diffbase_storage = storage
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         # kopf posts no Events (its handler logs would be ones); ours go out through
         # Runtime.post_events, before the status they go with.
@@ -672,8 +705,8 @@ def pull_secret_needs_pass(secret: dict[str, Any], resource: dict[str, Any], clu
 
 
 def _status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    patch: dict[str, Any] = dict(patchable(new))
-    patch.update({key: None for key in old if key not in new})
+    patch: dict[str, Any] = {k: v for k, v in patchable(new).items() if k != diffbase.FIELD}
+    patch.update({key: None for key in old if key not in new and key != diffbase.FIELD})
     return patch
 
 

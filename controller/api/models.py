@@ -446,6 +446,12 @@ class ManagedObject(_Model):
     message: str = Field(default="", description="Why, when not Synced.")
 
 
+# kopf's diff base (controller.diffbase), in the status of every kind kopf handles.
+DiffBase = Annotated[str | None, Field(
+    description="Written by the operator (kopf's diff base): the spec, labels and annotations it last "
+    "handled, as JSON, so that a spec change is told apart from other writes.")]
+
+
 class PullThroughCacheStatus(_Model):
     ecrRepositoryPrefix: str
     upstreamRegistryUrl: str
@@ -484,6 +490,7 @@ class RegistryCredentialStatus(_Model):
     lastSyncTime: str | None = None
     lastDriftCheckTime: str | None = None
     drift: list[DriftRecord] = Field(default_factory=list, description="Most recent drift, bounded.")
+    lastHandledConfiguration: DiffBase = None
 
 
 class RepositoryStatus(_Model):
@@ -525,6 +532,7 @@ class CrossAccountRepoAccessStatus(_Model):
     lastSyncTime: str | None = None
     lastDriftCheckTime: str | None = None
     drift: list[DriftRecord] = Field(default_factory=list)
+    lastHandledConfiguration: DiffBase = None
 
 
 class ECRPullSecretStatus(_Model):
@@ -550,6 +558,7 @@ class ECRPullSecretStatus(_Model):
         default=None, description="Failed refresh attempts since the last successful one."
     )
     lastSyncTime: str | None = None
+    lastHandledConfiguration: DiffBase = None
 
 
 # --------------------------------------------------------------------------- TenancyPolicy

@@ -10,6 +10,7 @@ through the operator's internals.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from typing import Any, Callable
 
@@ -132,3 +133,25 @@ def delete_all(kube: Kube, namespace: str, timeout: float = 60) -> None:
     while paths and time.monotonic() < deadline:
         paths = [p for p in paths if kube.get_or_none(p) is not None]
         time.sleep(0.5)
+
+
+def log_records(op, namespace: str) -> list[dict]:
+    """The JSON log records of an operator process about resources in ``namespace``."""
+    records = []
+    for line in op.log_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("namespace") == namespace:
+            records.append(record)
+    return records
+
+
+def reconciled(op, namespace: str) -> dict[str, list[str]]:
+    """name -> triggers of the reconciles this operator logged, in order."""
+    seen: dict[str, list[str]] = {}
+    for record in log_records(op, namespace):
+        if record.get("event") == "reconciled":
+            seen.setdefault(record["name"], []).append(record.get("trigger"))
+    return seen

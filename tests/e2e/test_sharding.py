@@ -15,13 +15,13 @@ shard, if running, ignores all of them (they all carry the label).
 
 from __future__ import annotations
 
-import json
 import signal
 
 import pytest
 
 from tests.e2e.conftest import start_operator
 from tests.e2e.kube import condition, registry_credential, wait_for
+from tests.e2e.support import log_records, reconciled
 from tests.e2e.test_registry_credential import basic_auth_secret
 
 pytestmark = pytest.mark.e2e
@@ -39,27 +39,6 @@ def shards(control_plane, kube, moto_server, tmp_path_factory):
     yield ops
     for op in ops.values():
         op.kill(signal.SIGTERM)
-
-
-def log_records(op, namespace: str) -> list[dict]:
-    records = []
-    for line in op.log_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("namespace") == namespace:
-            records.append(record)
-    return records
-
-
-def reconciled(op, namespace: str) -> dict[str, list[str]]:
-    """name -> triggers of the reconciles this operator logged, in order."""
-    seen: dict[str, list[str]] = {}
-    for record in log_records(op, namespace):
-        if record.get("event") == "reconciled":
-            seen.setdefault(record["name"], []).append(record.get("trigger"))
-    return seen
 
 
 def ready_count(op) -> float:
