@@ -3,8 +3,9 @@
     python -m bench.bare_kopf -n NAMESPACE --metrics-port PORT
 
 Watches the same RegistryCredentials (and indexes the same source Secrets) as
-regaccess, on the same control plane, with kopf's settings as regaccess sets
-them (annotation storage, the same finalizer), and a create/resume handler that
+regaccess, on the same control plane, with kopf's usual settings (progress and
+diff base in annotations: regaccess keeps the diff base in status, one write per
+create fewer; the same finalizer), and a create/resume handler that
 makes no AWS call and only writes ``Ready=True``: what kopf itself costs for
 these objects (memory per object, CPU per create, idle CPU), so the
 benchmark can print regaccess beside it. ``/readyz`` answers 200 once kopf

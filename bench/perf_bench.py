@@ -322,18 +322,49 @@ class Floor:
 # --------------------------------------------------------------------------- waiting for Ready
 
 
-def watch_until_ready(kube: Kube, namespace: str, name: str, resource_version: str, deadline: Deadline) -> float:
-    """Follow one object's watch stream from ``resource_version``; returns time.monotonic() when Ready."""
-    return watch_all_ready(kube, namespace, 1, resource_version, deadline, name=name)
+def watch_until_ready(kube: Kube, namespace: str, name: str, resource_version: str, deadline: Deadline,
+                      writes: list[tuple[float, str]] | None = None) -> float:
+    """Follow one object's watch stream from ``resource_version``; returns time.monotonic() when Ready.
+    ``writes`` receives (time.time(), what_changed(...)) for every write the watch shows."""
+    return watch_all_ready(kube, namespace, 1, resource_version, deadline, name=name, writes=writes)
+
+
+def what_changed(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
+    """Pure: one word for a write seen on the watch (the latency timeline's labels)."""
+    if ready(after):
+        return "Ready"
+    meta, old_meta = after.get("metadata") or {}, (before or {}).get("metadata") or {}
+    if meta.get("finalizers") != old_meta.get("finalizers"):
+        return "finalizer"
+    if after.get("status") != (before or {}).get("status"):
+        return "status"
+    return "metadata"
+
+
+def timeline(started: float, posted: float, writes: list[tuple[float, str]], calls: list[Any]) -> dict[str, float]:
+    """Pure: ms from the start of the POST to each step of one create (wall clock throughout)."""
+    def ms(t: float) -> float:
+        return round(1000 * (t - started), 1)
+
+    out = {"POST answered": ms(posted)}
+    if calls:
+        out["first AWS answer"] = ms(min(c.time for c in calls))
+        out["last AWS answer"] = ms(max(c.time for c in calls))
+    seen: dict[str, int] = {}
+    for when, what in writes:
+        seen[what] = seen.get(what, 0) + 1
+        out[what if seen[what] == 1 else f"{what} {seen[what]}"] = ms(when)
+    return out
 
 
 def watch_all_ready(kube: Kube, namespace: str, count: int, resource_version: str, deadline: Deadline,
-                    name: str | None = None) -> float:
+                    name: str | None = None, writes: list[tuple[float, str]] | None = None) -> float:
     """Follow the namespace's RegistryCredentials (or the one called ``name``) from
     ``resource_version`` until ``count`` of them are Ready at once; returns time.monotonic() then.
     An expired resourceVersion (410) starts again from a fresh list."""
     selector = f"&fieldSelector=metadata.name%3D{name}" if name else ""
     ready_names: set[str] = set()
+    last: dict[str, dict[str, Any]] = {}
     while True:
         path = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{REGISTRY_CREDENTIAL.plural}"
                 f"?watch=1&allowWatchBookmarks=true&resourceVersion={resource_version}{selector}")
@@ -348,6 +379,9 @@ def watch_all_ready(kube: Kube, namespace: str, count: int, resource_version: st
             resource_version = (obj.get("metadata") or {}).get("resourceVersion", resource_version)
             if kind == "BOOKMARK":
                 continue
+            if writes is not None and kind == "MODIFIED":
+                writes.append((time.time(), what_changed(last.get(obj["metadata"]["name"]), obj)))
+                last[obj["metadata"]["name"]] = obj
             if kind != "DELETED" and ready(obj):
                 ready_names.add(obj["metadata"]["name"])
             else:
@@ -415,16 +449,20 @@ class Run:
             self.kube.create(self.kube.secret_path(namespace), source_secret(n, i))
             time.sleep(0.5)  # the Secret reaches the operator's index before the resource does
             mark = self.aws.calls.mark()
-            started = time.monotonic()
-            created = self.kube.create(self.kube.rc_path(namespace), registry_credential(namespace, n["rc"], rc_spec(shape, n)))
-            done = watch_until_ready(self.kube, namespace, n["rc"], created["metadata"]["resourceVersion"], self.deadline)
+            started, started_wall = time.monotonic(), time.time()
+            body = registry_credential(namespace, n["rc"], rc_spec(shape, n))
+            created = self.kube.create(self.kube.rc_path(namespace), body)
+            posted = time.time()
+            writes: list[tuple[float, str]] = []
+            done = watch_until_ready(self.kube, namespace, n["rc"], created["metadata"]["resourceVersion"], self.deadline,
+                                     writes=writes)
             operator_seconds = done - started
             calls = self.calls_since(mark)
             operations = [(c.service, c.operation) for c in calls]
             floor_seconds, missing = floor.run(operations, floor_ns, names("floor", i))
             rows.append({"run": i, "cold": i == 0, "operator_seconds": round(operator_seconds, 4),
                          "floor_seconds": round(floor_seconds, 4), "operations": [":".join(o) for o in operations],
-                         "floor_missing": missing})
+                         "floor_missing": missing, "timeline_ms": timeline(started_wall, posted, writes, calls)})
         warm = [r for r in rows if not r["cold"]]
         op_times = [r["operator_seconds"] for r in warm]
         floor_times = [r["floor_seconds"] for r in warm]
@@ -438,6 +476,7 @@ class Run:
             "ratio_median": round(median_op / median_floor, 2) if median_floor else None,
             "cold_operator_seconds": rows[0]["operator_seconds"], "cold_floor_seconds": rows[0]["floor_seconds"],
             "create_operations": rows[-1]["operations"], "floor_missing": sorted({m for r in rows for m in r["floor_missing"]}),
+            "timeline_median_ms": median_timeline([r["timeline_ms"] for r in warm]),
             "operator_cpu_seconds": round(cpu, 2), "rows": rows,
         }
 
@@ -626,6 +665,13 @@ class Run:
         return {"no_op_resync": resync, "drift_check": drift}
 
 
+def median_timeline(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Pure: per step, the median over the runs that had it, in order of those medians."""
+    steps = {step for run in runs for step in run}
+    medians = {step: round(statistics.median(r[step] for r in runs if step in r), 1) for step in steps}
+    return dict(sorted(medians.items(), key=lambda kv: kv[1]))
+
+
 def control_plane_cpu(before: float | None, after: float | None) -> float | None:
     """kube-apiserver + etcd CPU seconds between two readings (None without a local control plane)."""
     return round(after - before, 2) if before is not None and after is not None else None
@@ -692,6 +738,9 @@ def render(report: dict[str, Any]) -> str:
                       ("boto3 floor", str(lat["floor_median_seconds"]), str(lat["floor_p95_seconds"])),
                       ("ratio", f"{lat['ratio_median']}x", "")])
         out.append("   calls: " + ", ".join(lat["create_operations"]))
+        if lat.get("timeline_median_ms"):
+            out.append("   where the time goes (median ms from the start of the POST; writes as the bench's watch "
+                       "sees them): " + ", ".join(f"{k} {v}" for k, v in lat["timeline_median_ms"].items()))
         if lat["floor_missing"]:
             out.append("   floor could not replay: " + ", ".join(lat["floor_missing"]))
         out.append("")

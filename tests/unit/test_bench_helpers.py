@@ -55,3 +55,31 @@ def test_events_bench_mean_reconcile_is_the_trigger_s_delta_between_two_scrapes(
 
     assert events_bench.mean_reconcile(scrape(1.0, 10), scrape(3.0, 60), "event") == 0.04
     assert events_bench.mean_reconcile(scrape(1.0, 10), scrape(1.0, 10), "event") is None  # nothing ran
+
+
+def _obj(finalizers=None, status=None, ready=False):
+    status = dict(status or {})
+    if ready:
+        status["conditions"] = [{"type": "Ready", "status": "True"}]
+    return {"metadata": {"finalizers": finalizers} if finalizers else {}, "status": status}
+
+
+def test_the_latency_timeline_names_each_write_and_counts_repeats():
+    first = _obj(["regaccess.io/finalizer"])
+    assert perf_bench.what_changed(_obj(), first) == "finalizer"
+    record = _obj(["regaccess.io/finalizer"], {"managed": [{"kind": "taskDefinition"}]})
+    assert perf_bench.what_changed(first, record) == "status"
+    assert perf_bench.what_changed(record, _obj(["regaccess.io/finalizer"], ready=True)) == "Ready"
+
+    class Call:
+        def __init__(self, t):
+            self.time = t
+
+    line = perf_bench.timeline(100.0, 100.008, [(100.015, "finalizer"), (100.05, "status"), (100.052, "status"),
+                                                (100.06, "Ready")], [Call(100.03), Call(100.02)])
+    assert line == {"POST answered": 8.0, "first AWS answer": 20.0, "last AWS answer": 30.0, "finalizer": 15.0,
+                    "status": 50.0, "status 2": 52.0, "Ready": 60.0}
+    # Medians per step over the runs that had it, in time order.
+    assert perf_bench.median_timeline([{"Ready": 60.0, "finalizer": 15.0}, {"Ready": 50.0, "finalizer": 17.0},
+                                       {"Ready": 70.0, "finalizer": 16.0, "status": 40.0}]) == \
+        {"finalizer": 16.0, "status": 40.0, "Ready": 60.0}
