@@ -2,8 +2,8 @@
 relabelled resource is handed over.
 
 Two operator processes (``REGACCESS_SHARD=a`` and ``=b``, ``--drift-interval 3``) on
-one real API server. 24 RegistryCredentials, half labelled ``regaccess.io/shard: a``
-and half ``b``, all become Ready; each operator's log shows reconciles of its own
+one real API server. 200 RegistryCredentials (issue 18's figure), half labelled
+``regaccess.io/shard: a`` and half ``b``, all become Ready; each operator's log shows reconciles of its own
 shard's resources only (none handled by both: the API server filters each watch).
 Then one resource of shard a is relabelled to b right after a's drift check of it:
 a's filtered watch reports it gone ("left the watch") and a never reconciles it
@@ -27,7 +27,7 @@ from tests.e2e.test_registry_credential import basic_auth_secret
 pytestmark = pytest.mark.e2e
 
 INTERVAL = 3.0
-COUNT = 24
+COUNT = 200
 SHARD_LABEL = "regaccess.io/shard"
 
 
