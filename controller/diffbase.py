@@ -52,11 +52,18 @@ class StatusDiffBase(kopf.StatusDiffBaseStorage):
         return essence
 
     def fetch(self, *, body: Any) -> Any:
-        found = super().fetch(body=body)
-        if found is not None:
-            return found
-        legacy = ((body.get("metadata") or {}).get("annotations") or {}).get(LEGACY_ANNOTATION)
-        return json.loads(legacy) if legacy else None
+        # Whoever may edit the object may write the annotation (and, with status rights, the
+        # field): a value that is not kopf's JSON is no diff base, not an error that would
+        # stop kopf from ever handling the object.
+        for value in (((body.get("status") or {}).get(FIELD)),
+                      ((body.get("metadata") or {}).get("annotations") or {}).get(LEGACY_ANNOTATION)):
+            try:
+                found = json.loads(value) if isinstance(value, str) and value else None
+            except ValueError:
+                found = None
+            if isinstance(found, dict):
+                return found
+        return None
 
     def store(self, *, body: Any, patch: Any, essence: Any) -> None:
         super().store(body=body, patch=patch, essence=essence)

@@ -113,3 +113,17 @@ def test_an_older_or_unreadable_crd_keeps_the_annotation():
     patch = kopf.Patch()
     storage.store(body=body, patch=patch, essence=storage.build(body=body))
     assert diffbase.LEGACY_ANNOTATION in patch["metadata"]["annotations"]
+
+
+def test_a_diff_base_that_is_not_kopfs_json_is_none_not_an_error():
+    # A tenant may write the annotation on their own object; kopf must still handle it.
+    storage = diffbase.StatusDiffBase()
+    for junk in ("{not json", "[1, 2]", "42", ""):
+        body = {"metadata": {"name": "x", "annotations": {diffbase.LEGACY_ANNOTATION: junk}}, "spec": SPEC}
+        assert storage.fetch(body=kopf.Body(body)) is None
+        body = {"metadata": {"name": "x"}, "spec": SPEC, "status": {diffbase.FIELD: junk}}
+        assert storage.fetch(body=kopf.Body(body)) is None
+    # A broken status value falls back to a good annotation.
+    body = {"metadata": {"name": "x", "annotations": {diffbase.LEGACY_ANNOTATION: '{"spec":{"a":1}}'}},
+            "status": {diffbase.FIELD: "{broken"}}
+    assert storage.fetch(body=kopf.Body(body)) == {"spec": {"a": 1}}
