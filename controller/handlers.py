@@ -217,18 +217,23 @@ def source_changed(status: dict[str, Any], secret: dict[str, Any] | None) -> boo
     return current != status.get("sourceResourceVersion")
 
 
+def _reconciled_part(status: dict[str, Any]) -> dict[str, Any]:
+    """Status without kopf's diff base: kopf writes that (after the handler, into the same
+    patch); a reconcile result carries whatever value it read and must never send it back."""
+    return {k: v for k, v in status.items() if k != diffbase.FIELD}
+
+
 def _apply_status(patch: kopf.Patch, old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Write only the status fields that changed; True when anything did."""
     changed = False
+    old, new = _reconciled_part(old), _reconciled_part(new)
     # Compare cleaned values: the API server never returns the empty members we leave out.
-    # kopf's diff base is kopf's to write (after the handler, into this same patch); a
-    # reconcile result carries whatever value it read and must never send that back.
     for key, value in patchable(new).items():
-        if key != diffbase.FIELD and old.get(key) != value:
+        if old.get(key) != value:
             patch.status[key] = value
             changed = True
     for key in old:
-        if key not in new and key != diffbase.FIELD:
+        if key not in new:
             patch.status[key] = None
             changed = True
     return changed
@@ -705,8 +710,9 @@ def pull_secret_needs_pass(secret: dict[str, Any], resource: dict[str, Any], clu
 
 
 def _status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    patch: dict[str, Any] = {k: v for k, v in patchable(new).items() if k != diffbase.FIELD}
-    patch.update({key: None for key in old if key not in new and key != diffbase.FIELD})
+    old, new = _reconciled_part(old), _reconciled_part(new)
+    patch: dict[str, Any] = dict(patchable(new))
+    patch.update({key: None for key in old if key not in new})
     return patch
 
 

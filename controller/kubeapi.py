@@ -30,8 +30,7 @@ from typing import Any
 
 import kopf
 
-from controller.api.models import GROUP, VERSION
-from controller.kubeclient import Client, tls_context
+from controller.kubeclient import Client, core_path, custom_resource_path, tls_context
 
 
 def patchable(value: Any) -> Any:
@@ -121,7 +120,7 @@ class StatusWriter:
     def __init__(self, info: kopf.ConnectionInfo, plural: str, namespace: str, name: str,
                  managed: list[dict[str, Any]]) -> None:
         self._info = info
-        self._url = f"{info.server.rstrip('/')}/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}/status"
+        self._url = info.server.rstrip("/") + custom_resource_path(plural, namespace, name) + "/status"
         self._managed = [dict(row) for row in managed]
         self._lock = threading.Lock()
 
@@ -180,8 +179,7 @@ def event_body(involved: dict[str, Any], type_: str, reason: str, message: str, 
 
 def post_event(info: kopf.ConnectionInfo, event: dict[str, Any]) -> None:
     """POST one Event (from ``event_body``) on this thread's connection; raises on failure."""
-    namespace = urllib.parse.quote(event["metadata"]["namespace"], safe="")
-    url = f"{info.server.rstrip('/')}/api/v1/namespaces/{namespace}/events"
+    url = info.server.rstrip("/") + core_path("events", event["metadata"]["namespace"])
     _request(info, "POST", url, json.dumps(event).encode(), _headers(info, "application/json"))
 
 
