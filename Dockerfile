@@ -14,12 +14,16 @@ RUN groupadd --system --gid 10001 regaccess \
             --shell /usr/sbin/nologin regaccess
 
 WORKDIR /app
+# The runtime dependencies only, from their lock (hashes required): no extra, so the demo's
+# moto, rich and cryptography stay out (tests/unit/test_lock.py and test_packaging.py check it),
+# and an image built on any day has the versions the tests ran with.
+COPY requirements/runtime.lock ./requirements/
+RUN pip install --require-hashes --no-deps -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY controller ./controller
 COPY crds ./crds
-# The runtime dependencies only: no extra (the demo's moto, rich and cryptography stay out;
-# tests/unit/test_packaging.py checks it).
-RUN pip install . && rm -rf /root/.cache
+# The package itself, built with the locked setuptools (no build isolation, no dependencies).
+RUN pip install --no-deps --no-build-isolation . && rm -rf /root/.cache
 
 USER 10001:10001
 EXPOSE 8080

@@ -20,6 +20,9 @@ import pytest
 
 from tests.harness import ptc_standin as ptc
 
+# botocore's model against ours: the tripwire scripts/check-upstream runs on the newest botocore.
+pytestmark = pytest.mark.upstream
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/ns/docker-AbCdEf"

@@ -46,6 +46,7 @@ def wheel_requirements(tmp_path_factory) -> list[Requirement]:
         if path.is_dir():
             shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, source / name)
     out = tmp_path_factory.mktemp("wheel")
     # No build isolation: setuptools comes with the test extra, so this needs no index.
@@ -82,11 +83,16 @@ def test_the_test_extra_pulls_in_the_demo_extra(wheel_requirements):
     assert [(r.extras, _extras_of(r)) for r in own] == [({"demo"}, {"test"})]
 
 
-def test_the_image_installs_no_extra():
+def test_the_image_installs_the_runtime_lock_and_no_extra():
+    """The image's installs: the runtime lock (checked free of demo libraries in test_lock.py)
+    and the package itself without dependencies; never an extra, never another lock."""
     installs = [line for line in DOCKERFILE.read_text().splitlines() if "pip install" in line]
     assert installs, "the Dockerfile installs nothing?"
     for line in installs:
-        assert "[" not in line and "-r " not in line, f"the image installs more than the runtime dependencies: {line}"
+        assert "[" not in line, f"the image installs an extra: {line}"
+        assert "--no-deps" in line, f"the image resolves dependencies on the day: {line}"
+        assert re.findall(r"-r (\S+)", line) in ([], ["requirements/runtime.lock"]), line
+    assert any("--require-hashes" in line and "-r requirements/runtime.lock" in line for line in installs)
 
 
 def test_runtime_requirements_never_reach_a_demo_library(wheel_requirements):

@@ -109,6 +109,7 @@ def input_shape(service: Service):
 # --------------------------------------------------------------------------- the table
 
 
+@pytest.mark.upstream
 @SERVICES
 def test_registrable_fields_come_from_botocore_and_exclude_output_fields(service):
     fields = service.table.fields()

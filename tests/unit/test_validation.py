@@ -131,6 +131,7 @@ from controller.api.validation import UPSTREAMS, validate_registry_credential  #
 ECR_MODEL = botocore.session.get_session().get_service_model("ecr")
 
 
+@pytest.mark.upstream
 def test_every_upstream_in_botocores_model_has_a_rule():
     values = set(ECR_MODEL.shape_for("UpstreamRegistry").enum)
     assert set(UPSTREAMS) == values == {u.value for u in UpstreamRegistry}
