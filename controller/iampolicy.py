@@ -17,7 +17,9 @@ What holds the line, statement by statement (docs/install.md, "IAM policy"):
   our prefixes (``kms:EncryptionContext:SecretARN``).
 - IAM: inline policy writes only on roles that opt in with the tag
   ``regaccess.io/grantable=true``; ``iam:PassRole`` of those roles only to ECS and Batch.
-- ECS / Batch: registering only with this cluster's owner tag in the request.
+- ECS / Batch: registering only with this cluster's owner tag in the request; describing and
+  updating ECS services (rollouts, docs/services.md) only on services tagged
+  ``regaccess.io/grantable=true``.
 - ECR: repository policy writes only on repositories tagged ``regaccess.io/grantable=true``.
 - STS: ``AssumeRole`` only of roles under one path (default ``/regaccess/``), any account.
 
@@ -117,6 +119,9 @@ def document(o: Options | None = None) -> dict[str, Any]:
         _statement("EcsTagOnRegisterOnlyTaskDefinitions", ["ecs:TagResource"],
                    _arn(o, "ecs", "task-definition/*"),
                    {"StringEquals": {"ecs:CreateAction": "RegisterTaskDefinition"}, "StringLike": request_owned}),
+        # Service rollouts (spec.consumers.ecsServices): only services their owner opted in.
+        _statement("EcsServicesRolloutOnlyOnGrantableServices", ["ecs:DescribeServices", "ecs:UpdateService"],
+                   _arn(o, "ecs", "service/*"), grantable),
         _statement("BatchDescribeJobDefinitionsNoResourceLevelPermissions", ["batch:DescribeJobDefinitions"], "*"),
         _statement("BatchRegisterAndTagOnlyWithOurOwnerTag", ["batch:RegisterJobDefinition", "batch:TagResource"],
                    _arn(o, "batch", "job-definition/*"), {"StringLike": request_owned}),

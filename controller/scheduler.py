@@ -77,7 +77,11 @@ def due_time(status: dict[str, Any], uid: str, interval: float) -> float | None:
             or parse_time(ready.get("lastTransitionTime")))
     if last is None:
         return None  # never reconciled: the create/resume handler owns the first run
-    return last + interval * (1 + jitter(uid))
+    due = last + interval * (1 + jitter(uid))
+    # An ECS rollout in progress is looked at again sooner, with the backoff the
+    # reconcile chose (controller.reconcile.services); absent once it has ended.
+    rollout = parse_time(status.get("nextRolloutCheckTime"))
+    return due if rollout is None else min(due, rollout)
 
 
 def refresh_time(status: dict[str, Any]) -> float | None:

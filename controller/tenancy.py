@@ -49,6 +49,7 @@ RULE_FIELDS: dict[str, str] = {
                       "starting with arn: matches role ARNs, any other pattern matches the role name",
     "taskDefinitionFamilies": "ECS task definition families (spec.consumers.ecsTaskDefinitions[].family)",
     "jobDefinitions": "Batch job definition names (spec.consumers.batchJobDefinitions[].name)",
+    "ecsServices": "ECS services rolled, as <cluster name>/<service name> (spec.consumers.ecsServices[])",
     "pullThroughCachePrefixes": "ECR pull-through cache prefixes (spec.pullThroughCache.ecrRepositoryPrefix)",
     "repositories": "ECR repositories of a CrossAccountRepoAccess (spec.repositories); a prefix in "
                     "spec.repositoryPrefixes is permitted when a pattern ending in * covers every "
@@ -65,6 +66,8 @@ RULE_FIELDS: dict[str, str] = {
 SHIPPED_DEFAULT: dict[str, tuple[str, ...]] = {
     "secretNames": ("regaccess/{namespace}/*", "ecr-pullthroughcache/{namespace}/*"),
     "policyNames": ("regaccess-{namespace}-*",),
+    # A service the operator updates is named after its namespace, in any cluster.
+    "ecsServices": ("*/{namespace}-*",),
 }
 SHIPPED_NAME = "(shipped default)"
 MSG_NOT_PERMITTED = "{value!r} is not permitted in namespace {namespace}: {rule}"
@@ -243,6 +246,12 @@ def registry_credential_values(resolved: Any) -> list[Value]:
                        consumer.family, "value"))
     for i, consumer in enumerate(spec.consumers.batchJobDefinitions):
         values.append((f"spec.consumers.batchJobDefinitions[{i}].name", "jobDefinitions", consumer.name, "value"))
+    for i, consumer in enumerate(spec.consumers.ecsServices):
+        cluster = consumer.cluster.rsplit("/", 1)[-1] if consumer.cluster.startswith("arn:") else consumer.cluster
+        values.append((f"spec.consumers.ecsServices[{i}]", "ecsServices", f"{cluster}/{consumer.service}", "value"))
+        account = _account_of_arn(consumer.cluster) if consumer.cluster.startswith("arn:") else None
+        if account:
+            values.append((f"spec.consumers.ecsServices[{i}].cluster", "accounts", account, "value"))
     if spec.pullThroughCache is not None:
         values.append(("spec.pullThroughCache.ecrRepositoryPrefix", "pullThroughCachePrefixes",
                        spec.pullThroughCache.ecrRepositoryPrefix, "value"))

@@ -209,6 +209,15 @@ class BatchJobDefinitionConsumer(_Model):
     )
 
 
+ECS_CLUSTER_PATTERN = r"^([a-zA-Z0-9_-]{1,255}|arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/[a-zA-Z0-9_-]{1,255})$"
+ECS_SERVICE_PATTERN = r"^[a-zA-Z0-9_-]{1,255}$"
+
+
+class EcsServiceConsumer(_Model):
+    cluster: str = Field(description="ECS cluster name or ARN the service runs in.", pattern=ECS_CLUSTER_PATTERN)
+    service: str = Field(description="ECS service name.", pattern=ECS_SERVICE_PATTERN)
+
+
 class Consumers(_Model):
     ecsTaskDefinitions: list[EcsTaskDefinitionConsumer] = Field(
         default_factory=list,
@@ -218,6 +227,15 @@ class Consumers(_Model):
     batchJobDefinitions: list[BatchJobDefinitionConsumer] = Field(
         default_factory=list,
         description="Batch job definitions whose containerProperties reference the secret.",
+    )
+    ecsServices: list[EcsServiceConsumer] = Field(
+        default_factory=list,
+        max_length=50,
+        description="ECS services to roll (opt-in): when the operator registers a new revision of a "
+        "listed family that one of these services runs, it calls UpdateService with that revision, "
+        "once per revision, and follows the deployment in status.services. A service on another "
+        "family, or whose family's latest ACTIVE revision is not the operator's, is reported, not "
+        "touched (docs/services.md).",
     )
 
 
@@ -452,6 +470,21 @@ DiffBase = Annotated[str | None, Field(
     "handled, as JSON, so that a spec change is told apart from other writes.")]
 
 
+class ServiceStatus(_Model):
+    """One ECS service of spec.consumers.ecsServices and its rollout (docs/services.md)."""
+
+    cluster: str = Field(description="Cluster as the spec names it.")
+    service: str = Field(description="Service name.")
+    arn: str | None = Field(default=None, description="Service ARN.")
+    taskDefinition: str | None = Field(
+        default=None, description="The revision the operator rolled the service to (or found it on).")
+    rolloutState: str | None = Field(
+        default=None, description="IN_PROGRESS, COMPLETED or FAILED: the ECS deployment's rolloutState.")
+    runningCount: int | None = Field(default=None, description="Running tasks of that deployment.")
+    reason: str = Field(default="", description="Stable CamelCase reason (docs/conditions.md).")
+    message: str = Field(default="", description="Why, when not rolled out; the ECS rolloutStateReason.")
+
+
 class PullThroughCacheStatus(_Model):
     ecrRepositoryPrefix: str
     upstreamRegistryUrl: str
@@ -487,6 +520,11 @@ class RegistryCredentialStatus(_Model):
         description="Role policies, task/job definition revisions and the pull-through cache rule kept.",
     )
     pullThroughCacheRule: PullThroughCacheStatus | None = None
+    services: list[ServiceStatus] = Field(
+        default_factory=list, description="spec.consumers.ecsServices and their rollouts.")
+    nextRolloutCheckTime: str | None = Field(
+        default=None, description="When the operator looks at a rollout in progress again (RFC 3339); "
+        "absent when no rollout is in progress.")
     lastSyncTime: str | None = None
     lastDriftCheckTime: str | None = None
     drift: list[DriftRecord] = Field(default_factory=list, description="Most recent drift, bounded.")
@@ -584,6 +622,8 @@ class TenancyRules(_Model):
         "execution roles granted (a pattern starting with arn: matches role ARNs, others the role name)")
     taskDefinitionFamilies: list[TenancyPattern] | None = _rule("ECS task definition families")
     jobDefinitions: list[TenancyPattern] | None = _rule("Batch job definition names")
+    ecsServices: list[TenancyPattern] | None = _rule(
+        "ECS services rolled (spec.consumers.ecsServices), as <cluster name>/<service name>")
     pullThroughCachePrefixes: list[TenancyPattern] | None = _rule("ECR pull-through cache prefixes")
     repositories: list[TenancyPattern] | None = _rule(
         "ECR repositories; a repositoryPrefixes entry needs a pattern ending in * that covers it")
@@ -603,7 +643,7 @@ class TenancyPolicySpec(_Model):
         default=None,
         description="Rules for every namespace. Left out: the shipped default (secretNames "
         "regaccess/{namespace}/* and ecr-pullthroughcache/{namespace}/*, policyNames "
-        "regaccess-{namespace}-*). {} means no rules.",
+        "regaccess-{namespace}-*, ecsServices */{namespace}-*). {} means no rules.",
     )
     namespaces: dict[str, TenancyRules] = Field(
         default_factory=dict,

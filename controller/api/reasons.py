@@ -15,6 +15,8 @@ DRIFTED = "Drifted"
 RECONCILING_TYPE = "Reconciling"  # the reason RECONCILING below has the same spelling
 STALLED = "Stalled"
 CONDITION_TYPES = (READY, SYNCED, DRIFTED, RECONCILING_TYPE, STALLED)
+# Only on a RegistryCredential that lists spec.consumers.ecsServices (docs/services.md).
+SERVICES_ROLLED_OUT = "ServicesRolledOut"
 
 # Success / neutral.
 RECONCILED = "Reconciled"
@@ -78,8 +80,19 @@ UNSUPPORTED_JOB_DEFINITION = "UnsupportedJobDefinition"  # no containerPropertie
 EXECUTION_ROLE_MISSING = "ExecutionRoleMissing"        # the definition has no executionRoleArn
 EXECUTION_ROLE_NOT_GRANTED = "ExecutionRoleNotGranted"  # its execution role is not in grants
 
+# ECS service rollouts (condition ServicesRolledOut and status.services[].reason).
+ROLLED_OUT = "RolledOut"                        # every listed service runs our revision, deployment COMPLETED
+ROLLOUT_IN_PROGRESS = "RolloutInProgress"       # a deployment to our revision is IN_PROGRESS
+ROLLOUT_FAILED = "RolloutFailed"                # the deployment circuit breaker failed (and rolled back)
+SERVICE_IN_OTHER_FAMILY = "ServiceInOtherFamily"  # the service runs a family not in ecsTaskDefinitions
+REVISION_NOT_OURS = "RevisionNotOurs"           # the family's latest ACTIVE revision does not reference the secret
+SERVICE_MOVED_ON = "ServiceMovedOn"             # rolled once; a person has since put it on another revision
+SERVICE_NOT_ROLLING_UPDATE = "ServiceNotRollingUpdate"  # CODE_DEPLOY or EXTERNAL deployment controller
+SERVICE_NOT_FOUND = "ServiceNotFound"           # no ACTIVE service of that name in the cluster
+
 ALL_REASONS = sorted(
     value
     for name, value in dict(globals()).items()
-    if name.isupper() and isinstance(value, str) and name not in ("READY", "SYNCED", "DRIFTED", "RECONCILING_TYPE", "STALLED")
+    if name.isupper() and isinstance(value, str) and name not in ("READY", "SYNCED", "DRIFTED", "RECONCILING_TYPE", "STALLED",
+                                                                            "SERVICES_ROLLED_OUT")
 )

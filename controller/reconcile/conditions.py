@@ -103,6 +103,11 @@ def progress_conditions(
     resync still writes nothing.
     """
     verdict = progress(get_condition(conditions, reasons.READY), retry_pending=retry_pending)
+    rolling = get_condition(conditions, reasons.SERVICES_ROLLED_OUT)
+    if verdict is None and rolling is not None and rolling.get("reason") == reasons.ROLLOUT_IN_PROGRESS:
+        # Ready (the AWS objects are in place) while an ECS rollout the operator started runs:
+        # kstatus readers should still wait for it (controller.reconcile.services).
+        verdict = reasons.RECONCILING_TYPE, reasons.ROLLOUT_IN_PROGRESS, str(rolling.get("message") or "")
     kept = verdict[0] if verdict else None
     out = [dict(c) for c in conditions or []
            if c.get("type") not in (reasons.RECONCILING_TYPE, reasons.STALLED) or c.get("type") == kept]

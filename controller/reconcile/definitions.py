@@ -147,7 +147,13 @@ class _Rows:
     def fail(self, name: str, arn: str | None, error: StepError) -> None:
         _fail(self.out, self.errors, self.kind, name, arn, error)
 
+    def ours(self, name: str, arn: str) -> None:
+        """The latest revision references the secret: the one the service step rolls to."""
+        if self.kind == TASK_DEFINITION:
+            self.ctx.revisions[name] = arn
+
     def synced(self, name: str, arn: str, execution_role: str, what: str) -> None:
+        self.ours(name, arn)
         message = _not_granted(self.ctx, execution_role, what)
         self.out.managed.append(_row(self.kind, name, arn, SYNCED, message))
         # Warn when it becomes so, not again on every drift check that finds it still so
@@ -156,6 +162,7 @@ class _Rows:
             self.out.events.append(warning(reasons.EXECUTION_ROLE_NOT_GRANTED, message))
 
     def registered(self, name: str, arn: str, execution_role: str, what: str) -> None:
+        self.ours(name, arn)
         message = _not_granted(self.ctx, execution_role, what)
         row = _row(self.kind, name, arn, SYNCED, message)
         # First thing after the register call: a crash from here on must not lose the revision.

@@ -30,7 +30,7 @@ from controller.aws.clients import Clients
 from controller.aws import secrets as sm
 from controller.logging import REDACTOR
 from controller.reconcile import secret as secret_step
-from controller.reconcile import definitions, pull_through_cache, wiring
+from controller.reconcile import definitions, pull_through_cache, services, wiring
 from controller.reconcile.conditions import now_rfc3339
 from controller.reconcile.outcome import RETRY_DEPENDENCY, RETRY_TRANSIENT, Pass, assemble, invalid, not_permitted_delete
 from controller.reconcile.result import ReconcileResult, synced_generation, warning
@@ -64,6 +64,8 @@ def sync_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]:
         ("rolePolicy", wiring.sync_role_policies),
         ("taskDefinition", definitions.sync_task_definitions),
         ("jobDefinition", definitions.sync_job_definitions),
+        # Last: a service is rolled only once everything it needs is in place.
+        ("ecsService", services.sync_services),
     ]
 
 
@@ -178,6 +180,9 @@ def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], fai
     ran = {row["kind"] for row in managed}
     managed += [row for row in previous.get("managed") or [] if row.get("kind") not in ran and failed is not None]
     status["managed"] = managed
+    for key in ("services", "nextRolloutCheckTime"):  # the service step's None means "none"
+        if key in status and status[key] is None:
+            del status[key]
     # Everything is written, but a consumer runs with a role that cannot read the
     # secret: its tasks cannot pull. That is not Ready for the user.
     not_granted = [row["message"] for row in managed
@@ -198,6 +203,7 @@ def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], fai
         drift_check=request.drift_check,
         not_ready=(reasons.EXECUTION_ROLE_NOT_GRANTED, "; ".join(not_granted)) if not_granted else None,
     ))
+    services.set_rolled_out(result.status, request.generation, now)
     # What this pass applied (a report-only stop counts, as it always has for this kind);
     # observedGeneration is settle()'s, set for every outcome because kstatus reads it.
     applied = error is None or error.reason == reasons.DRIFT_REPORTED

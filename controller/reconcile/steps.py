@@ -65,6 +65,9 @@ class StepContext:
     source_resource_version: str | None = None
     # Wall clock used for drift records (injected for tests).
     now: str = ""
+    # Filled by the task definition step: family -> the latest ACTIVE revision ARN that
+    # references the secret (registered this pass or found); the service step rolls to it.
+    revisions: dict[str, str] = field(default_factory=dict)
     # Who performs writes: the AWS actor in the operator, a recording actor in
     # ``regaccess plan`` (controller.reconcile.loop). None means the AWS actor.
     actor: Any = None

@@ -36,6 +36,7 @@ MODULE_SERVICE: dict[str, str | tuple[str, ...]] = {
     "repository_policies": "ecr",
     "ecr_tokens": "ecr",  # ECRPullSecret: GetAuthorizationToken (Resource "*": ECR has no resource-level permission for it)
     "revisioned_definitions": ("ecs", "batch"),
+    "ecs_services": "ecs",  # service rollouts: DescribeServices / UpdateService on grantable services
     "event_queue": "sqs",
 }
 

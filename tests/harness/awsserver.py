@@ -39,6 +39,8 @@ and ``.reset()`` over the control endpoints:
     POST   /_harness/faults               body: a FaultConfig as JSON; replaces the config
     DELETE /_harness/faults               no faults from now on (counts kept)
     POST   /_harness/reset                moto + stand-in + faults + calls
+    POST   /_harness/ecs/settle           body {region, cluster, service, outcome[, account]}: end the
+                                          service's ECS deployment (tests.harness.ecs_standin)
 
 moto's backends are process globals: run one server per process.
 """
@@ -71,6 +73,7 @@ from tests.harness.faults import (
     FaultLayer,
     is_read,
 )
+from tests.harness import ecs_standin
 from tests.harness.ptc_standin import PullThroughCacheStandIn
 from tests.harness.rct_standin import RepositoryCreationTemplateStandIn
 
@@ -389,6 +392,14 @@ class _Control:
         if (method, what) == ("POST", "reset"):
             server.reset()
             return _json(start_response, 200, {"ok": True})
+        if (method, what) == ("POST", "ecs/settle"):
+            try:
+                body = json.loads(_read_and_keep_body(environ) or b"{}")
+                ecs_standin.settle(body["region"], body["cluster"], body["service"], body["outcome"],
+                                   body.get("account") or ecs_standin.DEFAULT_ACCOUNT)
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                return _json(start_response, 400, {"error": str(error)})
+            return _json(start_response, 200, {"ok": True})
         return _json(start_response, 404, {"error": ERR_NOT_FOUND})
 
 
@@ -582,6 +593,7 @@ class AwsServer:
         self.calls = CallLog(max_calls)
         _registry_policy_actions_as_documented()
         _secret_lookups_by_key()
+        ecs_standin.install()
         self.standin = PullThroughCacheStandIn()
         self.templates = RepositoryCreationTemplateStandIn()
         moto_app = DomainDispatcherApplication(create_backend_app)
@@ -622,6 +634,10 @@ class AwsServer:
         self.templates.reset()
         self.faults.reset()
         self.calls.clear()
+
+    def settle_deployment(self, region: str, cluster: str, service: str, outcome: str) -> None:
+        """End an ECS service's deployment: COMPLETED, or FAILED by the circuit breaker (ecs_standin)."""
+        ecs_standin.settle(region, cluster, service, outcome)
 
     def stop(self) -> None:
         if self._server is None:
@@ -718,6 +734,11 @@ class RemoteAwsServer:
 
     def reset(self) -> None:
         self._http.post(f"{self.url}/_harness/reset", timeout=30).raise_for_status()
+
+    def settle_deployment(self, region: str, cluster: str, service: str, outcome: str) -> None:
+        """End an ECS service's deployment (tests.harness.ecs_standin.settle) in the server's process."""
+        self._http.post(f"{self.url}/_harness/ecs/settle", timeout=10, json={
+            "region": region, "cluster": cluster, "service": service, "outcome": outcome}).raise_for_status()
 
     def healthy(self) -> bool:
         try:
