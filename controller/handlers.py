@@ -279,6 +279,8 @@ def _record(kind: str, trigger: str, uid: str, result: ReconcileResult, started:
     for object_type, count in result.drift_first_seen.items():
         metrics.DRIFT_FIRST_SEEN.labels(kind, object_type, trigger).inc(count)
     metrics.STATES.set(kind, uid, list(result.status.get("conditions") or []))
+    if result.status.get("monthlyCost") is not None:
+        metrics.COSTS.set(kind, uid, float(result.status["monthlyCost"]))
     if trigger == "drift":
         metrics.DRIFT_CHECKS.labels(kind, "error" if result.outcome in ("error", "retry") else "success").inc()
         if result.outcome not in ("error", "retry"):
@@ -441,7 +443,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         request = rc_request(body, index, drift_check=(trigger in DRIFT_TRIGGERS))
         return await _run(REGISTRY_CREDENTIAL.kind, trigger, body, patch,
                           lambda: rc.reconcile(request, runtime.clients_for, record_now=runtime.status_writer(body),
-                                               tenancy_policy=runtime.tenancy_policy),
+                                               tenancy_policy=runtime.tenancy_policy,
+                                               secret_monthly_price=settings.secret_monthly_price),
                           write_status)
 
     @kopf.on.resume(*rc_resource, registry=registry, id="sync")
@@ -457,6 +460,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         await _run(REGISTRY_CREDENTIAL.kind, "delete", body, None,
                    lambda: rc.delete(request, runtime.clients_for, tenancy_policy=policy))
         metrics.STATES.forget(REGISTRY_CREDENTIAL.kind, body["metadata"]["uid"])
+        metrics.COSTS.forget(REGISTRY_CREDENTIAL.kind, body["metadata"]["uid"])
         runtime.locks.pop(body["metadata"]["uid"], None)
 
     # ------------------------------------------------------------------ CrossAccountRepoAccess
@@ -512,6 +516,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 # No longer ours: its conditions leave this shard's regaccess_resources, so a
                 # sum over shards counts every resource once.
                 metrics.STATES.forget(kind, uid)
+                metrics.COSTS.forget(kind, uid)
                 lock = runtime.locks.get(uid)
                 if lock is not None and not lock.locked():
                     runtime.locks.pop(uid, None)

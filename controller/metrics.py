@@ -180,6 +180,41 @@ class ResourceStates:
 
 STATES = ResourceStates()
 
+MONTHLY_COST = Gauge(
+    "regaccess_managed_monthly_cost_dollars",
+    "What the AWS objects the operator manages cost per month at list price, in dollars, by kind "
+    "(Secrets Manager secrets at --secret-monthly-price; controller/reconcile/cost.py).",
+    ["kind"], registry=REGISTRY,
+)
+
+
+class MonthlyCosts:
+    """Each resource's ``status.monthlyCost``, summed per kind into MONTHLY_COST (one series per kind)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._costs: dict[tuple[str, str], float] = {}
+
+    def set(self, kind: str, uid: str, dollars: float) -> None:
+        with self._lock:
+            self._costs[(kind, uid)] = dollars
+            self._publish(kind)
+
+    def forget(self, kind: str, uid: str) -> None:
+        with self._lock:
+            if self._costs.pop((kind, uid), None) is not None:
+                self._publish(kind)
+
+    def total(self, kind: str) -> float:
+        with self._lock:
+            return sum(v for (k, _), v in self._costs.items() if k == kind)
+
+    def _publish(self, kind: str) -> None:
+        MONTHLY_COST.labels(kind).set(round(sum(v for (k, _), v in self._costs.items() if k == kind), 2))
+
+
+COSTS = MonthlyCosts()
+
 PULL_SECRET_REFRESHES = Counter(
     "regaccess_pull_secret_refreshes_total",
     "ECRPullSecret token refreshes by result (success: new tokens written; failure: a refresh failed).",

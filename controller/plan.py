@@ -62,6 +62,7 @@ from controller.aws.protocol import Action, Difference, Observation, Written
 from controller.aws.repository_policies import STATEMENTS
 from controller.kubeobjects import IMAGE_PULL_SECRETS, PULL_SECRETS
 from controller.kubeclient import METADATA_ONLY, ApiError, Client, KubeconfigError, core_path
+from controller.reconcile import cost
 from controller.reconcile import cross_account
 from controller.reconcile import pull_secret
 from controller.reconcile import registry_credential as rc
@@ -646,7 +647,8 @@ MSG_SERVICE_ACCOUNT_ASSUMED = ("ServiceAccount {namespace}/{name} is not among t
 def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default", cluster_id: str = "default",
                  factory: ClientFactory | None = None, live: KubeLive | None = None,
                  progress: Callable[[str], None] | None = None,
-                 tenancy_policy: tenancy.Policy = tenancy.SHIPPED) -> list[ObjectPlan]:
+                 tenancy_policy: tenancy.Policy = tenancy.SHIPPED,
+                 secret_monthly_price: float = cost.DEFAULT_SECRET_MONTHLY_PRICE) -> list[ObjectPlan]:
     """Validate each manifest and, with a factory, run its reconcile with the recording actor (reads only).
 
     ``tenancy_policy``: the rules the operator would hold each namespace to; a resource
@@ -741,6 +743,9 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
                                      tenancy_policy=tenancy_policy)
         plan.changes += changes
         plan.problems += problems
+        if kind == REGISTRY_CREDENTIAL.kind and not problems:
+            # One secret per RegistryCredential; the line says what the pull request changes.
+            plan.notes.append(cost.plan_note(current.status if current else None, 1, secret_monthly_price))
     return plans
 
 

@@ -33,6 +33,16 @@ class Option:
         return ENV_PREFIX + self.flags[-1].lstrip("-").upper().replace("-", "_")
 
 
+def _non_negative_price(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a price in dollars (for example 0.40); got {text!r}") from None
+    if not (value >= 0 and value < 1e6):
+        raise argparse.ArgumentTypeError(f"a price in dollars from 0 (for example 0.40); got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -180,6 +190,9 @@ RUN_OPTIONS: list[Option] = [
     Option(("--pull-secret-max-lifetime",), "pull_secret_max_lifetime", "ECRPullSecret: seconds a "
            "token is taken to live at most, whatever its expiresAt says (ECR: 43200).", 43200.0,
            _positive_float),
+    Option(("--secret-monthly-price",), "secret_monthly_price", "List price in dollars of one Secrets "
+           "Manager secret per month, for status.monthlyCost (printer column Cost/Month) and the metric "
+           "regaccess_managed_monthly_cost_dollars.", 0.40, _non_negative_price),
     Option(("--peering",), "peering", "kopf peering name for running several replicas "
            "(needs kopf's peering CRD); empty runs standalone.", ""),
 ]
@@ -211,6 +224,7 @@ class Settings:
     template_applied_for: str = "PULL_THROUGH_CACHE,REPLICATION"
     pull_secret_refresh_fraction: float = 0.5
     pull_secret_max_lifetime: float = 43200.0
+    secret_monthly_price: float = 0.40
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -520,6 +520,9 @@ class RegistryCredentialStatus(_Model):
         description="Role policies, task/job definition revisions and the pull-through cache rule kept.",
     )
     pullThroughCacheRule: PullThroughCacheStatus | None = None
+    monthlyCost: str | None = Field(
+        default=None, description="What the managed objects cost per month at list price, in dollars "
+        "(Secrets Manager secrets at --secret-monthly-price; docs/metrics.md).")
     services: list[ServiceStatus] = Field(
         default_factory=list, description="spec.consumers.ecsServices and their rollouts.")
     nextRolloutCheckTime: str | None = Field(
@@ -685,6 +688,7 @@ REGISTRY_CREDENTIAL = KindInfo(
     status_model=RegistryCredentialStatus,
     description="A private-registry credential kept in AWS Secrets Manager, with the IAM, "
     "ECS, Batch and ECR objects that use it.",
+    printer_columns=[("Cost/Month", "string", ".status.monthlyCost")],
 )
 
 CROSS_ACCOUNT_REPO_ACCESS = KindInfo(

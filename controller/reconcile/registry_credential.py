@@ -30,7 +30,7 @@ from controller.aws.clients import Clients
 from controller.aws import secrets as sm
 from controller.logging import REDACTOR
 from controller.reconcile import secret as secret_step
-from controller.reconcile import definitions, pull_through_cache, services, wiring
+from controller.reconcile import cost, definitions, pull_through_cache, services, wiring
 from controller.reconcile.conditions import now_rfc3339
 from controller.reconcile.outcome import RETRY_DEPENDENCY, RETRY_TRANSIENT, Pass, assemble, invalid, not_permitted_delete
 from controller.reconcile.result import ReconcileResult, synced_generation, warning
@@ -115,8 +115,11 @@ def _invalid(request: Request, problems: list[Problem]) -> ReconcileResult:
 
 
 def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable[[dict[str, Any]], None] | None = None,
-              actor: Any = None, tenancy_policy: tenancy.Policy = tenancy.SHIPPED) -> ReconcileResult:
+              actor: Any = None, tenancy_policy: tenancy.Policy = tenancy.SHIPPED,
+              secret_monthly_price: float = cost.DEFAULT_SECRET_MONTHLY_PRICE) -> ReconcileResult:
     """One level-triggered pass; ``actor`` performs the writes (controller.reconcile.loop).
+
+    ``secret_monthly_price``: list price of one secret, for ``status.monthlyCost``.
 
     ``tenancy_policy``: the admin's TenancyPolicy; a name outside the namespace's rules
     stops the pass before any AWS call (and before the source Secret is read)."""
@@ -157,7 +160,9 @@ def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable
         if outcome.error is not None:
             failed = (label, outcome)
             break
-    return _result(request, ctx, outcomes, failed, spec_changed=spec_changed, source_changed=source_changed, now=now)
+    result = _result(request, ctx, outcomes, failed, spec_changed=spec_changed, source_changed=source_changed, now=now)
+    result.status["monthlyCost"] = cost.monthly_cost(cost.secrets_kept(result.status), secret_monthly_price)
+    return result
 
 
 def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], failed: tuple[str, StepOutcome] | None,

@@ -31,7 +31,9 @@ def test_crd_shape(info):
         assert "subresources" not in version and "status" not in version["schema"]["openAPIV3Schema"]["properties"]
     assert crd["spec"]["scope"] == ("Cluster" if info.kind == "TenancyPolicy" else "Namespaced")
     expected = {"ECRPullSecret": ["Ready", "Synced", "Expires", "Age"],
-                "TenancyPolicy": ["Default", "Age"]}.get(info.kind, ["Ready", "Synced", "Drifted", "Age"])
+                "TenancyPolicy": ["Default", "Age"],
+                "RegistryCredential": ["Ready", "Synced", "Drifted", "Cost/Month", "Age"],
+                }.get(info.kind, ["Ready", "Synced", "Drifted", "Age"])
     assert [c["name"] for c in version["additionalPrinterColumns"]] == expected
     text = crdgen.render(info)
     # Structural schema: no refs, no anyOf left over from Optional fields.
