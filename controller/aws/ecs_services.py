@@ -106,11 +106,26 @@ def service_facts(cluster: str, name: str, raw: dict[str, Any] | None) -> Servic
     )
 
 
+# DescribeServices takes at most 10 services of one cluster per call.
+MAX_DESCRIBE = 10
+
+
 def describe(client: Any, cluster: str, name: str) -> Service:
     """DescribeServices for one service (one read)."""
-    answer = client.describe_services(cluster=cluster, services=[name])
-    raw = next((s for s in answer.get("services") or [] if s.get("serviceName") == name), None)
-    return service_facts(cluster, name, raw)
+    return describe_many(client, cluster, [name])[name]
+
+
+def describe_many(client: Any, cluster: str, names: list[str]) -> dict[str, Service]:
+    """DescribeServices for services of one cluster, ten per call (one read per ten)."""
+    found: dict[str, Service] = {}
+    unique = list(dict.fromkeys(names))
+    for start in range(0, len(unique), MAX_DESCRIBE):
+        chunk = unique[start:start + MAX_DESCRIBE]
+        answer = client.describe_services(cluster=cluster, services=chunk)
+        by_name = {s.get("serviceName"): s for s in answer.get("services") or []}
+        for name in chunk:
+            found[name] = service_facts(cluster, name, by_name.get(name))
+    return found
 
 
 def update(client: Any, cluster: str, name: str, task_definition: str) -> Service:

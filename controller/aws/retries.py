@@ -6,7 +6,8 @@ when the operator is told to stop (SIGTERM).
 
 1. A non-idempotent write whose outcome is unknown is not retried by botocore.
    ``ecs:RegisterTaskDefinition`` and ``batch:RegisterJobDefinition`` create a
-   new revision on every call. When an attempt fails in a way that leaves the
+   new revision on every call (``ecs:UpdateService`` is listed too: a rollout is sent
+   once per revision). When an attempt fails in a way that leaves the
    outcome unknown (``controller.aws.errors.outcome_unknown``: a throttling or
    5xx answer, a read timeout, a connection closed before the answer), the
    first attempt may well have registered a revision, and each blind retry
@@ -50,6 +51,10 @@ from controller.aws.errors import outcome_unknown
 NON_IDEMPOTENT: frozenset[tuple[str, str]] = frozenset({
     ("ecs", "RegisterTaskDefinition"),
     ("batch", "RegisterJobDefinition"),
+    # Service rollouts: once per revision. A repeat of the same taskDefinition is harmless in
+    # ECS, but a blind retry is not the operator's to make: the next pass observes the service
+    # (already on the revision behind a lost answer) and follows it (controller/reconcile/services.py).
+    ("ecs", "UpdateService"),
 })
 # Every other write the operator makes, and why botocore may repeat it after a lost
 # answer (tests/aws/test_lost_answers_aws.py loses their answers and checks that every

@@ -42,7 +42,7 @@ from controller.aws.protocol import Action, Difference, Observation, Owner
 from controller.reconcile import loop
 from controller.reconcile.conditions import set_condition
 from controller.reconcile.result import normal, warning
-from controller.reconcile.steps import StepContext, StepOutcome
+from controller.reconcile.steps import StepContext, StepError, StepOutcome
 
 KIND = ecs.KIND
 UPDATE, FOLLOW, REPORT = "update", "follow", "report"
@@ -191,7 +191,10 @@ def _rfc3339(epoch: float) -> str:
 def sync_services(ctx: StepContext) -> StepOutcome:
     """Roll every listed service that runs a listed family to our revision (module docstring)."""
     out = StepOutcome()
-    consumers = ctx.resolved.spec.consumers.ecsServices
+    # One entry per service however often it is listed (by name or by cluster ARN): two
+    # entries deciding from one stale describe would update it twice.
+    consumers = list({(ecs.cluster_name(c.cluster), c.service): c
+                      for c in ctx.resolved.spec.consumers.ecsServices}.values())
     if not consumers:
         out.status = {"services": None, "nextRolloutCheckTime": None}  # None: removed from status
         return out
@@ -202,16 +205,25 @@ def sync_services(ctx: StepContext) -> StepOutcome:
     errors = []
     now = _epoch(ctx.now) if ctx.now else dt.datetime.now(dt.timezone.utc).timestamp()
     next_poll: float | None = None
+    # One DescribeServices per cluster (per ten services), not one per service.
+    described: dict[str, dict[str, ecs.Service] | StepError] = {}
+    for cluster in dict.fromkeys(c.cluster for c in consumers):
+        try:
+            described[cluster] = ecs.describe_many(client, cluster, [c.service for c in consumers
+                                                                     if c.cluster == cluster])
+        except loop.AWS_ERRORS as error:
+            described[cluster] = loop.failure(error, ecs.SERVICE, f"ECS services of cluster {ecs.cluster_name(cluster)}")
     for consumer in consumers:
         key = (consumer.cluster, consumer.service)
         what = f"ECS service {ecs.cluster_name(consumer.cluster)}/{consumer.service}"
-        try:
-            service = ecs.describe(client, consumer.cluster, consumer.service)
-        except loop.AWS_ERRORS as error:
-            errors.append(loop.failure(error, ecs.SERVICE, what))
+        answer = described[consumer.cluster]
+        if isinstance(answer, StepError):
+            if answer not in errors:
+                errors.append(answer)
             if key in previous:
                 rows.append(dict(previous[key]))
             continue
+        service = answer[consumer.service]
         verdict = decide(service, listed_families=listed, ours=ctx.revisions, previous=previous.get(key))
         if verdict.action == UPDATE:
             actor = ctx.actor or loop.AWS_ACTOR
@@ -256,7 +268,7 @@ def sync_services(ctx: StepContext) -> StepOutcome:
                   "nextRolloutCheckTime": _rfc3339(next_poll) if next_poll is not None else None}
     if errors:
         first = errors[0]
-        out.error = first if len(errors) == 1 else type(first)(
+        out.error = first if len(errors) == 1 else StepError(
             first.reason, f"{first.message} (and {len(errors) - 1} more; see status.services)", first.retryable,
             first.retry_after)
     return out

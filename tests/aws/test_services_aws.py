@@ -214,3 +214,34 @@ def test_plan_shows_the_update_service_it_would_make_and_makes_none(aws_server):
     assert ("update", f"ECS service {CLUSTER_NAME}/{SERVICE}") in tp.actions([obj])
     rollout = next(c for c in obj.changes if c.kind == "ecsService")
     assert rollout.predicted["taskDefinition"].startswith("<ARN of task definition web:2")
+
+
+def test_a_lost_update_answer_is_observed_not_repeated(factory, aws_server):
+    from tests.harness.faults import FaultConfig
+
+    given_service()
+    aws_server.faults.configure(FaultConfig(max_lost_per_operation=1, scoped=[
+        {"service": "ecs", "operation": "UpdateService", "rates": {"lost": 1.0}}]))
+    mark = aws_server.calls.mark()
+    try:
+        first = run(factory, {})
+    finally:
+        aws_server.faults.clear()
+    assert first.retry_after is not None  # the answer was lost: retried, never blindly resent
+    latest = world.latest_task_definition(ww.raw, "web")
+    assert service_now()["taskDefinition"] == latest["taskDefinitionArn"]  # ECS did it anyway
+    again = run(factory, first.status)
+    assert updates(aws_server, mark) == ["UpdateService"]
+    assert again.status["services"][0]["reason"] == reasons.ROLLOUT_IN_PROGRESS
+
+
+def test_a_service_listed_twice_is_updated_once_and_described_once(factory, aws_server):
+    given_service()
+    the_spec = spec()
+    arn = f"arn:aws:ecs:{REGION}:123456789012:cluster/{CLUSTER_NAME}"
+    the_spec["consumers"]["ecsServices"].append({"cluster": arn, "service": SERVICE})
+    mark = aws_server.calls.mark()
+    result = run(factory, {}, the_spec=the_spec)
+    assert updates(aws_server, mark) == ["UpdateService"]
+    assert len(result.status["services"]) == 1
+    assert aws_server.calls.count("ecs", "DescribeServices", since=mark) == 1

@@ -65,6 +65,15 @@ def rolled(kube, path: str, reason: str, timeout: float = ROLLOUT_WAIT) -> dict:
     return wait_for(check, timeout, f"ServicesRolledOut reason {reason}")
 
 
+def two_drift_checks(kube, path: str) -> None:
+    """Wait until the operator has finished two more drift checks of the resource (any update
+    it were going to make would have been sent by then)."""
+    for round_ in range(2):
+        before = (kube.get(path).get("status") or {}).get("lastDriftCheckTime")
+        wait_for(lambda: (kube.get(path).get("status") or {}).get("lastDriftCheckTime") not in (None, before),
+                 30, f"drift check {round_ + 1}", interval=0.5)
+
+
 def updates(server, mark: int) -> list[str]:
     return [c.operation for c in server.calls.done("ecs", "UpdateService", since=mark)]
 
@@ -96,7 +105,7 @@ def test_rolled_once_per_revision_and_not_for_a_rotation_without_one(
         kube.merge_patch(kube.secret_path(namespace, "src"), {"data": {"password": b64("pw-rotated")}})
         wait_for(lambda: server.calls.count("secretsmanager", "PutSecretValue", since=mark) >= 1, 30,
                  "the rotated value written")
-        time.sleep(10)  # two drift intervals: any update would have been sent by now
+        two_drift_checks(kube, path)
         assert updates(server, mark) == ["UpdateService"]
         assert server.calls.count("ecs", "RegisterTaskDefinition", since=mark) == 1
 
@@ -189,7 +198,7 @@ def test_circuit_breaker_failure_is_false_with_the_reason_and_not_fought(
         assert obj["status"]["services"][0]["rolloutState"] == "FAILED"
         assert condition(obj, "Ready")["status"] == "True"
         assert service_td(aws_e2e, family) == first  # ECS rolled back; the operator leaves it so
-        time.sleep(10)
+        two_drift_checks(kube, path)
         assert updates(server, mark) == ["UpdateService"]
         wait_ready(kube, path)
     finally:

@@ -126,3 +126,14 @@ def test_a_rollout_in_progress_reads_reconciling_while_ready():
     conditions[1].update(status="True", reason=reasons.ROLLED_OUT)
     assert get_condition(progress_conditions(conditions, retry_pending=False, generation=1),
                          reasons.RECONCILING_TYPE) is None
+
+
+def test_the_scheduler_looks_again_at_a_rollout_before_the_drift_interval():
+    from controller.scheduler import due_time, parse_time
+
+    status = {"lastDriftCheckTime": "2026-01-01T00:00:00Z"}
+    drift = due_time(status, "uid", 300.0)
+    soon = due_time({**status, "nextRolloutCheckTime": "2026-01-01T00:00:05Z"}, "uid", 300.0)
+    assert soon == parse_time("2026-01-01T00:00:05Z") and soon < drift
+    # A rollout check later than the drift check does not delay the drift check.
+    assert due_time({**status, "nextRolloutCheckTime": "2026-01-02T00:00:00Z"}, "uid", 300.0) == drift
