@@ -65,6 +65,8 @@ MSG_NOT_ROLLING = ("ECS service {service} uses the {controller} deployment contr
 MSG_NOT_FOUND = "ECS service {service} not found (no ACTIVE service of that name)"
 MSG_FAILED = "ECS service {service}: deployment of {revision} failed: {why}"
 MSG_IN_PROGRESS = "ECS service {service}: deployment of {revision} in progress ({running}/{desired} running)"
+MSG_REPORT_ONLY = ("ECS service {service} does not run {revision}; not rolled because driftPolicy is Report "
+                   "and nothing in the spec or the source changed")
 MSG_STARTED = "ECS service {service}: deployment of {revision} started"
 MSG_ROLLED_OUT = "every listed ECS service runs the operator's revision"
 
@@ -225,6 +227,12 @@ def sync_services(ctx: StepContext) -> StepOutcome:
             continue
         service = answer[consumer.service]
         verdict = decide(service, listed_families=listed, ours=ctx.revisions, previous=previous.get(key))
+        if verdict.action == UPDATE and not ctx.remediate:
+            # driftPolicy Report and nothing in the spec or the source changed: a service found
+            # behind is someone's doing (or theirs to roll); report it, do not roll it.
+            verdict = Verdict(REPORT, reasons.DRIFT_REPORTED, MSG_REPORT_ONLY.format(
+                service=label(service), revision=(verdict.target or "").rsplit("/", 1)[-1]),
+                (previous.get(key) or {}).get("taskDefinition"))
         if verdict.action == UPDATE:
             actor = ctx.actor or loop.AWS_ACTOR
             target = verdict.target or ""

@@ -245,3 +245,17 @@ def test_a_service_listed_twice_is_updated_once_and_described_once(factory, aws_
     assert updates(aws_server, mark) == ["UpdateService"]
     assert len(result.status["services"]) == 1
     assert aws_server.calls.count("ecs", "DescribeServices", since=mark) == 1
+
+
+def test_under_report_a_drift_check_reports_a_service_behind_and_does_not_roll_it(factory, aws_server):
+    first = given_service()
+    the_spec = spec(driftPolicy="Report")
+    status = run(factory, {}, the_spec=the_spec).status
+    aws_server.settle_deployment(REGION, CLUSTER_NAME, SERVICE, "COMPLETED")
+    ww.raw("ecs").update_service(cluster=CLUSTER_NAME, service=SERVICE, taskDefinition=first)  # a person
+    # The person's move, with no record of ours for it in status (as after an older operator version).
+    status = {**status, "services": []}
+    mark = aws_server.calls.mark()
+    result = run(factory, status, the_spec=the_spec)
+    assert updates(aws_server, mark) == []
+    assert result.status["services"][0]["reason"] == reasons.DRIFT_REPORTED
