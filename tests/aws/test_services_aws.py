@@ -259,3 +259,25 @@ def test_under_report_a_drift_check_reports_a_service_behind_and_does_not_roll_i
     result = run(factory, status, the_spec=the_spec)
     assert updates(aws_server, mark) == []
     assert result.status["services"][0]["reason"] == reasons.DRIFT_REPORTED
+
+
+def test_a_drift_check_describes_services_ten_a_call_and_writes_nothing(factory, aws_server):
+    first = given_service()
+    names = [SERVICE] + [f"team-web-{i}" for i in range(11)]
+    for name in names[1:]:
+        ww.raw("ecs").create_service(cluster=CLUSTER_NAME, serviceName=name, taskDefinition=first, desiredCount=1)
+    the_spec = spec()
+    the_spec["consumers"]["ecsServices"] = [{"cluster": CLUSTER_NAME, "service": n} for n in names]
+    status = run(factory, {}, the_spec=the_spec).status
+    for name in names:
+        aws_server.settle_deployment(REGION, CLUSTER_NAME, name, "COMPLETED")
+    status = run(factory, status, the_spec=the_spec).status
+    assert {r["reason"] for r in status["services"]} == {reasons.ROLLED_OUT}
+    mark = aws_server.calls.mark()
+    request = rc.Request(namespace=ww.NS, name=ww.NAME, generation=1, spec=the_spec, status=status,
+                         source_secret=ww.SOURCE, cluster_id=ww.CLUSTER, drift_check=True)
+    result = rc.reconcile(request, ww.clients_for(factory))
+    assert result.ready
+    assert aws_server.calls.count("ecs", "DescribeServices", since=mark) == 2  # 12 services, 10 a call
+    assert aws_server.calls.writes(since=mark) == []
+    assert "nextRolloutCheckTime" not in result.status  # every rollout ended: no polling
