@@ -8,7 +8,8 @@ process, the moto server with the ECS deployments stand-in (tests/harness/ecs_st
   update (the window held open with the harness's latency fault on DescribeServices, the
   first call after the register);
 - a circuit-breaker failure shows ServicesRolledOut False with reason RolloutFailed and ECS's
-  reason, and is not fought.
+  reason, and is not fought; with a 600 s drift interval, so the rollout poll of the one
+  scheduler (status.nextRolloutCheckTime) is what saw it end, and it stops polling then.
 
 Each test runs an operator of its own watching only its namespace (as test_wiring_crash.py).
 """
@@ -184,13 +185,17 @@ def test_circuit_breaker_failure_is_false_with_the_reason_and_not_fought(
     server = aws_server_session
     role, family, first = given(aws_e2e, namespace)
     kube.create(kube.secret_path(namespace), basic_auth_secret(namespace, "src"))
-    op = start_operator(control_plane, moto_server, tmp_path, namespaces=[namespace])
+    # A drift interval far beyond the test: what follows the deployment is the rollout poll
+    # (status.nextRolloutCheckTime in the one scheduler), not the drift check.
+    op = start_operator(control_plane, moto_server, tmp_path, namespaces=[namespace],
+                        extra_env={"REGACCESS_DRIFT_INTERVAL": "600"})
     path = rc_path(namespace, "svc")
     try:
         mark = server.calls.mark()
         kube.create(rc_path(namespace), custom_resource("RegistryCredential", namespace, "svc",
                                                         spec(namespace, role, family)))
-        rolled(kube, path, reasons.ROLLOUT_IN_PROGRESS)
+        obj = rolled(kube, path, reasons.ROLLOUT_IN_PROGRESS)
+        assert obj["status"]["nextRolloutCheckTime"]
         server.settle_deployment(REGION, CLUSTER, family, "FAILED")
         obj = rolled(kube, path, reasons.ROLLOUT_FAILED)
         rolled_out = condition(obj, reasons.SERVICES_ROLLED_OUT)
@@ -198,7 +203,7 @@ def test_circuit_breaker_failure_is_false_with_the_reason_and_not_fought(
         assert obj["status"]["services"][0]["rolloutState"] == "FAILED"
         assert condition(obj, "Ready")["status"] == "True"
         assert service_td(aws_e2e, family) == first  # ECS rolled back; the operator leaves it so
-        two_drift_checks(kube, path)
+        assert "nextRolloutCheckTime" not in obj["status"]  # the rollout ended: no more polls
         assert updates(server, mark) == ["UpdateService"]
         wait_ready(kube, path)
     finally:
