@@ -620,7 +620,8 @@ class TenancyRules(_Model):
     regions: list[TenancyPattern] | None = _rule("Regions a resource names (spec.region, registries[].region)")
     accounts: list[TenancyPattern] | None = _rule(
         "AWS account IDs a resource acts in (of spec.roleArn, execution role ARNs, registries[].registryId)")
-    roleArns: list[TenancyPattern] | None = _rule("roles a resource assumes (spec.roleArn)")
+    roleArns: list[TenancyPattern] | None = _rule(
+        "roles a resource assumes (spec.roleArn) or has ECR assume (spec.pullThroughCache.customRoleArn, upstreamRoleArn)")
 
 
 class TenancyPolicySpec(_Model):
