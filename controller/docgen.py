@@ -35,12 +35,17 @@ CROSS_FIELD_RULES: dict[str, list[str]] = {
         "`spec.secret.recoveryWindowInDays` and `spec.secret.forceDeleteWithoutRecovery` are exclusive "
         "(`InvalidDeletionSettings`).",
         "The secret name (given or defaulted) must not end with a hyphen followed by six characters "
-        "(`InvalidSecretName`); with `pullThroughCache` it must start with `ecr-pullthroughcache/` "
-        "(`InvalidPullThroughCache`).",
-        "With `pullThroughCache`: no `spec.secret.kmsKeyId`; `upstreamRegistryUrl` is required for "
-        "`azure-container-registry` and must be `<name>.azurecr.io`, and is the one URL ECR accepts for "
-        "the other upstreams (`InvalidPullThroughCache`); an upstream that takes no credential (`ecr`, "
-        "`ecr-public`, `quay`, `k8s`) is refused (`UpstreamTakesNoCredential`).",
+        "(`InvalidSecretName`); with a `pullThroughCache` rule that takes it as credential it must start "
+        "with `ecr-pullthroughcache/` (`InvalidPullThroughCache`).",
+        "With `pullThroughCache`: `upstreamRegistryUrl` is required for `azure-container-registry` "
+        "(`<name>.azurecr.io`) and `ecr` (`<account>.dkr.ecr.<region>.amazonaws.com`), and is the one URL "
+        "ECR accepts for the other upstreams; a credential upstream (`docker-hub`, `github-container-registry`, "
+        "`gitlab-container-registry`, `azure-container-registry`, `chainguard`) takes the secret, so no "
+        "`spec.secret.kmsKeyId`; `ecr` and `ecr-public-premium` take IAM roles instead and leave the secret "
+        "alone: `customRoleArn` (an IAM role ARN) for both, `upstreamRoleArn` (a role in the `aws` "
+        "partition) for `ecr-public-premium` only and together with `customRoleArn` (neither: ECR's "
+        "service-linked role), `upstreamRepositoryPrefix` for `ecr` only (`InvalidPullThroughCache`); a "
+        "public upstream (`ecr-public`, `quay`, `k8s`) is refused (`UpstreamTakesNoCredential`).",
         "The default policy name `regaccess-<namespace>-<name>` must fit 128 characters, else set "
         "`spec.grants.policyName` (`InvalidPolicyName`).",
         "A role may appear once in `spec.grants.executionRoles` (a name and an ARN of the same role count "

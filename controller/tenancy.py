@@ -57,7 +57,7 @@ RULE_FIELDS: dict[str, str] = {
     "regions": "Regions a resource acts in (spec.region, ECRPullSecret spec.registries[].region)",
     "accounts": "AWS accounts a resource acts in: the account of spec.roleArn and of execution role ARNs, "
                 "ECRPullSecret spec.registries[].registryId",
-    "roleArns": "roles a resource assumes (spec.roleArn)",
+    "roleArns": "roles a resource assumes (spec.roleArn) or has ECR assume (spec.pullThroughCache.customRoleArn, upstreamRoleArn)",
 }
 
 # The shipped default: a namespace's secrets and policy names carry its name, so one
@@ -255,6 +255,12 @@ def registry_credential_values(resolved: Any) -> list[Value]:
     if spec.pullThroughCache is not None:
         values.append(("spec.pullThroughCache.ecrRepositoryPrefix", "pullThroughCachePrefixes",
                        spec.pullThroughCache.ecrRepositoryPrefix, "value"))
+        # ECR assumes these for the rule (ecr, ecr-public-premium): a namespace naming another
+        # team's role would have ECR pull with that team's access, so they are judged as roleArn is.
+        for field in ("customRoleArn", "upstreamRoleArn"):
+            role = getattr(spec.pullThroughCache, field, None)
+            if role:
+                values.append((f"spec.pullThroughCache.{field}", "roleArns", role, "value"))
     return values + _common(spec)
 
 

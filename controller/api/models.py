@@ -75,9 +75,11 @@ class DriftPolicy(str, Enum):
 class UpstreamRegistry(str, Enum):
     """ECR's own API values for upstream registries: every one in botocore's ECR model.
 
-    Those that take a credential are accepted; the others (public upstreams, and ECR
-    to ECR, which authenticates with an IAM role) are refused by validation with the
-    reason UpstreamTakesNoCredential (controller.api.validation.UPSTREAMS).
+    Those that take a credential keep this resource's secret as the rule's credential;
+    ``ecr`` (ECR to ECR) and ``ecr-public-premium`` authenticate with IAM roles
+    (customRoleArn, upstreamRoleArn) instead, and the rule sits beside the secret; the
+    public upstreams are refused by validation with the reason UpstreamTakesNoCredential
+    (controller.api.validation.UPSTREAMS).
     """
 
     docker_hub = "docker-hub"
@@ -87,6 +89,7 @@ class UpstreamRegistry(str, Enum):
     chainguard = "chainguard"
     ecr = "ecr"
     ecr_public = "ecr-public"
+    ecr_public_premium = "ecr-public-premium"
     quay = "quay"
     k8s = "k8s"
 
@@ -246,13 +249,37 @@ class PullThroughCache(_Model):
     upstreamRegistryUrl: str | None = Field(
         default=None,
         description="Upstream registry URL. Defaulted per upstream (registry-1.docker.io, "
-        "ghcr.io, registry.gitlab.com, cgr.dev); required for azure-container-registry "
-        "(<name>.azurecr.io).",
+        "ghcr.io, registry.gitlab.com, cgr.dev, ecr-premium.aws.com); required for "
+        "azure-container-registry (<name>.azurecr.io) and ecr (<account>.dkr.ecr.<region>.amazonaws.com).",
         min_length=1,
         max_length=512,
     )
     ecrRepositoryPrefix: str = Field(
         description="ECR repository prefix of the rule: 2-30 characters, or ROOT.",
+        min_length=2,
+        max_length=30,
+        pattern=ECR_PREFIX_PATTERN,
+    )
+    # Plain strings in the schema: validation names what is wrong (an ARN, its partition,
+    # which upstream takes it) in status, instead of a 422 that GitOps tools hide.
+    customRoleArn: str | None = Field(
+        default=None,
+        description="ecr and ecr-public-premium only: IAM role ARN in the rule's account that ECR "
+        "assumes to reach the upstream. ecr-public-premium: required together with upstreamRoleArn "
+        "(neither: ECR's service-linked role). Other upstreams take the secret instead.",
+        min_length=1,
+        max_length=2048,
+    )
+    upstreamRoleArn: str | None = Field(
+        default=None,
+        description="ecr-public-premium only: IAM role ARN in the aws partition that ECR assumes "
+        "through customRoleArn to reach ECR Public Premium; requires customRoleArn.",
+        min_length=1,
+        max_length=2048,
+    )
+    upstreamRepositoryPrefix: str | None = Field(
+        default=None,
+        description="ecr only: repository prefix in the upstream registry to match (ECR's default: ROOT).",
         min_length=2,
         max_length=30,
         pattern=ECR_PREFIX_PATTERN,
@@ -489,6 +516,9 @@ class PullThroughCacheStatus(_Model):
     ecrRepositoryPrefix: str
     upstreamRegistryUrl: str
     credentialArn: str | None = None
+    customRoleArn: str | None = None
+    upstreamRoleArn: str | None = None
+    upstreamRepositoryPrefix: str | None = None
 
 
 class RegistryCredentialStatus(_Model):
@@ -633,7 +663,8 @@ class TenancyRules(_Model):
     regions: list[TenancyPattern] | None = _rule("Regions a resource names (spec.region, registries[].region)")
     accounts: list[TenancyPattern] | None = _rule(
         "AWS account IDs a resource acts in (of spec.roleArn, execution role ARNs, registries[].registryId)")
-    roleArns: list[TenancyPattern] | None = _rule("roles a resource assumes (spec.roleArn)")
+    roleArns: list[TenancyPattern] | None = _rule(
+        "roles a resource assumes (spec.roleArn) or has ECR assume (spec.pullThroughCache.customRoleArn, upstreamRoleArn)")
 
 
 class TenancyPolicySpec(_Model):

@@ -37,7 +37,7 @@ SOURCE_REGISTRY_NOT_FOUND = "SourceRegistryNotFound"
 SECRET_VALUE_TOO_LARGE = "SecretValueTooLarge"
 INVALID_POLICY_NAME = "InvalidPolicyName"
 INVALID_PULL_THROUGH_CACHE = "InvalidPullThroughCache"
-# pullThroughCache.upstreamRegistry is one ECR takes no credential for (quay, k8s, ecr-public, ecr).
+# pullThroughCache.upstreamRegistry is a public one ECR takes no credential or role for (quay, k8s, ecr-public).
 UPSTREAM_TAKES_NO_CREDENTIAL = "UpstreamTakesNoCredential"
 INVALID_GRANT = "InvalidGrant"
 INVALID_REPOSITORY_NAME = "InvalidRepositoryName"

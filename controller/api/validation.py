@@ -44,17 +44,31 @@ class Upstream:
 
     ``credential``: the rule takes a Secrets Manager credential (then the secret rules
     apply: name under ecr-pullthroughcache/, keys username and accessToken, the default
-    aws/secretsmanager key); else ``refusal`` says why this resource cannot make one.
-    ``url``: the one URL ECR accepts (None: given by the user, matching ``url_pattern``).
+    aws/secretsmanager key). ``roles``: the rule authenticates with IAM roles instead
+    (``customRoleArn``, and for ecr-public-premium ``upstreamRoleArn``); the rule then sits
+    beside this resource's secret and does not use it. Neither: ``refusal`` says why this
+    resource cannot make one. ``url``: the one URL ECR accepts (None: given by the user,
+    matching ``url_pattern``). ``upstream_prefix``: takes ``upstreamRepositoryPrefix``.
     """
 
     credential: bool
     url: str | None = None
     url_pattern: str | None = None
     refusal: str = ""
+    roles: tuple[str, ...] = ()
+    upstream_prefix: bool = False
+
+    @property
+    def kept(self) -> bool:
+        """A RegistryCredential can keep this upstream's rule."""
+        return self.credential or bool(self.roles)
 
 
 _NO_CREDENTIAL = "a public upstream: ECR takes no credential for it, so a RegistryCredential has nothing to keep"
+_ECR_URL = re.compile(r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com$")
+FIELD_CUSTOM_ROLE = "customRoleArn"
+FIELD_UPSTREAM_ROLE = "upstreamRoleArn"
+FIELD_UPSTREAM_PREFIX = "upstreamRepositoryPrefix"
 # One row per value of UpstreamRegistry (botocore's ECR model); a unit test checks both.
 UPSTREAMS: dict[str, Upstream] = {
     UpstreamRegistry.docker_hub.value: Upstream(True, "registry-1.docker.io"),
@@ -62,14 +76,28 @@ UPSTREAMS: dict[str, Upstream] = {
     UpstreamRegistry.gitlab_container_registry.value: Upstream(True, "registry.gitlab.com"),
     UpstreamRegistry.azure_container_registry.value: Upstream(True, None, _AZURE_URL.pattern),
     UpstreamRegistry.chainguard.value: Upstream(True, "cgr.dev"),
-    UpstreamRegistry.ecr.value: Upstream(False, refusal="ECR to ECR authenticates with an IAM role "
-                                         "(customRoleArn), not a credential"),
+    UpstreamRegistry.ecr.value: Upstream(False, None, _ECR_URL.pattern, roles=(FIELD_CUSTOM_ROLE,),
+                                         upstream_prefix=True),
+    UpstreamRegistry.ecr_public_premium.value: Upstream(False, "ecr-premium.aws.com",
+                                                        roles=(FIELD_CUSTOM_ROLE, FIELD_UPSTREAM_ROLE)),
     UpstreamRegistry.ecr_public.value: Upstream(False, "public.ecr.aws", refusal=_NO_CREDENTIAL),
     UpstreamRegistry.quay.value: Upstream(False, "quay.io", refusal=_NO_CREDENTIAL),
     UpstreamRegistry.k8s.value: Upstream(False, "registry.k8s.io", refusal=_NO_CREDENTIAL),
 }
-UPSTREAM_DEFAULT_URLS = {name: u.url for name, u in UPSTREAMS.items() if u.credential and u.url}
+UPSTREAM_DEFAULT_URLS = {name: u.url for name, u in UPSTREAMS.items() if u.kept and u.url}
+URL_FORMS = {
+    UpstreamRegistry.azure_container_registry.value: "<name>.azurecr.io",
+    UpstreamRegistry.ecr.value: "<account>.dkr.ecr.<region>.amazonaws.com",
+}
+# IAM role ARNs: customRoleArn in any partition (it is in the rule's own account);
+# upstreamRoleArn in the aws partition only, as ECR Public Premium requires.
+_ROLE_ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$")
 MSG_UPSTREAM_NO_CREDENTIAL = "upstream {upstream} takes no credential: {why}"
+MSG_ROLE_NOT_TAKEN = "{upstream} does not take {field}; it is for {takers}"
+MSG_ROLE_ARN = "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+MSG_ROLE_PARTITION = "must be a role in the aws partition (arn:aws:iam::...), not {partition}"
+MSG_ROLES_TOGETHER = "{upstream} takes customRoleArn and upstreamRoleArn together (or neither, for ECR's service-linked role); set {missing}"
+MSG_UPSTREAM_PREFIX = "only ecr takes upstreamRepositoryPrefix"
 MSG_UPSTREAM_URL = "must be {url} for {upstream} (the only URL ECR accepts for it)"
 
 
@@ -167,6 +195,49 @@ def default_secret_name(namespace: str, name: str, *, pull_through_cache: bool) 
     return f"{candidate}/credential" if _ARN_SUFFIX_COLLISION.search(candidate) else candidate
 
 
+def rule_takes_credential(spec: RegistryCredentialSpec) -> bool:
+    """Pure: does spec.pullThroughCache's rule use this resource's secret as its credential?
+
+    True for the upstreams that take one (then the secret is named ecr-pullthroughcache/...,
+    holds username and accessToken, and uses the default key); False without a cache rule
+    and for ecr / ecr-public-premium, which authenticate with IAM roles.
+    """
+    ptc = spec.pullThroughCache
+    if ptc is None:
+        return False
+    upstream = UPSTREAMS.get(getattr(ptc.upstreamRegistry, "value", ptc.upstreamRegistry))
+    return upstream is not None and upstream.credential
+
+
+def _rule_role_problems(ptc: Any, upstream_name: str, upstream: Upstream) -> list[Problem]:
+    """customRoleArn / upstreamRoleArn / upstreamRepositoryPrefix against what the upstream takes."""
+    problems: list[Problem] = []
+    given = {FIELD_CUSTOM_ROLE: ptc.customRoleArn, FIELD_UPSTREAM_ROLE: ptc.upstreamRoleArn}
+    for field, value in given.items():
+        path = f"spec.pullThroughCache.{field}"
+        if value is None:
+            continue
+        if field not in upstream.roles:
+            takers = sorted(n for n, u in UPSTREAMS.items() if field in u.roles)
+            problems.append(Problem(reasons.INVALID_PULL_THROUGH_CACHE, path, MSG_ROLE_NOT_TAKEN.format(
+                upstream=upstream_name, field=field, takers=", ".join(takers))))
+            continue
+        found = _ROLE_ARN.match(value)
+        if found is None:
+            problems.append(Problem(reasons.INVALID_PULL_THROUGH_CACHE, path, MSG_ROLE_ARN))
+        elif field == FIELD_UPSTREAM_ROLE and found["partition"] != "aws":
+            problems.append(Problem(reasons.INVALID_PULL_THROUGH_CACHE, path,
+                                    MSG_ROLE_PARTITION.format(partition=found["partition"])))
+    if FIELD_UPSTREAM_ROLE in upstream.roles and (given[FIELD_CUSTOM_ROLE] is None) != (given[FIELD_UPSTREAM_ROLE] is None):
+        missing = FIELD_CUSTOM_ROLE if given[FIELD_CUSTOM_ROLE] is None else FIELD_UPSTREAM_ROLE
+        problems.append(Problem(reasons.INVALID_PULL_THROUGH_CACHE, f"spec.pullThroughCache.{missing}",
+                                MSG_ROLES_TOGETHER.format(upstream=upstream_name, missing=missing)))
+    if ptc.upstreamRepositoryPrefix is not None and not upstream.upstream_prefix:
+        problems.append(Problem(reasons.INVALID_PULL_THROUGH_CACHE, f"spec.pullThroughCache.{FIELD_UPSTREAM_PREFIX}",
+                                MSG_UPSTREAM_PREFIX))
+    return problems
+
+
 def _role_key(role: str) -> str:
     return role.rsplit("/", 1)[-1] if role.startswith("arn:") else role
 
@@ -182,8 +253,11 @@ def validate_registry_credential(
 
     problems: list[Problem] = []
     ptc = model.pullThroughCache
-    secret_name = model.secret.name or default_secret_name(namespace, name, pull_through_cache=ptc is not None)
-    problems += secret_name_problems(secret_name, "spec.secret.name", pull_through_cache=ptc is not None)
+    # The ecr-pullthroughcache/ secret rules hold only when the rule uses our secret as its
+    # credential; ecr and ecr-public-premium rules authenticate with roles and leave it alone.
+    credential_rule = rule_takes_credential(model)
+    secret_name = model.secret.name or default_secret_name(namespace, name, pull_through_cache=credential_rule)
+    problems += secret_name_problems(secret_name, "spec.secret.name", pull_through_cache=credential_rule)
 
     if model.secret.recoveryWindowInDays is not None and model.secret.forceDeleteWithoutRecovery:
         problems.append(
@@ -230,7 +304,7 @@ def validate_registry_credential(
 
     upstream_url = None
     if ptc is not None:
-        if model.secret.kmsKeyId:
+        if model.secret.kmsKeyId and credential_rule:
             problems.append(
                 Problem(
                     reasons.INVALID_PULL_THROUGH_CACHE,
@@ -242,7 +316,7 @@ def validate_registry_credential(
         upstream_name = getattr(ptc.upstreamRegistry, "value", ptc.upstreamRegistry)
         upstream = UPSTREAMS[upstream_name]
         upstream_url = ptc.upstreamRegistryUrl or UPSTREAM_DEFAULT_URLS.get(upstream_name)
-        if not upstream.credential:
+        if not upstream.kept:
             problems.append(Problem(reasons.UPSTREAM_TAKES_NO_CREDENTIAL, "spec.pullThroughCache.upstreamRegistry",
                                     MSG_UPSTREAM_NO_CREDENTIAL.format(upstream=upstream_name, why=upstream.refusal)))
         elif upstream_url is None:
@@ -250,7 +324,7 @@ def validate_registry_credential(
                 Problem(
                     reasons.INVALID_PULL_THROUGH_CACHE,
                     "spec.pullThroughCache.upstreamRegistryUrl",
-                    "required for azure-container-registry (<name>.azurecr.io)",
+                    f"required for {upstream_name} ({URL_FORMS[upstream_name]})",
                 )
             )
         elif upstream.url_pattern and not re.match(upstream.url_pattern, upstream_url):
@@ -258,12 +332,14 @@ def validate_registry_credential(
                 Problem(
                     reasons.INVALID_PULL_THROUGH_CACHE,
                     "spec.pullThroughCache.upstreamRegistryUrl",
-                    "must be <name>.azurecr.io for azure-container-registry",
+                    f"must be {URL_FORMS[upstream_name]} for {upstream_name}",
                 )
             )
         elif upstream.url and upstream_url != upstream.url:
             problems.append(Problem(reasons.INVALID_PULL_THROUGH_CACHE, "spec.pullThroughCache.upstreamRegistryUrl",
                                     MSG_UPSTREAM_URL.format(url=upstream.url, upstream=upstream_name)))
+        if upstream.kept:
+            problems += _rule_role_problems(ptc, upstream_name, upstream)
     if problems:
         return None, problems
     return (

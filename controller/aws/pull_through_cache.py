@@ -7,10 +7,17 @@ refusing are the loop's decisions.
 
 ECR's rules (../shared/DESIGN.md): one rule per ``ecrRepositoryPrefix`` per
 registry, at most 50 rules per registry; ``UpdatePullThroughCacheRule`` can
-change only ``credentialArn`` (and ``customRoleArn``), so a new upstream URL or
-upstream registry means delete + create.
+change only ``credentialArn``, ``customRoleArn`` and ``upstreamRoleArn`` (and only
+set them, never clear them), so a new upstream URL, upstream registry or
+``upstreamRepositoryPrefix``, or a role to remove, means delete + create.
 
-Ownership: rules carry no tags, so a rule's mark is its credential's. A rule is
+Which members a rule carries depends on its upstream
+(``controller.api.validation.UPSTREAMS``): a credential upstream takes our secret as
+``credentialArn``; ``ecr`` takes ``customRoleArn`` and ``upstreamRepositoryPrefix``;
+``ecr-public-premium`` takes ``customRoleArn`` with ``upstreamRoleArn`` and no credential.
+
+Ownership: rules carry no tags, so a rule's mark is its credential's (a role-only
+rule, ecr or ecr-public-premium, is ours only by our status record). A rule is
 **ours** when its ``credentialArn`` is our secret's ARN, when our status records
 that we created the rule for that prefix, or (before our secret's ARN is known,
 the pre-check) when the credential is the secret of our name. Otherwise its
@@ -27,7 +34,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from controller.api.validation import ResolvedRegistryCredential
+from controller.api.validation import ResolvedRegistryCredential, rule_takes_credential
 from controller.aws.clients import Clients
 from controller.aws.errors import is_not_found
 from controller.aws.secrets import mark_of
@@ -49,10 +56,18 @@ MAX_RULES_PER_REGISTRY = 50
 FIELD_UPSTREAM_URL = "upstreamRegistryUrl"
 FIELD_UPSTREAM_REGISTRY = "upstreamRegistry"
 FIELD_CREDENTIAL = "credentialArn"
-COMPARED_FIELDS = (FIELD_UPSTREAM_URL, FIELD_UPSTREAM_REGISTRY, FIELD_CREDENTIAL)
+FIELD_CUSTOM_ROLE = "customRoleArn"
+FIELD_UPSTREAM_ROLE = "upstreamRoleArn"
+FIELD_UPSTREAM_PREFIX = "upstreamRepositoryPrefix"
+# The members UpdatePullThroughCacheRule can set (it cannot clear one: sending none keeps it).
+UPDATABLE_FIELDS = (FIELD_CREDENTIAL, FIELD_CUSTOM_ROLE, FIELD_UPSTREAM_ROLE)
+COMPARED_FIELDS = (FIELD_UPSTREAM_URL, FIELD_UPSTREAM_REGISTRY, FIELD_CREDENTIAL, FIELD_CUSTOM_ROLE,
+                   FIELD_UPSTREAM_ROLE, FIELD_UPSTREAM_PREFIX)
 # UpdatePullThroughCacheRule has no member for these: changing one means delete + create.
-RECREATE_FIELDS = frozenset({FIELD_UPSTREAM_URL, FIELD_UPSTREAM_REGISTRY})
+RECREATE_FIELDS = frozenset({FIELD_UPSTREAM_URL, FIELD_UPSTREAM_REGISTRY, FIELD_UPSTREAM_PREFIX})
 STATUS_FIELDS = ("ecrRepositoryPrefix", FIELD_UPSTREAM_URL, FIELD_CREDENTIAL)
+# In status only when set, so the rows of credential rules stay as they were.
+OPTIONAL_STATUS_FIELDS = (FIELD_CUSTOM_ROLE, FIELD_UPSTREAM_ROLE, FIELD_UPSTREAM_PREFIX)
 
 
 SECRETS_SERVICE = "secretsmanager"
@@ -63,7 +78,7 @@ class DesiredRule:
     """What the loop is given for one rule."""
 
     # The exact CreatePullThroughCacheRule request; its credentialArn is None while our
-    # secret's ARN is not known yet (the pre-check).
+    # secret's ARN is not known yet (the pre-check), and absent for a role-only upstream.
     request: dict[str, Any]
     secret_name: str  # our secret's name (the credential)
     owner: str        # our mark, <cluster-id>/<namespace>/<name>
@@ -98,13 +113,20 @@ def desired(resolved: ResolvedRegistryCredential, secret_arn: str | None) -> dic
     ptc = resolved.spec.pullThroughCache
     if ptc is None or resolved.upstream_url is None:
         raise ValueError("desired() needs a validated spec with pullThroughCache")
-    return {
+    request: dict[str, Any] = {
         "ecrRepositoryPrefix": ptc.ecrRepositoryPrefix,
         FIELD_UPSTREAM_URL: resolved.upstream_url,
         # use_enum_values gives a str; a model built in code may still hold the Enum member.
         FIELD_UPSTREAM_REGISTRY: getattr(ptc.upstreamRegistry, "value", ptc.upstreamRegistry),
-        FIELD_CREDENTIAL: secret_arn,
     }
+    if rule_takes_credential(resolved.spec):
+        request[FIELD_CREDENTIAL] = secret_arn
+    # Validation lets these through only for the upstreams that take them; absent means
+    # "not set", which is also how Describe shows a rule without them.
+    for name in (FIELD_CUSTOM_ROLE, FIELD_UPSTREAM_ROLE, FIELD_UPSTREAM_PREFIX):
+        if getattr(ptc, name, None) is not None:
+            request[name] = getattr(ptc, name)
+    return request
 
 
 def compare(want: dict[str, Any], observed: dict[str, Any]) -> tuple[str, ...]:
@@ -112,8 +134,26 @@ def compare(want: dict[str, Any], observed: dict[str, Any]) -> tuple[str, ...]:
     return tuple(name for name in COMPARED_FIELDS if want.get(name) != observed.get(name))
 
 
-def needs_recreate(differences: tuple[str, ...]) -> bool:
-    return bool(RECREATE_FIELDS.intersection(differences))
+def needs_recreate(differences: tuple[str, ...], want: dict[str, Any] | None = None) -> bool:
+    """Can UpdatePullThroughCacheRule not make the rule ``want``? (``want`` None: judge by
+    field names only.) Update cannot change the upstream, nor clear a role set by hand."""
+    if RECREATE_FIELDS.intersection(differences):
+        return True
+    return want is not None and any(want.get(name) is None for name in differences if name in UPDATABLE_FIELDS
+                                    and name != FIELD_CREDENTIAL)
+
+
+def update_request(want: dict[str, Any], differences: tuple[str, ...]) -> dict[str, Any] | None:
+    """The UpdatePullThroughCacheRule request that makes the rule ``want`` (None: nothing to send).
+    The two roles of ecr-public-premium go together, as ECR takes them."""
+    changed = [name for name in UPDATABLE_FIELDS if name in differences and want.get(name) is not None]
+    if not changed:
+        return None
+    if FIELD_UPSTREAM_ROLE in changed and FIELD_CUSTOM_ROLE not in changed:
+        changed.append(FIELD_CUSTOM_ROLE)
+    request = {"ecrRepositoryPrefix": want["ecrRepositoryPrefix"]}
+    request.update({name: want[name] for name in UPDATABLE_FIELDS if name in changed})
+    return request
 
 
 def owned_without_lookup(want: DesiredRule, rule: dict[str, Any]) -> bool:
@@ -152,7 +192,9 @@ def credential_secret_name(credential_arn: str | None) -> str | None:
 
 def status_of(rule: dict[str, Any]) -> dict[str, Any]:
     """status.pullThroughCacheRule for a rule (no timestamps: they would churn status)."""
-    return {name: rule.get(name) for name in STATUS_FIELDS}
+    row = {name: rule.get(name) for name in STATUS_FIELDS}
+    row.update({name: rule[name] for name in OPTIONAL_STATUS_FIELDS if rule.get(name) is not None})
+    return row
 
 
 def _kept(rule: dict[str, Any]) -> dict[str, Any]:
@@ -211,16 +253,17 @@ class RuleKind:
         return Written(1, {"rule": _kept(clients(SERVICE).create_pull_through_cache_rule(**want.request))})
 
     def update(self, clients: Clients, want: DesiredRule, observation: Observation) -> Written:
-        """A new credential is an update; a new upstream is delete + create (ECR cannot change it)."""
+        """A new credential or role is an update; a new upstream (or a role to clear) is
+        delete + create (ECR cannot change it)."""
         client = clients(SERVICE)
-        if needs_recreate(observation.fields):
+        if needs_recreate(observation.fields, want.request):
             delete_rule(client, want.prefix)
             created = client.create_pull_through_cache_rule(**want.request)
             return Written(2, {"rule": _kept(created), "recreated": True})
-        if FIELD_CREDENTIAL not in observation.fields:
+        request = update_request(want.request, observation.fields)
+        if request is None:
             return Written(0)
-        updated = client.update_pull_through_cache_rule(ecrRepositoryPrefix=want.prefix,
-                                                        credentialArn=want.credential)
+        updated = client.update_pull_through_cache_rule(**request)
         return Written(1, {"rule": _kept(updated)})
 
     def adopt(self, clients: Clients, want: DesiredRule, observation: Observation) -> Written:
@@ -233,9 +276,10 @@ class RuleKind:
 
     def predict(self, want: DesiredRule, observation: Observation, action: Action) -> Written:
         if action in (Action.UPDATE, Action.ADOPT):
-            if needs_recreate(observation.fields):
+            if needs_recreate(observation.fields, want.request):
                 return Written(2, {"rule": want.request, "recreated": True})
-            return Written(1 if FIELD_CREDENTIAL in observation.fields else 0, {"rule": want.request})
+            return Written(0 if update_request(want.request, observation.fields) is None else 1,
+                           {"rule": want.request})
         return Written(1, {"rule": want.request})
 
 

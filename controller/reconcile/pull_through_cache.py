@@ -8,8 +8,9 @@ the adapter ``controller.aws.pull_through_cache.RULE``, which decides:
 
 - absent -> create (AlreadyExists: observe again, once);
 - ours (its credential is our secret, or our status records the rule) with a
-  different credential -> UpdatePullThroughCacheRule; a different upstream ->
-  delete + create (ECR cannot update it);
+  different credential or role (customRoleArn, upstreamRoleArn) ->
+  UpdatePullThroughCacheRule; a different upstream or upstreamRepositoryPrefix, or a
+  role to clear -> delete + create (ECR cannot update those);
 - unmarked (its credential is nobody's secret) -> OwnershipConflict, no write,
   unless ``spec.adoptExisting``; another owner's (its credential secret carries
   another owner's tag) -> OwnershipConflict always: never adopted, updated or
@@ -53,7 +54,7 @@ MSG_LIMIT = (
     "or use another account or Region"
 )
 MSG_CREATED = "created pull-through cache rule {prefix!r} for {url}"
-MSG_UPDATED = "updated the credential of pull-through cache rule {prefix!r}"
+MSG_UPDATED = "updated {fields} of pull-through cache rule {prefix!r}"
 MSG_RECREATED = "recreated pull-through cache rule {prefix!r} for {url} (ECR cannot change a rule's upstream)"
 MSG_ADOPTED = "adopted the existing pull-through cache rule {prefix!r}"
 MSG_DELETED = "deleted pull-through cache rule {prefix!r}"
@@ -228,10 +229,11 @@ def _sync_rule(ctx: StepContext, out: StepOutcome, want: rules.DesiredRule) -> S
             out.events.append(normal(reasons.RECONCILED, MSG_CREATED.format(prefix=prefix, url=want.request[rules.FIELD_UPSTREAM_URL])))
         elif result.decision is Decision.ADOPT:
             out.events.append(normal(reasons.RECONCILED, MSG_ADOPTED.format(prefix=prefix)))
-        elif rules.needs_recreate(result.observation.fields):
+        elif rules.needs_recreate(result.observation.fields, want.request):
             out.events.append(normal(reasons.RECONCILED, MSG_RECREATED.format(prefix=prefix, url=want.request[rules.FIELD_UPSTREAM_URL])))
         else:
-            out.events.append(normal(reasons.RECONCILED, MSG_UPDATED.format(prefix=prefix)))
+            fields = [f for f in rules.UPDATABLE_FIELDS if f in result.observation.fields]
+            out.events.append(normal(reasons.RECONCILED, MSG_UPDATED.format(prefix=prefix, fields=", ".join(fields))))
     return _synced(out, want.request)
 
 

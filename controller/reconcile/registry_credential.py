@@ -23,6 +23,7 @@ from controller.api import reasons
 from controller.api.validation import (
     Problem,
     ResolvedRegistryCredential,
+    rule_takes_credential,
     secret_value_problems,
     validate_registry_credential,
 )
@@ -100,7 +101,7 @@ def _load_credential(request: Request, resolved: ResolvedRegistryCredential) -> 
         return None, [Problem(error.reason, "spec.source.secretRef", error.message)]
     # From here on the password is scrubbed from every log line and exception text.
     REDACTOR.remember(credential.password)
-    value = sm.secret_string(credential, pull_through_cache=resolved.spec.pullThroughCache is not None)
+    value = sm.secret_string(credential, pull_through_cache=rule_takes_credential(resolved.spec))
     REDACTOR.remember(value)
     return credential, secret_value_problems(value)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from controller.api import reasons
+from controller.api.validation import rule_takes_credential
 from controller.aws import kms
 from controller.aws import secrets as sm
 from controller.reconcile import loop
@@ -36,7 +37,7 @@ MSG_DELETED_OUTSIDE = "secret {name!r} was deleted outside regaccess"
 
 
 def _value(ctx: StepContext) -> str:
-    return sm.secret_string(ctx.credential, pull_through_cache=ctx.resolved.spec.pullThroughCache is not None)
+    return sm.secret_string(ctx.credential, pull_through_cache=rule_takes_credential(ctx.resolved.spec))
 
 
 def _kms_key_arn(ctx: StepContext) -> str | None:

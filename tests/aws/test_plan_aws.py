@@ -245,6 +245,21 @@ def test_pull_through_cache_rule_create(ro_factory, aws, no_writes):
     assert rule["credentialArn"] == "<ARN of secret ecr-pullthroughcache/team/hub, assigned when it is created>"
 
 
+def test_premium_pull_through_cache_rule_create_shows_the_roles_and_no_credential(ro_factory, aws, no_writes):
+    no_writes()
+    roles = {"customRoleArn": "arn:aws:iam::123456789012:role/ecr-ptc",
+             "upstreamRoleArn": "arn:aws:iam::210987654321:role/premium"}
+    doc = rc_manifest(pullThroughCache={"upstreamRegistry": "ecr-public-premium", "ecrRepositoryPrefix": "prem", **roles})
+
+    [obj] = run_plan(ro_factory, doc)
+
+    # the rule takes no credential, so the secret keeps the ordinary regaccess/ name
+    assert actions([obj]) == [("create", "secret 'regaccess/team/hub'"), ("create", "pull-through cache rule 'prem'")]
+    rule = obj.changes[1].predicted["rule"]
+    assert rule == {"ecrRepositoryPrefix": "prem", "upstreamRegistryUrl": "ecr-premium.aws.com",
+                    "upstreamRegistry": "ecr-public-premium", **roles}
+
+
 # --------------------------------------------------------------------------- CrossAccountRepoAccess
 
 

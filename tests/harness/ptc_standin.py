@@ -25,14 +25,19 @@ response shapes and error codes against botocore's ECR service model:
   backend of the rule's account and Region (SecretNotFoundException), is not
   scheduled for deletion (UnableToAccessSecretException) and is not encrypted
   with a customer managed KMS key (UnableToDecryptSecretValueException);
-- UpdatePullThroughCacheRule changes only ``credentialArn`` / ``customRoleArn``
-  (the model has no ``upstreamRegistryUrl`` for it: changing the upstream means
-  delete + create);
+- ``ecr-public-premium`` (``ecr-premium.aws.com``) takes no ``credentialArn``;
+  ``customRoleArn`` and ``upstreamRoleArn`` go together there (neither: ECR's
+  service-linked role), and ``upstreamRoleArn`` is refused for every other upstream
+  (InvalidParameterException), as botocore's model documents;
+- UpdatePullThroughCacheRule changes only ``credentialArn`` / ``customRoleArn`` /
+  ``upstreamRoleArn`` (the model has no ``upstreamRegistryUrl`` for it: changing the
+  upstream means delete + create); ``upstreamRoleArn`` needs ``customRoleArn`` in the
+  same request;
 - an unknown prefix -> PullThroughCacheRuleNotFoundException.
 
 What it does not do: pull images, create cache repositories, check the upstream
 credential against the real upstream (Validate only re-checks the secret), or
-validate ``customRoleArn`` beyond its length.
+validate ``customRoleArn`` / ``upstreamRoleArn`` beyond their length (no IAM lookup).
 
 The core (``PullThroughCacheStandIn.handle``) takes and returns plain dicts, so
 the unit tier can check shapes without a server; ``wsgi_app`` wraps it.
@@ -73,15 +78,19 @@ CREDENTIAL_ARN_MIN, CREDENTIAL_ARN_MAX = 50, 612
 REGISTRY_ID_PATTERN = r"[0-9]{12}"
 CUSTOM_ROLE_ARN_MAX = 2048
 UPSTREAM_REGISTRIES = (
-    "ecr", "ecr-public", "quay", "k8s", "docker-hub", "github-container-registry",
+    "ecr", "ecr-public", "ecr-public-premium", "quay", "k8s", "docker-hub", "github-container-registry",
     "azure-container-registry", "gitlab-container-registry", "chainguard",
 )
 CREDENTIAL_UPSTREAMS = frozenset({
     "docker-hub", "github-container-registry", "gitlab-container-registry", "azure-container-registry",
     "chainguard",
 })
+PREMIUM = "ecr-public-premium"
+# The members a rule has only when they were given (Describe leaves them out otherwise).
+OPTIONAL_MEMBERS = ("credentialArn", "customRoleArn", "upstreamRoleArn", "upstreamRepositoryPrefix")
 _FIXED_UPSTREAM_URLS = {
     "public.ecr.aws": "ecr-public",
+    "ecr-premium.aws.com": "ecr-public-premium",
     "quay.io": "quay",
     "registry.k8s.io": "k8s",
     "registry-1.docker.io": "docker-hub",
@@ -145,7 +154,9 @@ MSG_UPSTREAM_MISMATCH = "The upstream registry URL '{url}' does not match the up
 MSG_CREDENTIAL_REQUIRED = "A credentialArn is required for the upstream registry '{upstream}'"
 MSG_CREDENTIAL_REFUSED = "The upstream registry '{upstream}' does not take a credentialArn"
 MSG_UPSTREAM_PREFIX_REFUSED = "upstreamRepositoryPrefix is only supported for the upstream registry 'ecr'"
-MSG_NOTHING_TO_UPDATE = "Specify credentialArn or customRoleArn to update"
+MSG_NOTHING_TO_UPDATE = "Specify credentialArn, customRoleArn or upstreamRoleArn to update"
+MSG_UPSTREAM_ROLE_REFUSED = "upstreamRoleArn is only supported for the upstream registry 'ecr-public-premium'"
+MSG_ROLES_TOGETHER = "Specify customRoleArn and upstreamRoleArn together for the upstream registry 'ecr-public-premium'"
 MSG_SECRET_NOT_FOUND = "The secret '{arn}' was not found in the account and Region of the registry"
 MSG_SECRET_DELETED = "The secret '{arn}' is scheduled for deletion and cannot be accessed"
 MSG_SECRET_KMS = "The secret '{arn}' is encrypted with a customer managed key; use the aws/secretsmanager key"
@@ -204,6 +215,7 @@ _INPUT_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
         "credentialArn": {"type": _STRING, "min": CREDENTIAL_ARN_MIN, "max": CREDENTIAL_ARN_MAX,
                           "pattern": CREDENTIAL_ARN_PATTERN},
         "customRoleArn": {"type": _STRING, "max": CUSTOM_ROLE_ARN_MAX},
+        "upstreamRoleArn": {"type": _STRING, "max": CUSTOM_ROLE_ARN_MAX},
         "upstreamRepositoryPrefix": {"type": _STRING, "min": PREFIX_MIN, "max": PREFIX_MAX,
                                      "pattern": PREFIX_PATTERN},
     },
@@ -222,6 +234,7 @@ _INPUT_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
         "credentialArn": {"type": _STRING, "min": CREDENTIAL_ARN_MIN, "max": CREDENTIAL_ARN_MAX,
                           "pattern": CREDENTIAL_ARN_PATTERN},
         "customRoleArn": {"type": _STRING, "max": CUSTOM_ROLE_ARN_MAX},
+        "upstreamRoleArn": {"type": _STRING, "max": CUSTOM_ROLE_ARN_MAX},
     },
     "DeletePullThroughCacheRule": {
         "ecrRepositoryPrefix": {"type": _STRING, "required": True, "min": PREFIX_MIN, "max": PREFIX_MAX,
@@ -364,6 +377,10 @@ class PullThroughCacheStandIn:
             raise StandInError(INVALID_PARAMETER, MSG_CREDENTIAL_REFUSED.format(upstream=upstream))
         if body.get("upstreamRepositoryPrefix") and upstream != "ecr":
             raise StandInError(INVALID_PARAMETER, MSG_UPSTREAM_PREFIX_REFUSED)
+        if body.get("upstreamRoleArn") and upstream != PREMIUM:
+            raise StandInError(INVALID_PARAMETER, MSG_UPSTREAM_ROLE_REFUSED)
+        if upstream == PREMIUM and bool(body.get("customRoleArn")) != bool(body.get("upstreamRoleArn")):
+            raise StandInError(INVALID_PARAMETER, MSG_ROLES_TOGETHER)
         if prefix in rules:
             raise StandInError(ALREADY_EXISTS, MSG_ALREADY_EXISTS.format(prefix=prefix, registry=registry))
         if len(rules) >= MAX_RULES_PER_REGISTRY:
@@ -379,7 +396,7 @@ class PullThroughCacheStandIn:
             "upstreamRegistry": upstream,
             "updatedAt": now,
         }
-        for optional in ("credentialArn", "customRoleArn", "upstreamRepositoryPrefix"):
+        for optional in OPTIONAL_MEMBERS:
             if body.get(optional):
                 rule[optional] = body[optional]
         rules[prefix] = rule
@@ -409,18 +426,25 @@ class PullThroughCacheStandIn:
             raise StandInError(NOT_FOUND, MSG_NOT_FOUND.format(prefix=prefix, registry=registry))
         credential = body.get("credentialArn")
         role = body.get("customRoleArn")
-        if not credential and not role:
+        upstream_role = body.get("upstreamRoleArn")
+        if not credential and not role and not upstream_role:
             raise StandInError(INVALID_PARAMETER, MSG_NOTHING_TO_UPDATE)
         if credential and rule["upstreamRegistry"] not in CREDENTIAL_UPSTREAMS:
             raise StandInError(INVALID_PARAMETER, MSG_CREDENTIAL_REFUSED.format(upstream=rule["upstreamRegistry"]))
+        if upstream_role and rule["upstreamRegistry"] != PREMIUM:
+            raise StandInError(INVALID_PARAMETER, MSG_UPSTREAM_ROLE_REFUSED)
+        if upstream_role and not role:
+            raise StandInError(INVALID_PARAMETER, MSG_ROLES_TOGETHER)
         if credential:
             self._check_secret(credential, registry, region)
             rule["credentialArn"] = credential
         if role:
             rule["customRoleArn"] = role
+        if upstream_role:
+            rule["upstreamRoleArn"] = upstream_role
         rule["updatedAt"] = self._clock()
         answer = {"ecrRepositoryPrefix": prefix, "registryId": registry, "updatedAt": rule["updatedAt"]}
-        for optional in ("credentialArn", "customRoleArn", "upstreamRepositoryPrefix"):
+        for optional in OPTIONAL_MEMBERS:
             if rule.get(optional):
                 answer[optional] = rule[optional]
         return answer
@@ -443,7 +467,7 @@ class PullThroughCacheStandIn:
             "upstreamRegistryUrl": rule["upstreamRegistryUrl"],
             "isValid": True,
         }
-        for optional in ("credentialArn", "customRoleArn", "upstreamRepositoryPrefix"):
+        for optional in OPTIONAL_MEMBERS:
             if rule.get(optional):
                 answer[optional] = rule[optional]
         if rule.get("credentialArn"):

@@ -46,6 +46,16 @@ def _standin() -> ptc.PullThroughCacheStandIn:
     )
 
 
+CUSTOM_ROLE = "arn:aws:iam::123456789012:role/ptc"
+UPSTREAM_ROLE = "arn:aws:iam::210987654321:role/premium"
+
+
+def _premium(prefix: str, **extra: Any) -> dict[str, Any]:
+    return {"ecrRepositoryPrefix": prefix, "upstreamRegistryUrl": "ecr-premium.aws.com",
+            "upstreamRegistry": "ecr-public-premium", "customRoleArn": CUSTOM_ROLE,
+            "upstreamRoleArn": UPSTREAM_ROLE, **extra}
+
+
 def _docker(prefix: str, **extra: Any) -> dict[str, Any]:
     return {"ecrRepositoryPrefix": prefix, "upstreamRegistryUrl": "registry-1.docker.io",
             "upstreamRegistry": "docker-hub", "credentialArn": SECRET_ARN, **extra}
@@ -60,6 +70,12 @@ SCENARIO: list[tuple[str, dict[str, Any], str | None]] = [
     ("CreatePullThroughCacheRule", {"ecrRepositoryPrefix": "ecr", "upstreamRegistryUrl":
                                     "210987654321.dkr.ecr.us-east-1.amazonaws.com", "customRoleArn":
                                     "arn:aws:iam::123456789012:role/ptc", "upstreamRepositoryPrefix": "team"}, None),
+    ("CreatePullThroughCacheRule", _premium("premium"), None),
+    ("CreatePullThroughCacheRule", _premium("p2", credentialArn=SECRET_ARN), ptc.INVALID_PARAMETER),
+    ("CreatePullThroughCacheRule", _premium("p2", customRoleArn=None), ptc.INVALID_PARAMETER),
+    ("CreatePullThroughCacheRule", _premium("p2", upstreamRoleArn=None), ptc.INVALID_PARAMETER),
+    ("CreatePullThroughCacheRule", _premium("p2", upstreamRoleArn="a" * 2049), ptc.VALIDATION),
+    ("CreatePullThroughCacheRule", _docker("dh", upstreamRoleArn=UPSTREAM_ROLE), ptc.INVALID_PARAMETER),
     ("CreatePullThroughCacheRule", _docker("docker"), ptc.ALREADY_EXISTS),
     ("CreatePullThroughCacheRule", _docker("Bad_Prefix"), ptc.VALIDATION),
     ("CreatePullThroughCacheRule", _docker("x"), ptc.VALIDATION),
@@ -78,9 +94,9 @@ SCENARIO: list[tuple[str, dict[str, Any], str | None]] = [
     ("CreatePullThroughCacheRule", _docker("dh", credentialArn=DELETED_ARN), ptc.UNABLE_TO_ACCESS_SECRET),
     ("CreatePullThroughCacheRule", _docker("dh", credentialArn=KMS_ARN), ptc.UNABLE_TO_DECRYPT),
     ("CreatePullThroughCacheRule", {**_docker("dh"), "surprise": 1}, ptc.VALIDATION),
-    # Four rules exist; 46 more reach the limit of 50, the 51st is refused.
+    # Five rules exist; 45 more reach the limit of 50, the 51st is refused.
     *[("CreatePullThroughCacheRule", {"ecrRepositoryPrefix": f"bulk-{i:02d}", "upstreamRegistryUrl": "quay.io"},
-       None) for i in range(ptc.MAX_RULES_PER_REGISTRY - 4)],
+       None) for i in range(ptc.MAX_RULES_PER_REGISTRY - 5)],
     ("CreatePullThroughCacheRule", {"ecrRepositoryPrefix": "one-too-many", "upstreamRegistryUrl": "quay.io"},
      ptc.LIMIT_EXCEEDED),
     ("DescribePullThroughCacheRules", {}, None),
@@ -98,6 +114,15 @@ SCENARIO: list[tuple[str, dict[str, Any], str | None]] = [
     ("UpdatePullThroughCacheRule", {"ecrRepositoryPrefix": "docker", "credentialArn": DELETED_ARN},
      ptc.UNABLE_TO_ACCESS_SECRET),
     ("UpdatePullThroughCacheRule", {"ecrRepositoryPrefix": "docker", "credentialArn": KMS_ARN}, ptc.UNABLE_TO_DECRYPT),
+    ("UpdatePullThroughCacheRule", {"ecrRepositoryPrefix": "premium", "customRoleArn": CUSTOM_ROLE,
+                                    "upstreamRoleArn": "arn:aws:iam::210987654321:role/premium-2"}, None),
+    ("UpdatePullThroughCacheRule", {"ecrRepositoryPrefix": "premium", "upstreamRoleArn": UPSTREAM_ROLE},
+     ptc.INVALID_PARAMETER),
+    ("UpdatePullThroughCacheRule", {"ecrRepositoryPrefix": "premium", "credentialArn": SECRET_ARN},
+     ptc.INVALID_PARAMETER),
+    ("UpdatePullThroughCacheRule", {"ecrRepositoryPrefix": "docker", "customRoleArn": CUSTOM_ROLE,
+                                    "upstreamRoleArn": UPSTREAM_ROLE}, ptc.INVALID_PARAMETER),
+    ("ValidatePullThroughCacheRule", {"ecrRepositoryPrefix": "premium"}, None),
     ("ValidatePullThroughCacheRule", {"ecrRepositoryPrefix": "docker"}, None),
     ("ValidatePullThroughCacheRule", {"ecrRepositoryPrefix": "nothere"}, ptc.NOT_FOUND),
     ("ValidatePullThroughCacheRule", {"ecrRepositoryPrefix": "-bad-"}, ptc.VALIDATION),

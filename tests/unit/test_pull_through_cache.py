@@ -164,3 +164,95 @@ PREDICT_CASES = {
 def test_predict_counts_the_calls_a_write_would_make(action, paths, calls):
     seen = Observation(True, Owner.OURS, tuple(Difference(p) for p in paths), observed=_rule())
     assert rules.RULE.predict(_want(), seen, action).calls == calls
+
+
+# --------------------------------------------------------------------------- role upstreams (ecr, ecr-public-premium)
+
+CUSTOM_ROLE = "arn:aws:iam::123456789012:role/ecr-pull-through"
+UPSTREAM_ROLE = "arn:aws:iam::210987654321:role/premium"
+OTHER_ROLE = "arn:aws:iam::210987654321:role/someone-elses"
+
+
+def _premium_resolved(**roles: Any):
+    return _resolved(upstreamRegistry="ecr-public-premium", ecrRepositoryPrefix="premium", **roles)
+
+
+def _premium_rule(**fields: Any) -> dict[str, Any]:
+    return {"ecrRepositoryPrefix": "premium", "upstreamRegistryUrl": "ecr-premium.aws.com",
+            "upstreamRegistry": "ecr-public-premium", "customRoleArn": CUSTOM_ROLE,
+            "upstreamRoleArn": UPSTREAM_ROLE, **fields}
+
+
+def test_premium_desired_sends_both_roles_and_no_credential():
+    # credentialArn is absent, not None: ECR refuses a credential for this upstream.
+    want = rules.desired(_premium_resolved(customRoleArn=CUSTOM_ROLE, upstreamRoleArn=UPSTREAM_ROLE), OURS)
+    assert want == _premium_rule()
+
+
+def test_premium_with_the_service_linked_role_sends_no_role():
+    assert rules.desired(_premium_resolved(), OURS) == {
+        "ecrRepositoryPrefix": "premium", "upstreamRegistryUrl": "ecr-premium.aws.com",
+        "upstreamRegistry": "ecr-public-premium"}
+
+
+def test_ecr_to_ecr_desired_sends_custom_role_and_upstream_prefix():
+    resolved = _resolved(upstreamRegistry="ecr", ecrRepositoryPrefix="mirror", customRoleArn=CUSTOM_ROLE,
+                         upstreamRegistryUrl="210987654321.dkr.ecr.eu-west-1.amazonaws.com",
+                         upstreamRepositoryPrefix="team-a")
+    assert rules.desired(resolved, OURS) == {
+        "ecrRepositoryPrefix": "mirror", "upstreamRegistryUrl": "210987654321.dkr.ecr.eu-west-1.amazonaws.com",
+        "upstreamRegistry": "ecr", "customRoleArn": CUSTOM_ROLE, "upstreamRepositoryPrefix": "team-a"}
+
+
+ROLE_COMPARE_CASES = {
+    # want, observed -> differences, recreate, the UpdatePullThroughCacheRule request
+    "same": (_premium_rule(), _premium_rule(), (), False, None),
+    "upstream-role-changed": (_premium_rule(), _premium_rule(upstreamRoleArn=OTHER_ROLE), ("upstreamRoleArn",), False,
+                              {"ecrRepositoryPrefix": "premium", "customRoleArn": CUSTOM_ROLE,
+                               "upstreamRoleArn": UPSTREAM_ROLE}),
+    "custom-role-changed": (_premium_rule(), _premium_rule(customRoleArn=OTHER_ROLE), ("customRoleArn",), False,
+                            {"ecrRepositoryPrefix": "premium", "customRoleArn": CUSTOM_ROLE}),
+    # Update cannot clear a role: roles added by hand to a service-linked-role rule mean delete + create.
+    "roles-added-by-hand": ({k: v for k, v in _premium_rule().items() if not k.endswith("RoleArn")}, _premium_rule(),
+                            ("customRoleArn", "upstreamRoleArn"), True, None),
+    "upstream-prefix-changed": (
+        {"ecrRepositoryPrefix": "m", "upstreamRegistryUrl": "210987654321.dkr.ecr.eu-west-1.amazonaws.com",
+         "upstreamRegistry": "ecr", "upstreamRepositoryPrefix": "team-a"},
+        {"ecrRepositoryPrefix": "m", "upstreamRegistryUrl": "210987654321.dkr.ecr.eu-west-1.amazonaws.com",
+         "upstreamRegistry": "ecr", "upstreamRepositoryPrefix": "team-b"},
+        ("upstreamRepositoryPrefix",), True, None),
+}
+
+
+@pytest.mark.parametrize(("want", "observed", "differences", "recreate", "update"), ROLE_COMPARE_CASES.values(),
+                         ids=ROLE_COMPARE_CASES.keys())
+def test_roles_compare_and_update(want, observed, differences, recreate, update):
+    assert rules.compare(want, observed) == differences
+    assert rules.needs_recreate(differences, want) is recreate
+    if not recreate:
+        assert rules.update_request(want, differences) == update
+
+
+def test_a_hand_edit_of_the_upstream_role_is_drift():
+    previous = rules.status_of(_premium_rule())
+    assert previous["upstreamRoleArn"] == UPSTREAM_ROLE and "credentialArn" in previous
+    assert step._drift_fields(("upstreamRoleArn",), _premium_rule(), previous) == ["upstreamRoleArn"]
+    # a new upstreamRoleArn in the spec is our change, not drift
+    assert step._drift_fields(("upstreamRoleArn",), _premium_rule(upstreamRoleArn=OTHER_ROLE), previous) == []
+
+
+def test_a_role_rule_is_ours_only_by_our_record():
+    resolved = _premium_resolved(customRoleArn=CUSTOM_ROLE, upstreamRoleArn=UPSTREAM_ROLE)
+    recorded = rules.desired_rule(resolved, OURS, {"ecrRepositoryPrefix": "premium"})
+    stranger = rules.desired_rule(resolved, OURS, None)
+    assert rules.observation_of(recorded, _premium_rule(upstreamRoleArn=OTHER_ROLE)).owner is Owner.OURS
+    # no credential to carry a mark: an unrecorded rule is unmarked (a conflict unless adoptExisting)
+    assert not rules.owned_without_lookup(stranger, _premium_rule())
+    assert rules.observation_of(stranger, _premium_rule()).owner is Owner.UNMARKED
+
+
+def test_predict_a_role_change_is_one_update():
+    want = rules.desired_rule(_premium_resolved(customRoleArn=CUSTOM_ROLE, upstreamRoleArn=UPSTREAM_ROLE), OURS,
+                              {"ecrRepositoryPrefix": "premium"})
+    seen = Observation(True, Owner.OURS, (Difference("upstreamRoleArn"),), observed=_premium_rule())
+    assert rules.RULE.predict(want, seen, Action.UPDATE).calls == 1

@@ -110,6 +110,15 @@ POLICY_CASES = [
     ("role-arn-allowed", "team-a", {"roleArn": ROLE_ARN}, []),
     ("role-arn-refused-elsewhere", "team-b", {"roleArn": ROLE_ARN}, ["spec.roleArn", "spec.roleArn"]),
     ("case-sensitive", "team-b", {"secret": {"name": "REGACCESS/team-b/x"}}, ["spec.secret.name"]),
+    # ECR assumes a cache rule's roles for the resource: judged by the roleArns rule as spec.roleArn is
+    ("cache-rule-roles-judged-as-role-arns", "team-a", {"pullThroughCache": {
+        "upstreamRegistry": "ecr-public-premium", "ecrRepositoryPrefix": "team-a-prem", "customRoleArn": ROLE_ARN,
+        "upstreamRoleArn": "arn:aws:iam::210987654321:role/premium"}},
+     ["spec.pullThroughCache.ecrRepositoryPrefix", "spec.pullThroughCache.upstreamRoleArn"]),
+    ("cache-rule-custom-role-refused-elsewhere", "team-b", {"pullThroughCache": {
+        "upstreamRegistry": "ecr", "ecrRepositoryPrefix": "team-b-mirror", "customRoleArn": ROLE_ARN,
+        "upstreamRegistryUrl": "111122223333.dkr.ecr.eu-west-1.amazonaws.com"}},
+     ["spec.pullThroughCache.ecrRepositoryPrefix", "spec.pullThroughCache.customRoleArn"]),
 ]
 
 

@@ -156,7 +156,13 @@ UPSTREAM_CASES = {
     "quay": ("quay", None, reasons.UPSTREAM_TAKES_NO_CREDENTIAL, None),
     "k8s": ("k8s", None, reasons.UPSTREAM_TAKES_NO_CREDENTIAL, None),
     "ecr-public": ("ecr-public", None, reasons.UPSTREAM_TAKES_NO_CREDENTIAL, None),
-    "ecr": ("ecr", "123456789012.dkr.ecr.us-east-1.amazonaws.com", reasons.UPSTREAM_TAKES_NO_CREDENTIAL, None),
+    # ECR to ECR and ECR Public Premium authenticate with roles: the rule sits beside the secret
+    "ecr": ("ecr", "123456789012.dkr.ecr.us-east-1.amazonaws.com", None,
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com"),
+    "ecr-no-url": ("ecr", None, reasons.INVALID_PULL_THROUGH_CACHE, None),
+    "ecr-wrong-url": ("ecr", "public.ecr.aws", reasons.INVALID_PULL_THROUGH_CACHE, None),
+    "ecr-public-premium": ("ecr-public-premium", None, None, "ecr-premium.aws.com"),
+    "ecr-public-premium-wrong-url": ("ecr-public-premium", "public.ecr.aws", reasons.INVALID_PULL_THROUGH_CACHE, None),
 }
 
 
@@ -165,8 +171,9 @@ def test_upstream_rules(upstream, url, reason, used):
     resolved, problems = validate_registry_credential("ns", "cred", _ptc(upstream, url), cluster_id="c")
     if reason is None:
         assert problems == [] and resolved.upstream_url == used
-        # the secret rules hold for every upstream that takes a credential
-        assert resolved.secret_name.startswith("ecr-pullthroughcache/")
+        # the secret rules hold for every upstream that takes a credential, and only for those
+        prefix = "ecr-pullthroughcache/" if UPSTREAMS[upstream].credential else "regaccess/"
+        assert resolved.secret_name.startswith(prefix)
     else:
         assert resolved is None and problems[0].reason == reason
         if reason == reasons.UPSTREAM_TAKES_NO_CREDENTIAL:
@@ -177,3 +184,92 @@ def test_chainguard_keeps_the_secret_rules():
     spec = {**_ptc("chainguard"), "secret": {"kmsKeyId": "alias/mine"}}
     _, problems = validate_registry_credential("ns", "cred", spec, cluster_id="c")
     assert [p.field for p in problems] == ["spec.secret.kmsKeyId"]
+
+
+# ----------------------------------------------------------------------------- role upstreams
+
+CUSTOM_ROLE = "arn:aws:iam::123456789012:role/ecr-pull-through"
+UPSTREAM_ROLE = "arn:aws:iam::210987654321:role/premium-entitled"
+
+
+def _premium(**fields):
+    spec = _ptc("ecr-public-premium")
+    spec["pullThroughCache"].update(fields)
+    return spec
+
+
+def test_premium_with_both_roles_resolves_and_leaves_the_secret_alone():
+    spec = {**_premium(customRoleArn=CUSTOM_ROLE, upstreamRoleArn=UPSTREAM_ROLE), "secret": {"kmsKeyId": "alias/mine"}}
+    resolved, problems = validate_registry_credential("ns", "cred", spec, cluster_id="c")
+    assert problems == []
+    # no credential rule: the secret keeps the ordinary name, and a customer managed key is fine
+    assert resolved.secret_name == "regaccess/ns/cred"
+    assert resolved.spec.pullThroughCache.upstreamRoleArn == UPSTREAM_ROLE
+
+
+def test_premium_with_neither_role_uses_the_service_linked_role():
+    resolved, problems = validate_registry_credential("ns", "cred", _premium(), cluster_id="c")
+    assert problems == [] and resolved.upstream_url == "ecr-premium.aws.com"
+
+
+PREMIUM_CASES = {
+    # fields -> (field of the one problem, words in its message)
+    "missing-customRoleArn": ({"upstreamRoleArn": UPSTREAM_ROLE}, "customRoleArn", "together"),
+    "missing-upstreamRoleArn": ({"customRoleArn": CUSTOM_ROLE}, "upstreamRoleArn", "together"),
+    "upstream-role-other-partition": (
+        {"customRoleArn": CUSTOM_ROLE, "upstreamRoleArn": "arn:aws-cn:iam::210987654321:role/premium"},
+        "upstreamRoleArn", "aws-cn"),
+    "upstream-role-not-an-arn": ({"customRoleArn": CUSTOM_ROLE, "upstreamRoleArn": "premium-entitled"},
+                                 "upstreamRoleArn", "IAM role ARN"),
+    "custom-role-a-user": ({"customRoleArn": "arn:aws:iam::123456789012:user/bob", "upstreamRoleArn": UPSTREAM_ROLE},
+                           "customRoleArn", "IAM role ARN"),
+    "upstream-prefix": ({"customRoleArn": CUSTOM_ROLE, "upstreamRoleArn": UPSTREAM_ROLE,
+                         "upstreamRepositoryPrefix": "team"}, "upstreamRepositoryPrefix", "only ecr"),
+}
+
+
+@pytest.mark.parametrize("fields, field, words", PREMIUM_CASES.values(), ids=PREMIUM_CASES.keys())
+def test_premium_role_rules(fields, field, words):
+    resolved, problems = validate_registry_credential("ns", "cred", _premium(**fields), cluster_id="c")
+    assert resolved is None
+    assert [(p.reason, p.field) for p in problems] == [
+        (reasons.INVALID_PULL_THROUGH_CACHE, f"spec.pullThroughCache.{field}")]
+    assert words in problems[0].message
+
+
+def test_custom_role_in_another_partition_is_accepted():
+    # customRoleArn lives in the rule's own account, whatever its partition; only the
+    # upstream role must be in aws.
+    spec = _premium(customRoleArn="arn:aws-cn:iam::123456789012:role/ecr", upstreamRoleArn=UPSTREAM_ROLE)
+    assert validate_registry_credential("ns", "cred", spec, cluster_id="c")[1] == []
+
+
+def test_premium_takes_no_credential_arn_field():
+    # credentialArn is not a spec field at all: the secret is the credential, and the
+    # schema refuses the member by name.
+    _, problems = validate_registry_credential("ns", "cred", _premium(credentialArn="arn:x"), cluster_id="c")
+    assert [p.reason for p in problems] == [reasons.INVALID_SPEC]
+
+
+@pytest.mark.parametrize("upstream", ["docker-hub", "chainguard", "ecr"])
+def test_upstream_role_is_for_premium_only(upstream):
+    url = "123456789012.dkr.ecr.us-east-1.amazonaws.com" if upstream == "ecr" else None
+    spec = _ptc(upstream, url)
+    spec["pullThroughCache"]["upstreamRoleArn"] = UPSTREAM_ROLE
+    _, problems = validate_registry_credential("ns", "cred", spec, cluster_id="c")
+    assert [p.field for p in problems] == ["spec.pullThroughCache.upstreamRoleArn"]
+    assert "ecr-public-premium" in problems[0].message
+
+
+def test_credential_upstreams_take_no_custom_role():
+    spec = _ptc("docker-hub")
+    spec["pullThroughCache"]["customRoleArn"] = CUSTOM_ROLE
+    _, problems = validate_registry_credential("ns", "cred", spec, cluster_id="c")
+    assert [p.field for p in problems] == ["spec.pullThroughCache.customRoleArn"]
+
+
+def test_ecr_to_ecr_takes_custom_role_and_upstream_prefix():
+    spec = _ptc("ecr", "123456789012.dkr.ecr.us-east-1.amazonaws.com")
+    spec["pullThroughCache"].update(customRoleArn=CUSTOM_ROLE, upstreamRepositoryPrefix="team-a")
+    resolved, problems = validate_registry_credential("ns", "cred", spec, cluster_id="c")
+    assert problems == [] and resolved.spec.pullThroughCache.upstreamRepositoryPrefix == "team-a"
