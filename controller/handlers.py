@@ -52,7 +52,7 @@ from controller.api.validate import validate
 from controller.aws.clients import ClientFactory, Clients
 from controller.kubeapi import StatusWriter, client_for, event_body, patchable, post_event
 from controller.kubeclient import custom_resource_path
-from controller.logging import REDACTOR, get_logger
+from controller.logging import REDACTOR, get_logger, owner_key
 from controller.reconcile import cross_account as xrepo
 from controller.reconcile import pull_secret as ps
 from controller.reconcile import registry_credential as rc
@@ -457,6 +457,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         await _run(REGISTRY_CREDENTIAL.kind, "delete", body, None,
                    lambda: rc.delete(request, runtime.clients_for, tenancy_policy=policy))
         metrics.STATES.forget(REGISTRY_CREDENTIAL.kind, body["metadata"]["uid"])
+        REDACTOR.forget(owner_key(REGISTRY_CREDENTIAL.kind, body["metadata"]["namespace"], body["metadata"]["name"]))
         runtime.locks.pop(body["metadata"]["uid"], None)
 
     # ------------------------------------------------------------------ CrossAccountRepoAccess
@@ -512,6 +513,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 # No longer ours: its conditions leave this shard's regaccess_resources, so a
                 # sum over shards counts every resource once.
                 metrics.STATES.forget(kind, uid)
+                # Nor are its credentials: the redactor holds managed resources' values only.
+                REDACTOR.forget(owner_key(kind, body["metadata"].get("namespace") or "",
+                                          body["metadata"].get("name") or ""))
                 lock = runtime.locks.get(uid)
                 if lock is not None and not lock.locked():
                     runtime.locks.pop(uid, None)
@@ -762,6 +766,7 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime,
             by_secret.pop(key, None)
         if body is not None:
             metrics.PULL_SECRET_EXPIRY.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+            REDACTOR.forget(owner_key(kind, body["metadata"]["namespace"], body["metadata"]["name"]))
 
     async def check(uid: str) -> float | None:
         """The scheduler's check: one pass when the Secret changed or the refresh is due."""

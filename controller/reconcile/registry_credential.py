@@ -28,7 +28,7 @@ from controller.api.validation import (
 )
 from controller.aws.clients import Clients
 from controller.aws import secrets as sm
-from controller.logging import REDACTOR
+from controller.logging import REDACTOR, owner_key
 from controller.reconcile import secret as secret_step
 from controller.reconcile import definitions, pull_through_cache, wiring
 from controller.reconcile.conditions import now_rfc3339
@@ -37,6 +37,7 @@ from controller.reconcile.result import ReconcileResult, synced_generation, warn
 from controller.reconcile.steps import Step, StepContext, StepOutcome
 from controller.sources import Credential, SourceError, read_credential
 
+KIND = "RegistryCredential"
 ClientsFor = Callable[[str | None, str | None, str | None], Clients]
 
 @dataclass(frozen=True)
@@ -96,10 +97,12 @@ def _load_credential(request: Request, resolved: ResolvedRegistryCredential) -> 
         )
     except SourceError as error:
         return None, [Problem(error.reason, "spec.source.secretRef", error.message)]
-    # From here on the password is scrubbed from every log line and exception text.
-    REDACTOR.remember(credential.password)
+    # From here on the password is scrubbed from every log line and exception text; the
+    # redactor holds this resource's current values only (a rotation drops the old ones).
+    owner = owner_key(KIND, request.namespace, request.name)
+    REDACTOR.remember(credential.password, owner=owner)
     value = sm.secret_string(credential, pull_through_cache=resolved.spec.pullThroughCache is not None)
-    REDACTOR.remember(value)
+    REDACTOR.replace(owner, (credential.password, value))
     return credential, secret_value_problems(value)
 
 
