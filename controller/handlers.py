@@ -7,7 +7,8 @@ What happens where:
 - create / update / resume: reconcile the resource (level-triggered; kopf's
   diff is never looked at).
 - a Secret index: every Secret of a credential type in the watched namespaces,
-  kept by kopf's watch, and an index of RegistryCredentials (by uid, and by the
+  kept by kopf's watch as a digest and its opt-in mark, never the data
+  (``controller.source_index``: a reconcile fetches the value it needs), and an index of RegistryCredentials (by uid, and by the
   Secret they read). A Secret event triggers the reconcile of exactly the resources that
   reference it (``controller.scheduler``'s ``trigger``). Nothing polls Secrets
   Manager or the API server for rotation.
@@ -45,14 +46,14 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 import kopf
 
-from controller import diffbase, drift_events, metrics, sources, tenancy
+from controller import diffbase, drift_events, metrics, source_index, tenancy
 from controller.api.models import (CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL,
                                    TENANCY_POLICY, VERSION)
 from controller.api.validate import validate
 from controller.aws.clients import ClientFactory, Clients
 from controller.kubeapi import StatusWriter, client_for, event_body, patchable, post_event
 from controller.kubeclient import custom_resource_path
-from controller.logging import REDACTOR, get_logger
+from controller.logging import REDACTOR, get_logger, owner_key
 from controller.reconcile import cross_account as xrepo
 from controller.reconcile import pull_secret as ps
 from controller.reconcile import registry_credential as rc
@@ -287,8 +288,13 @@ def _record(kind: str, trigger: str, uid: str, result: ReconcileResult, started:
             metrics.LAST_DRIFT_CHECK.labels(kind).set(time.time())
 
 
+def _source_name(spec: dict[str, Any]) -> str:
+    return ((spec.get("source") or {}).get("secretRef") or {}).get("name") or ""
+
+
 def _source_secret(index: kopf.Index, namespace: str, spec: dict[str, Any]) -> dict[str, Any] | None:
-    name = ((spec.get("source") or {}).get("secretRef") or {}).get("name")
+    """The index's entry of the resource's source Secret: metadata and digest, no data."""
+    name = _source_name(spec)
     return _indexed(index, (namespace, name)) if name else None
 
 
@@ -313,6 +319,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     rc_resource = (GROUP, VERSION, REGISTRY_CREDENTIAL.plural)
     xrepo_resource = (GROUP, VERSION, CROSS_ACCOUNT_REPO_ACCESS.plural)
     log = get_logger("regaccess.handlers")
+    opt_in = settings.opt_in
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, logger: Any, **kwargs: Any) -> None:
@@ -364,13 +371,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.index("", "v1", "secrets", registry=registry, id="source_secrets",
                 when=lambda body, **_: (body.get("type") or "Opaque") in SECRET_TYPES)
     async def source_secrets(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        meta = body.get("metadata") or {}
-        return {(namespace, name): {
-            "type": body.get("type"),
-            # Only what the credential is read from (typed Secrets: their fixed keys).
-            "data": sources.needed_data(body.get("type"), body.get("data")),
-            "metadata": {"name": name, "namespace": namespace, "resourceVersion": meta.get("resourceVersion")},
-        }}
+        # A digest and the opt-in mark, never the data (controller.source_index): the value
+        # is fetched by the reconcile that needs it and dropped with it.
+        return {(namespace, name): source_index.entry(namespace, name, dict(body), opt_in)}
 
     @kopf.index(*rc_resource, registry=registry, id="rc_bodies")
     async def rc_bodies(namespace: str, uid: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
@@ -436,7 +439,19 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             spec=spec, status=dict(body.get("status") or {}),
             source_secret=_source_secret(index, meta["namespace"], spec),
             cluster_id=settings.cluster_id, drift_check=drift_check,
+            read_source=lambda: read_source(meta["namespace"], _source_name(spec)),
+            source_opt_in=opt_in,
         )
+
+    def read_source(namespace: str, name: str) -> dict[str, Any] | None:
+        """The source Secret's value, for the reconcile that needs it (in its worker thread)."""
+        try:
+            if runtime.connection is None:
+                raise RuntimeError("not logged in to Kubernetes yet")
+            return source_index.read(client_for(runtime.connection).get, namespace, name)
+        except Exception as error:  # noqa: BLE001 - the API server unreachable: retry, as kopf would
+            raise kopf.TemporaryError(f"source Secret {name!r} not readable: {REDACTOR.scrub(str(error))}",
+                                      delay=ERROR_RECHECK) from None
 
     async def rc_reconcile(trigger: str, body: kopf.Body, patch: kopf.Patch, index: kopf.Index,
                            write_status: Callable[[dict[str, Any]], None] | None = None) -> ReconcileResult:
@@ -461,6 +476,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                    lambda: rc.delete(request, runtime.clients_for, tenancy_policy=policy))
         metrics.STATES.forget(REGISTRY_CREDENTIAL.kind, body["metadata"]["uid"])
         metrics.COSTS.forget(REGISTRY_CREDENTIAL.kind, body["metadata"]["uid"])
+        REDACTOR.forget(owner_key(REGISTRY_CREDENTIAL.kind, body["metadata"]["namespace"], body["metadata"]["name"]))
         runtime.locks.pop(body["metadata"]["uid"], None)
 
     # ------------------------------------------------------------------ CrossAccountRepoAccess
@@ -517,6 +533,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 # sum over shards counts every resource once.
                 metrics.STATES.forget(kind, uid)
                 metrics.COSTS.forget(kind, uid)
+                # Nor are its credentials: the redactor holds managed resources' values only.
+                REDACTOR.forget(owner_key(kind, body["metadata"].get("namespace") or "",
+                                          body["metadata"].get("name") or ""))
                 lock = runtime.locks.get(uid)
                 if lock is not None and not lock.locked():
                     runtime.locks.pop(uid, None)
@@ -767,6 +786,7 @@ def register_pull_secrets(registry: kopf.OperatorRegistry, runtime: Runtime,
             by_secret.pop(key, None)
         if body is not None:
             metrics.PULL_SECRET_EXPIRY.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+            REDACTOR.forget(owner_key(kind, body["metadata"]["namespace"], body["metadata"]["name"]))
 
     async def check(uid: str) -> float | None:
         """The scheduler's check: one pass when the Secret changed or the refresh is due."""

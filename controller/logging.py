@@ -8,12 +8,15 @@ Redaction works two ways, belt and braces:
 - by key: values under keys that name secret material (password, accessToken,
   SecretString, auth, token, ...) are replaced;
 - by value: every credential the operator reads is registered with
-  ``REDACTOR.remember()``, and any string that contains it anywhere in an event
-  (message, exception text, nested dicts) has it replaced by ``***``.
+  ``REDACTOR.remember()`` / ``replace()`` under the resource that uses it, and any
+  string that contains it anywhere in an event (message, exception text, nested
+  dicts) has it replaced by ``***``. Only the values of resources managed now are
+  held: a rotation replaces them, a delete forgets them.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import sys
@@ -40,25 +43,95 @@ class Redactor:
     be compiled again for every new value: at 1,000 resources that was most of
     the operator's CPU time and hundreds of MB of cached patterns.) Same result
     as that expression: leftmost match first, the longest value at a position.
+
+    Bounded: values belong to an owner (a managed resource, e.g.
+    ``("RegistryCredential", namespace, name)``). ``replace(owner, values)`` swaps
+    an owner's values for its current ones (a rotation drops the old password),
+    ``forget(owner)`` drops them when the resource is deleted or leaves the watch,
+    so the redactor holds the values of the resources managed now, not every value
+    ever seen. A value two owners share is kept until both let it go. Values
+    remembered without an owner (defence in depth at a call site that has none)
+    go into a ring of the last ``UNOWNED_MAX``.
     """
 
     # Shorter strings would mask ordinary words; credentials are longer in practice.
     MIN_LENGTH = 4
+    UNOWNED_MAX = 4096
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values: set[str] = set()
+        # value -> how many holders (owners, plus one for the unowned ring) keep it
+        self._counts: dict[str, int] = {}
+        self._owned: dict[Any, frozenset[str]] = {}
+        self._unowned: collections.OrderedDict[str, None] = collections.OrderedDict()
         # first MIN_LENGTH characters -> values starting with them, longest first
         self._index: dict[str, tuple[str, ...]] = {}
 
-    def remember(self, *values: str) -> None:
+    def _kept(self, values: Any) -> frozenset[str]:
+        return frozenset(v for v in values if isinstance(v, str) and len(v) >= self.MIN_LENGTH)
+
+    def _hold(self, value: str) -> None:
+        # Under the lock. Replace, never mutate, the index's tuples: scrub reads without the lock.
+        count = self._counts.get(value, 0)
+        self._counts[value] = count + 1
+        if count == 0:
+            key = value[: self.MIN_LENGTH]
+            self._index[key] = tuple(sorted((*self._index.get(key, ()), value), key=len, reverse=True))
+
+    def _release(self, value: str) -> None:
+        count = self._counts.get(value, 0) - 1
+        if count > 0:
+            self._counts[value] = count
+            return
+        self._counts.pop(value, None)
+        key = value[: self.MIN_LENGTH]
+        rest = tuple(v for v in self._index.get(key, ()) if v != value)
+        if rest:
+            self._index[key] = rest
+        else:
+            self._index.pop(key, None)
+
+    def remember(self, *values: str, owner: Any = None) -> None:
+        """Add values: to ``owner``'s (kept until replaced or forgotten), else to the bounded ring."""
         with self._lock:
-            for value in values:
-                if isinstance(value, str) and len(value) >= self.MIN_LENGTH and value not in self._values:
-                    self._values.add(value)
-                    key = value[: self.MIN_LENGTH]
-                    # Replace, never mutate: scrub reads the index without the lock.
-                    self._index[key] = tuple(sorted((*self._index.get(key, ()), value), key=len, reverse=True))
+            kept = self._kept(values)
+            if owner is None:
+                for value in kept:
+                    if value in self._unowned:
+                        self._unowned.move_to_end(value)
+                        continue
+                    self._unowned[value] = None
+                    self._hold(value)
+                    while len(self._unowned) > self.UNOWNED_MAX:
+                        self._release(self._unowned.popitem(last=False)[0])
+                return
+            current = self._owned.get(owner, frozenset())
+            for value in kept - current:
+                self._hold(value)
+            self._owned[owner] = current | kept
+
+    def replace(self, owner: Any, values: Any) -> None:
+        """``owner``'s values are now exactly ``values`` (new ones held before old ones go)."""
+        with self._lock:
+            current, new = self._owned.get(owner, frozenset()), self._kept(values)
+            for value in new - current:
+                self._hold(value)
+            for value in current - new:
+                self._release(value)
+            if new:
+                self._owned[owner] = new
+            else:
+                self._owned.pop(owner, None)
+
+    def forget(self, owner: Any) -> None:
+        """Drop ``owner``'s values (its resource is gone, or no longer this process's)."""
+        with self._lock:
+            for value in self._owned.pop(owner, frozenset()):
+                self._release(value)
+
+    def __len__(self) -> int:
+        """How many distinct values are held (the bound the rotation benchmark checks)."""
+        return len(self._counts)
 
     def scrub(self, text: str) -> str:
         index = self._index
@@ -97,6 +170,11 @@ class Redactor:
 
 
 REDACTOR = Redactor()
+
+
+def owner_key(kind: str, namespace: str, name: str) -> tuple[str, str, str]:
+    """The redactor's owner of one resource's values (one spelling for every call site)."""
+    return (kind, namespace, name)
 
 
 # kopf attaches its whole settings object and internal flags to every record: noise.

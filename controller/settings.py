@@ -115,6 +115,16 @@ def _rate_limits(text: str) -> str:
 APPLIED_FOR_VALUES = ("PULL_THROUGH_CACHE", "REPLICATION", "CREATE_ON_PUSH")
 
 
+def _opt_in(text: str) -> str:
+    from controller.source_index import parse_opt_in
+
+    try:
+        parse_opt_in(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip()
+
+
 def _applied_for(text: str) -> str:
     values = [v.strip() for v in text.split(",") if v.strip()]
     unknown = [v for v in values if v not in APPLIED_FOR_VALUES]
@@ -149,6 +159,12 @@ RUN_OPTIONS: list[Option] = [
            "source Secrets (e.g. regaccess.io/source=true), applied by the API server to the Secret "
            "list and watch: Secrets without the labels are never sent to the operator. Empty: all "
            "Secrets of the watched namespaces.", ""),
+    Option(("--source-secret-opt-in",), "source_secret_opt_in", "The label (KEY=VALUE) or annotation "
+           "(annotation:KEY=VALUE) a source Secret must carry before a RegistryCredential may copy it "
+           "to AWS; without it the resource is Ready=False SourceNotOptedIn and the Secret's value is "
+           "never read. Stops a tenant who cannot read a Secret from having the operator copy it for "
+           "them. 'none' turns the check off (unsafe where tenants share a namespace with Secrets "
+           "they must not read).", "regaccess.io/source=true", _opt_in),
     Option(("--tenancy-policy",), "tenancy_policy", "Name of the cluster-scoped TenancyPolicy "
            "that says what each namespace's resources may name in AWS (docs/security.md). While it "
            "does not exist, the shipped default applies (secret names under regaccess/<namespace>/ "
@@ -210,6 +226,7 @@ class Settings:
     shard: str = ""
     tenancy_policy: str = "default"
     source_secret_selector: str = ""
+    source_secret_opt_in: str = "regaccess.io/source=true"
     metrics_port: int = 8080
     metrics_bind: str = "0.0.0.0"
     aws_retry_mode: str = "standard"
@@ -226,6 +243,13 @@ class Settings:
     pull_secret_max_lifetime: float = 43200.0
     secret_monthly_price: float = 0.40
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def opt_in(self) -> Any:
+        """The parsed --source-secret-opt-in (controller.source_index.OptIn; None: no check)."""
+        from controller.source_index import parse_opt_in
+
+        return parse_opt_in(self.source_secret_opt_in)
 
     @property
     def check_interval(self) -> float:

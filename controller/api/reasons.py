@@ -31,6 +31,8 @@ INVALID_SPEC = "InvalidSpec"
 INVALID_SECRET_NAME = "InvalidSecretName"
 INVALID_DELETION_SETTINGS = "InvalidDeletionSettings"
 SOURCE_SECRET_NOT_FOUND = "SourceSecretNotFound"
+# The source Secret lacks the admin's opt-in label/annotation (--source-secret-opt-in).
+SOURCE_NOT_OPTED_IN = "SourceNotOptedIn"
 SOURCE_SECRET_INVALID = "SourceSecretInvalid"
 SOURCE_KEY_MISSING = "SourceKeyMissing"
 SOURCE_REGISTRY_NOT_FOUND = "SourceRegistryNotFound"

@@ -60,8 +60,9 @@ from controller.api import reasons
 from controller.api.validation_pull import ResolvedPullSecret, validate_pull_secret
 from controller.aws import ecr_tokens
 from controller.aws.clients import Clients
-from controller.logging import REDACTOR
-from controller.kubeobjects import IMAGE_PULL_SECRETS, PULL_SECRETS, DesiredPullEntry, DesiredPullSecret
+from controller.logging import REDACTOR, owner_key
+from controller.kubeobjects import (IMAGE_PULL_SECRETS, OWNER_KIND, PULL_SECRETS, DesiredPullEntry, DesiredPullSecret,
+                                    dockerconfig)
 from controller.reconcile import loop
 from controller.reconcile.conditions import get_condition, set_condition
 from controller.reconcile.cross_account import parse_rfc3339, rfc3339
@@ -184,8 +185,11 @@ def _desired(request: Request, resolved: ResolvedPullSecret, name: str | None = 
                              request.uid, hosts=hosts)
 
 
-def _fetch(resolved: ResolvedPullSecret, clients_for: ClientsFor) -> list[ecr_tokens.Token]:
-    """One GetAuthorizationToken per Region (plus one for the default registry there)."""
+def _fetch(resolved: ResolvedPullSecret, clients_for: ClientsFor, owner: Any = None) -> list[ecr_tokens.Token]:
+    """One GetAuthorizationToken per Region (plus one for the default registry there).
+
+    ``owner``: the redactor's owner of the tokens (controller.logging.owner_key): the
+    fresh tokens and their ``.dockerconfigjson`` replace the ones it held."""
     spec = resolved.spec
     by_region: dict[str | None, list[str | None]] = {}
     for registry in resolved.registries:
@@ -197,9 +201,14 @@ def _fetch(resolved: ResolvedPullSecret, clients_for: ClientsFor) -> list[ecr_to
         for group in ([named] if named else []) + ([[]] if None in ids else []):
             for token in ecr_tokens.fetch(ecr, group):
                 # Known to the redactor before anything could log, post or raise with it.
-                REDACTOR.remember(*ecr_tokens.secrets_of(token))
+                REDACTOR.remember(*ecr_tokens.secrets_of(token), owner=owner)
                 tokens[token.host] = token
-    return [tokens[host] for host in sorted(tokens)]
+    found = [tokens[host] for host in sorted(tokens)]
+    if owner is not None:
+        # Only this resource's current tokens stay known: the last refresh's go.
+        REDACTOR.replace(owner, [value for token in found for value in ecr_tokens.secrets_of(token)]
+                         + ([dockerconfig(found)] if found else []))
+    return found
 
 
 def _failure_status(status: dict[str, Any], request: Request, resolved: ResolvedPullSecret, error: StepError,
@@ -314,7 +323,7 @@ def reconcile(request: Request, *, clients_for: ClientsFor, kube: Any, cluster_i
     fetched = decision in loop.WRITES or due is None or now >= due
     if fetched:
         try:
-            tokens = _fetch(resolved, clients_for)
+            tokens = _fetch(resolved, clients_for, owner_key(OWNER_KIND, request.namespace, request.name))
         except loop.AWS_ERRORS as error:
             what = f"GetAuthorizationToken for {', '.join(r.registry_id or 'the default registry' for r in resolved.registries)}"
             return _failure_status(status, request, resolved, loop.failure(error, ecr_tokens.SERVICE, what),

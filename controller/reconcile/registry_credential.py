@@ -15,10 +15,10 @@ last sync, so any difference they find is drift someone made in AWS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from controller import tenancy
+from controller import source_index, tenancy
 from controller.api import reasons
 from controller.api.validation import (
     Problem,
@@ -29,7 +29,7 @@ from controller.api.validation import (
 )
 from controller.aws.clients import Clients
 from controller.aws import secrets as sm
-from controller.logging import REDACTOR
+from controller.logging import REDACTOR, owner_key
 from controller.reconcile import secret as secret_step
 from controller.reconcile import cost, definitions, pull_through_cache, services, wiring
 from controller.reconcile.conditions import now_rfc3339
@@ -38,6 +38,7 @@ from controller.reconcile.result import ReconcileResult, synced_generation, warn
 from controller.reconcile.steps import Step, StepContext, StepOutcome
 from controller.sources import Credential, SourceError, read_credential
 
+KIND = "RegistryCredential"
 ClientsFor = Callable[[str | None, str | None, str | None], Clients]
 
 @dataclass(frozen=True)
@@ -47,9 +48,15 @@ class Request:
     generation: int | None
     spec: dict[str, Any]
     status: dict[str, Any]
-    source_secret: dict[str, Any] | None  # the Secret body, None when it does not exist
+    # The Secret body, None when it does not exist. From the operator's index it has no
+    # data (controller.source_index.entry: metadata and digest): ``read_source`` then
+    # fetches the value, and only once the pass has got as far as needing it.
+    source_secret: dict[str, Any] | None
     cluster_id: str
     drift_check: bool = False
+    read_source: Callable[[], dict[str, Any] | None] | None = field(default=None, repr=False, compare=False)
+    # The admin's opt-in a source Secret must carry (controller.source_index.OptIn); None: no check.
+    source_opt_in: source_index.OptIn | None = None
 
 
 def sync_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]:
@@ -85,32 +92,53 @@ def _source_resource_version(secret: dict[str, Any] | None) -> str | None:
     return ((secret or {}).get("metadata") or {}).get("resourceVersion")
 
 
-def _load_credential(request: Request, resolved: ResolvedRegistryCredential) -> tuple[Credential | None, list[Problem]]:
+def _load_credential(request: Request, resolved: ResolvedRegistryCredential
+                     ) -> tuple[Credential | None, list[Problem], dict[str, Any] | None]:
+    """The credential, the problems that stop the pass, and the Secret it was read from."""
     ref = resolved.spec.source.secretRef.name
-    if request.source_secret is None:
-        return None, [Problem(reasons.SOURCE_SECRET_NOT_FOUND, "spec.source.secretRef.name",
-                              f"Secret {ref!r} not found in namespace {request.namespace!r}")]
+    missing = [Problem(reasons.SOURCE_SECRET_NOT_FOUND, "spec.source.secretRef.name",
+                       f"Secret {ref!r} not found in namespace {request.namespace!r}")]
+    secret = request.source_secret
+    if secret is None:
+        return None, missing, None
+    rule = request.source_opt_in
+    not_opted_in = [Problem(reasons.SOURCE_NOT_OPTED_IN, "spec.source.secretRef.name",
+                            f"Secret {ref!r} does not carry the {rule.what if rule else 'label'} "
+                            f"{rule.key if rule else ''}={rule.value if rule else ''} that "
+                            "lets regaccess copy it to AWS; its owner adds it (docs/security.md)")]
+    # Judged on the index's metadata first: a Secret that did not opt in is never read.
+    if not source_index.opted_in(rule, secret):
+        return None, not_opted_in, secret
+    if request.read_source is not None:
+        secret = request.read_source()
+        if secret is None:
+            return None, missing, None
+        if not source_index.opted_in(rule, secret):  # the label went since the index saw it
+            return None, not_opted_in, secret
     try:
         credential = read_credential(
-            request.source_secret,
+            secret,
             registry=resolved.spec.source.registry,
             username_key=resolved.spec.source.usernameKey,
             password_key=resolved.spec.source.passwordKey,
         )
     except SourceError as error:
-        return None, [Problem(error.reason, "spec.source.secretRef", error.message)]
-    # From here on the password is scrubbed from every log line and exception text.
-    REDACTOR.remember(credential.password)
+        return None, [Problem(error.reason, "spec.source.secretRef", error.message)], secret
+    # From here on the password is scrubbed from every log line and exception text; the
+    # redactor holds this resource's current values only (a rotation drops the old ones).
+    owner = owner_key(KIND, request.namespace, request.name)
+    REDACTOR.remember(credential.password, owner=owner)
     value = sm.secret_string(credential, pull_through_cache=rule_takes_credential(resolved.spec))
-    REDACTOR.remember(value)
-    return credential, secret_value_problems(value)
+    REDACTOR.replace(owner, (credential.password, value))
+    return credential, secret_value_problems(value), secret
 
 
-def _invalid(request: Request, problems: list[Problem]) -> ReconcileResult:
+def _invalid(request: Request, problems: list[Problem], source: Any = False) -> ReconcileResult:
     result = invalid(request.status, request.generation, problems, now_rfc3339(), drift_check=request.drift_check)
     # Seen, even though unusable: the timer then waits for the next change of the Secret
-    # instead of re-validating it every tick.
-    result.status["sourceResourceVersion"] = _source_resource_version(request.source_secret)
+    # instead of re-validating it every tick. (``source``: the Secret read, if it was.)
+    result.status["sourceResourceVersion"] = _source_resource_version(
+        request.source_secret if source is False else source)
     result.status["syncedGeneration"] = request.generation
     return result
 
@@ -132,12 +160,12 @@ def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable
     problems = tenancy.violations(tenancy_policy, request.namespace, tenancy.registry_credential_values(resolved))
     if problems:
         return _invalid(request, problems)
-    credential, problems = _load_credential(request, resolved)
+    credential, problems, source = _load_credential(request, resolved)
     if problems:
-        return _invalid(request, problems)
+        return _invalid(request, problems, source)
 
     previous = request.status or {}
-    source_rv = _source_resource_version(request.source_secret)
+    source_rv = _source_resource_version(source)
     spec_changed = synced_generation(previous) != request.generation
     source_changed = previous.get("sourceResourceVersion") != source_rv
     report_only = resolved.spec.driftPolicy == "Report" and not spec_changed and not source_changed

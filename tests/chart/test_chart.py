@@ -199,6 +199,10 @@ def test_every_run_option_is_set_from_values_and_parses():
     settings = settings_from_args(parser.parse_args([]), env)
     assert settings.all_namespaces and settings.cluster_id == "prod-eu-1"
     assert settings.source_secret_selector == "regaccess.io/source=true"
+    # The opt-in is on by default (issue 30 §4), and the chart's value reaches the operator.
+    assert str(settings.opt_in) == "regaccess.io/source=true"
+    annotation_env = env_of(one(render({"sourceSecrets": {"optIn": "annotation:example.com/copy=yes"}}), "Deployment"))
+    assert annotation_env["REGACCESS_SOURCE_SECRET_OPT_IN"] == "annotation:example.com/copy=yes"
     assert settings.drift_interval == 300 and settings.metrics_port == 8080 and settings.peering == ""
     assert settings.drift_events_queue_urls == () and settings.check_interval == 300
     urls = ["https://sqs.eu-west-1.amazonaws.com/111122223333/q", "https://sqs.us-east-1.amazonaws.com/111122223333/q"]
@@ -282,6 +286,9 @@ BAD_VALUES = {
     "service-monitor-flag-string": {"serviceMonitor": {"enabled": "yes"}},
     "digest-not-sha256": {"image": {"digest": "latest"}},
     "source-selector-not-a-string": {"sourceSecrets": {"labelSelector": ["a=b"]}},
+    "opt-in-empty": {"sourceSecrets": {"optIn": ""}},
+    "opt-in-no-value": {"sourceSecrets": {"optIn": "regaccess.io/source"}},
+    "opt-in-a-selector": {"sourceSecrets": {"optIn": "a=b,c=d"}},
     "digest-short": {"image": {"digest": "sha256:abc"}},
     "network-policy-from-not-a-list": {"metrics": {"networkPolicy": {"enabled": True, "from": {"podSelector": {}}}}},
 }

@@ -26,6 +26,23 @@ from controller.kubeclient import (  # noqa: F401 - re-exported for the tests
 )
 
 
+OPT_IN_LABEL = "regaccess.io/source"
+
+
+def opted_in(body: dict[str, Any]) -> dict[str, Any]:
+    """A Secret as the tier's users write them: labelled to opt in as a source, as the docs
+    say, so every test's source converges under the operator's default. A test that needs a
+    Secret without the opt-in sets the label itself (to anything but "true")."""
+    if body.get("kind") != "Secret":
+        return body
+    meta = dict(body.get("metadata") or {})
+    labels = dict(meta.get("labels") or {})
+    if OPT_IN_LABEL in labels:
+        return body
+    labels[OPT_IN_LABEL] = "true"
+    return {**body, "metadata": {**meta, "labels": labels}}
+
+
 class Kube(Client):
     """A client of the test control plane (self-signed serving certificate on 127.0.0.1)."""
 
@@ -41,6 +58,14 @@ class Kube(Client):
     @staticmethod
     def secret_path(namespace: str, name: str | None = None) -> str:
         return core_path("secrets", namespace, name)
+
+    # ---- source Secrets opt in (--source-secret-opt-in, default regaccess.io/source=true)
+
+    def create(self, path: str, body: dict[str, Any]) -> Any:
+        return super().create(path, opted_in(body))
+
+    def replace(self, path: str, body: dict[str, Any]) -> Any:
+        return super().replace(path, opted_in(body))
 
     def apply_crds(self, texts: list[str]) -> None:
         for text in texts:

@@ -2,7 +2,7 @@
 
 Runs every scenario with recognisable values (each password is unique and
 appears nowhere else): create, rotate, invalid sources (a password next to a
-missing key, a dockerconfigjson whose registry is absent, an ``auth`` field
+missing key, a Secret that did not opt in, a dockerconfigjson whose registry is absent, an ``auth`` field
 without a colon), a dockerconfigjson read through its base64 ``auth`` field, an
 ownership conflict, AWS faults whose error text echoes the request (as a
 validation error might) and plain throttling/5xx faults, then delete. Then
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 PW = {k: f"LEAKCHECK-{k}-5e1f{i:02d}" for i, k in enumerate([
     "create", "rotated", "invalid-opaque", "docker-absent", "docker-auth", "docker-nocolon", "conflict",
-    "echo-invalid", "echo-5xx", "faulted"])}
+    "echo-invalid", "echo-5xx", "faulted", "not-opted-in", "rotated-twice"])}
 
 
 def _docker(ns: str, name: str, auths: dict) -> dict:
@@ -52,6 +52,9 @@ def test_no_secret_value_leaks_anywhere(control_plane, kube, aws_server_session,
         r.basic_auth_secret(ns, "echo-invalid", "robot", PW["echo-invalid"]),
         r.basic_auth_secret(ns, "echo-5xx", "robot", PW["echo-5xx"]),
         r.basic_auth_secret(ns, "faulted", "robot", PW["faulted"]),
+        # Not opted in (--source-secret-opt-in): never read, so never anywhere but the Secret.
+        {**r.basic_auth_secret(ns, "not-opted-in", "robot", PW["not-opted-in"]),
+         "metadata": {"name": "not-opted-in", "namespace": ns, "labels": {"regaccess.io/source": "no"}}},
     ]
     for secret in secrets:
         kube.create(kube.secret_path(ns), secret)
@@ -82,11 +85,11 @@ def test_no_secret_value_leaks_anywhere(control_plane, kube, aws_server_session,
         server.faults.configure(seed=13, rates={"throttle": 0.2, "error5xx": 0.1, "abort": 0.05})
         for name, extra in [("plain", {}), ("opaque", {"usernameKey": "user"}),
                             ("docker-absent", {"registry": "quay.io"}), ("docker-auth", {"registry": "docker.io"}),
-                            ("docker-nocolon", {}), ("conflict", {}), ("faulted", {})]:
+                            ("docker-nocolon", {}), ("conflict", {}), ("faulted", {}), ("not-opted-in", {})]:
             kube.create(kube.rc_path(ns), r.registry_credential(ns, name, spec(name, **extra)))
         expected = {"plain": None, "opaque": "SourceKeyMissing", "docker-absent": "SourceRegistryNotFound",
                     "docker-auth": None, "docker-nocolon": "SourceKeyMissing", "conflict": "OwnershipConflict",
-                    "faulted": None}
+                    "faulted": None, "not-opted-in": "SourceNotOptedIn"}
         for name, reason in expected.items():
             wait_for(lambda: (r.is_ready if reason is None else
                               (lambda o: condition(o, "Ready").get("reason") == reason))(
@@ -94,6 +97,11 @@ def test_no_secret_value_leaks_anywhere(control_plane, kube, aws_server_session,
         # Rotate under faults; the new value arrives.
         kube.merge_patch(kube.secret_path(ns, "plain"), {"data": {"password": r.b64(PW["rotated"])}})
         wait_for(lambda: r.secret_value(f"regaccess/{ns}/plain")["password"] == PW["rotated"], 60, "rotated")
+        # Again: the redactor lets the replaced values go (it holds current ones only), and
+        # still nothing of the old or the new value appears anywhere.
+        kube.merge_patch(kube.secret_path(ns, "plain"), {"data": {"password": r.b64(PW["rotated-twice"])}})
+        wait_for(lambda: r.secret_value(f"regaccess/{ns}/plain")["password"] == PW["rotated-twice"], 60,
+                 "rotated twice")
         assert r.secret_value(f"regaccess/{ns}/docker-auth")["password"] == PW["docker-auth"]
         # A restart: the new process reads every credential again (and logs its start-up).
         op.kill()
@@ -118,6 +126,7 @@ def test_no_secret_value_leaks_anywhere(control_plane, kube, aws_server_session,
     # The haystacks are real: the scenarios above wrote into each of them.
     assert '"event": "reconciled"' in logs and '"outcome": "invalid"' in logs
     assert "OwnershipConflict" in haystacks["events"] and "SourceKeyMissing" in haystacks["events"]
+    assert "SourceNotOptedIn" in haystacks["events"] + haystacks["objects"]
     # The echoing AWS error reached the Events and the status (and must have been scrubbed there).
     assert "ValidationException: Invalid SecretString" in haystacks["events"]
     assert "ValidationException" in rejected and "regaccess_aws_api_calls_total" in metrics

@@ -29,7 +29,9 @@ def test_only_labelled_source_secrets_are_seen(control_plane, kube, moto_server,
         labelled = basic_auth_secret(namespace, "labelled")
         labelled["metadata"]["labels"] = {"regaccess.io/source": "true"}
         kube.create(kube.secret_path(namespace), labelled)
-        kube.create(kube.secret_path(namespace), basic_auth_secret(namespace, "plain"))
+        plain = basic_auth_secret(namespace, "plain")
+        plain["metadata"]["labels"] = {"regaccess.io/source": "later"}   # outside the selector
+        kube.create(kube.secret_path(namespace), plain)
         for name in ("labelled", "plain"):
             kube.create(kube.rc_path(namespace), registry_credential(namespace, name, {
                 "source": {"secretRef": {"name": name}}, "secret": {"forceDeleteWithoutRecovery": True}}))

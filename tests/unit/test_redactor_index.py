@@ -59,3 +59,45 @@ def test_many_values_each_found():
     for i in (0, 999, 1999):
         assert redactor.scrub(f"body={values[i]} end") == f"body={MASK} end"
     assert redactor.scrub("pw-00001 alone") == "pw-00001 alone"  # only whole remembered values
+
+
+def test_rotations_replace_an_owners_values_so_the_redactor_stays_bounded():
+    redactor = Redactor()
+    owner = ("RegistryCredential", "team-a", "hub")
+    for i in range(10_000):
+        redactor.replace(owner, (f"password-{i:05d}", f'{{"password":"password-{i:05d}"}}'))
+    assert len(redactor) == 2
+    assert redactor.scrub("old password-00000, new password-09999") == f"old password-00000, new {MASK}"
+
+
+def test_forget_drops_an_owners_values_but_keeps_a_value_another_owner_holds():
+    redactor = Redactor()
+    redactor.replace("a", ("shared-secret", "only-a-secret"))
+    redactor.remember("shared-secret", owner="b")
+    redactor.forget("a")
+    assert redactor.scrub("shared-secret only-a-secret") == f"{MASK} only-a-secret"
+    redactor.forget("b")
+    assert len(redactor) == 0 and redactor.scrub("shared-secret") == "shared-secret"
+
+
+def test_remember_with_an_owner_adds_and_replace_with_nothing_forgets():
+    redactor = Redactor()
+    redactor.remember("first-value", owner="a")
+    redactor.remember("second-value", owner="a")
+    assert redactor.scrub("first-value second-value") == f"{MASK} {MASK}"
+    redactor.replace("a", ())
+    assert len(redactor) == 0
+
+
+def test_values_without_an_owner_are_a_bounded_ring_of_the_latest():
+    redactor = Redactor()
+    for i in range(Redactor.UNOWNED_MAX + 500):
+        redactor.remember(f"unowned-{i:06d}")
+    assert len(redactor) == Redactor.UNOWNED_MAX
+    assert redactor.scrub("unowned-000000") == "unowned-000000"   # the oldest went first
+    assert redactor.scrub(f"unowned-{Redactor.UNOWNED_MAX + 499:06d}") == MASK
+    # An owned copy of a value outlives its place in the ring.
+    redactor.remember("unowned-000600", owner="r")
+    for i in range(Redactor.UNOWNED_MAX):
+        redactor.remember(f"later-{i:06d}")
+    assert redactor.scrub("unowned-000600") == MASK
