@@ -15,6 +15,8 @@ What holds the line, statement by statement (docs/install.md, "IAM policy"):
   this cluster's: tagging first cannot defeat the owner guard on writes.
 - KMS: keys of this account, used only through Secrets Manager and only for secrets under
   our prefixes (``kms:EncryptionContext:SecretARN``).
+- PullReady: reads only (attached managed policies and their versions, a secret's resource
+  policy, a key's key policy).
 - IAM: inline policy writes only on roles that opt in with the tag
   ``regaccess.io/grantable=true``; ``iam:PassRole`` of those roles only to ECS and Batch.
 - ECS / Batch: registering only with this cluster's owner tag in the request; describing and
@@ -88,7 +90,8 @@ def document(o: Options | None = None) -> dict[str, Any]:
     grantable = {"StringEquals": {f"aws:ResourceTag/{GRANTABLE_TAG}": GRANTABLE_VALUE}}
     roles = _arn(o, "iam", "role/*", region=False)
     statements = [
-        _statement("SecretsDescribeUnderOurPrefixes", ["secretsmanager:DescribeSecret"], _secrets(o)),
+        _statement("SecretsDescribeUnderOurPrefixes", ["secretsmanager:DescribeSecret",
+                                                       "secretsmanager:GetResourcePolicy"], _secrets(o)),
         _statement("SecretsReadValueOnlyOwned", ["secretsmanager:GetSecretValue"], _secrets(o), owned),
         _statement("SecretsCreateOnlyWithOurOwnerTag", ["secretsmanager:CreateSecret"], _secrets(o),
                    {"StringLike": request_owned}),
@@ -101,13 +104,18 @@ def document(o: Options | None = None) -> dict[str, Any]:
         _statement("SecretsWriteOnlyOwned", ["secretsmanager:UpdateSecret", "secretsmanager:PutSecretValue",
                                               "secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret"],
                    _secrets(o), owned),
-        _statement("KmsDescribeKeysOfTheAccount", ["kms:DescribeKey"], _arn(o, "kms", "key/*")),
+        _statement("KmsDescribeKeysOfTheAccount", ["kms:DescribeKey", "kms:GetKeyPolicy"], _arn(o, "kms", "key/*")),
         _statement("KmsUseKeysOnlyThroughSecretsManagerForOurSecrets", ["kms:GenerateDataKey", "kms:Decrypt"],
                    _arn(o, "kms", "key/*"),
                    {"StringLike": {"kms:ViaService": f"secretsmanager.{o.region}.amazonaws.com",
                                    "kms:EncryptionContext:SecretARN": _secrets(o)}}),
         # Reads tell a missing role from a missing policy and measure the inline budget.
-        _statement("IamReadRolesOfTheAccount", ["iam:GetRole", "iam:ListRolePolicies", "iam:GetRolePolicy"], roles),
+        _statement("IamReadRolesOfTheAccount", ["iam:GetRole", "iam:ListRolePolicies", "iam:GetRolePolicy",
+                                                "iam:ListAttachedRolePolicies"], roles),
+        # PullReady reads the execution roles' attached managed policies; AWS managed ones live
+        # in the "aws" account, customer managed ones in this account: both, reads only.
+        _statement("IamReadManagedPoliciesForPullReady", ["iam:GetPolicy", "iam:GetPolicyVersion"],
+                   [_arn(o, "iam", "policy/*", region=False), _arn(o, "iam", "policy/*", region=False, account="aws")]),
         _statement("IamInlinePolicyOnlyOnGrantableRoles", ["iam:PutRolePolicy", "iam:DeleteRolePolicy"], roles,
                    grantable),
         _statement("IamPassGrantableRolesToEcsAndBatch", ["iam:PassRole"], roles,

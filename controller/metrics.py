@@ -136,7 +136,8 @@ class ResourceStates:
     that at 10,000. A series whose count falls to zero is removed, as before.
     """
 
-    CONDITIONS = ("Ready", "Synced", "Drifted")
+    # PullReady: RegistryCredentials with consumers only (controller.reconcile.pull_ready).
+    CONDITIONS = ("Ready", "Synced", "Drifted", "PullReady")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

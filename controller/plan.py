@@ -93,6 +93,8 @@ UNKNOWN = "unknown"      # AWS or the cluster could not be read: the plan is inc
 # Condition reasons that mean "could not read AWS" (plan never writes, so they came from a read).
 UNREADABLE_REASONS = frozenset({reasons.AWS_THROTTLED, reasons.AWS_UNAVAILABLE, reasons.AWS_ACCESS_DENIED,
                                 reasons.AWS_ERROR, reasons.AWS_REJECTED})
+# PullReady after the planned writes (controller.reconcile.pull_ready; docs/conditions.md).
+MSG_PULL_READY = "PullReady {status} ({reason}): {message}"
 READY_OBJECT = "Ready"  # a failure no status row names: the condition the operator would set
 
 SECRET_KIND, REPOSITORY_KIND = sm.KIND, STATEMENTS.kind
@@ -565,8 +567,12 @@ def tenancy_from_manifests(manifests: list[Manifest], name: str) -> tenancy.Poli
 def plan_aws(kind: str, namespace: str, name: str, spec: dict[str, Any], clients_for: rc.ClientsFor, *,
              cluster_id: str, current: Live | None = None, source_ref: str = "",
              source_version: str | None = NO_VERSION, kube: Any = None,
-             tenancy_policy: tenancy.Policy = tenancy.SHIPPED) -> tuple[list[Change], list[Problem]]:
+             tenancy_policy: tenancy.Policy = tenancy.SHIPPED,
+             notes: list[str] | None = None) -> tuple[list[Change], list[Problem]]:
     """The writes the resource's reconcile would make (recorded, not made) and what it leaves alone.
+
+    ``notes``: gets the PullReady verdict the operator would set (a RegistryCredential with
+    consumers), as one line: it is not a change, so it is not among the changes.
 
     ``current``: the live resource (None: new to the operator); ``source_version``: the
     source Secret's resourceVersion (None: no such Secret); ``kube``: the read-only
@@ -599,6 +605,9 @@ def plan_aws(kind: str, namespace: str, name: str, spec: dict[str, Any], clients
         field_name, _, rule = str(ready.get("message", "")).partition(": ")
         return [], [Problem(ready.get("reason", reasons.INVALID_SPEC), field_name, rule)]
     status = result.status
+    pulled = next((c for c in status.get("conditions") or [] if c.get("type") == reasons.PULL_READY_TYPE), None)
+    if notes is not None and pulled is not None and kind == REGISTRY_CREDENTIAL.kind:
+        notes.append(MSG_PULL_READY.format(**pulled))
     if kind == REGISTRY_CREDENTIAL.kind:
         rows = [(SECRET_KIND, status["secretName"], "Synced", "")] if status.get("secretName") else []
         rows += [(r.get("kind", ""), str(r.get("name", "")), r.get("state", ""), r.get("message") or "")
@@ -740,7 +749,7 @@ def plan_objects(manifests: list[Manifest], *, default_namespace: str = "default
             continue
         changes, problems = plan_aws(kind, namespace, manifest.name, spec, _clients_for(factory), cluster_id=cluster_id,
                                      current=current, source_ref=ref, source_version=version,
-                                     tenancy_policy=tenancy_policy)
+                                     tenancy_policy=tenancy_policy, notes=plan.notes)
         plan.changes += changes
         plan.problems += problems
         if kind == REGISTRY_CREDENTIAL.kind and not problems:

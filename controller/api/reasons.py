@@ -17,6 +17,8 @@ STALLED = "Stalled"
 CONDITION_TYPES = (READY, SYNCED, DRIFTED, RECONCILING_TYPE, STALLED)
 # Only on a RegistryCredential that lists spec.consumers.ecsServices (docs/services.md).
 SERVICES_ROLLED_OUT = "ServicesRolledOut"
+# Informative (RegistryCredential with consumers): can the consumers' tasks pull? Never changes Ready.
+PULL_READY_TYPE = "PullReady"
 
 # Success / neutral.
 RECONCILED = "Reconciled"
@@ -91,10 +93,17 @@ REVISION_NOT_OURS = "RevisionNotOurs"           # the family's latest ACTIVE rev
 SERVICE_MOVED_ON = "ServiceMovedOn"             # rolled once; a person has since put it on another revision
 SERVICE_NOT_ROLLING_UPDATE = "ServiceNotRollingUpdate"  # CODE_DEPLOY or EXTERNAL deployment controller
 SERVICE_NOT_FOUND = "ServiceNotFound"           # no ACTIVE service of that name in the cluster
+# PullReady (controller.reconcile.pull_ready): the verdict of the execution roles' policies.
+PULL_READY = "PullReady"                               # True: every check allows
+PERMISSION_MISSING = "PermissionMissing"               # no statement allows an action the pull needs
+EXPLICIT_DENY = "ExplicitDeny"                         # a Deny statement blocks it
+EVALUATION_UNKNOWN = "EvaluationUnknown"               # a condition, boundary or unreadable policy
+IMAGE_NEEDS_REPOSITORY_CREDENTIALS = "ImageNeedsRepositoryCredentials"  # non-ECR image, no credentials
+ECR_IMAGE_WITH_REPOSITORY_CREDENTIALS = "EcrImageWithRepositoryCredentials"  # ECR takes none
 
 ALL_REASONS = sorted(
     value
     for name, value in dict(globals()).items()
     if name.isupper() and isinstance(value, str) and name not in ("READY", "SYNCED", "DRIFTED", "RECONCILING_TYPE", "STALLED",
-                                                                            "SERVICES_ROLLED_OUT")
+                                                                            "SERVICES_ROLLED_OUT", "PULL_READY_TYPE")
 )

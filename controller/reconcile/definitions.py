@@ -49,6 +49,7 @@ from controller.api.models import DeletionPolicy
 from controller.aws.protocol import Observation, Owner
 from controller.aws.revisioned_definitions import JOB_DEFINITIONS, TASK_DEFINITIONS, Definitions, Desired, Latest
 from controller.reconcile import loop
+from controller.reconcile.pull_ready import ConsumerFacts, ContainerFacts
 from controller.reconcile.result import normal, warning
 from controller.reconcile.steps import StepContext, StepError, StepOutcome
 from controller.reconcile.wiring import (
@@ -181,6 +182,18 @@ class _Rows:
             self.out.events.append(warning(reasons.DRIFT_REPORTED, f"{obj}: {message}"))
 
 
+def _consumer(ctx: StepContext, what: str, role: str, latest: Latest) -> None:
+    """Hand the PullReady step what this definition runs (its chosen containers reference
+    the secret now: the revision was synced or just registered)."""
+    containers = tuple(
+        ContainerFacts(name=c.name or "(the job's container)", image=str(c.body.get("image") or ""),
+                       wired=c.name in latest.chosen,
+                       has_credentials=c.name in latest.chosen or bool((c.body.get("repositoryCredentials") or {})
+                                                                      .get("credentialsParameter")))
+        for c in latest.containers or ())
+    ctx.consumers.append(ConsumerFacts(label=what, execution_role=role, containers=containers))
+
+
 def _sync_one(rows: _Rows, client: Any, desired: Desired) -> None:
     ctx, step, table, name = rows.ctx, rows.step, rows.step.table, desired.name
     previous_arn = (rows.previous.get(name) or {}).get("arn")
@@ -218,12 +231,15 @@ def _sync_one(rows: _Rows, client: Any, desired: Desired) -> None:
         # Named by revision, as later resyncs name it, so the not-granted message stays the same.
         facts = result.written.facts
         rows.registered(name, facts["arn"], role, f"{table.noun} {name}:{facts['revision']}")
+        _consumer(ctx, f"{table.noun} {name}:{facts['revision']}", role, latest)
     elif result.recovered:
         # The register's answer was lost but observing again found the revision: it is ours.
         again: Latest = result.observation.observed
         rows.registered(name, again.arn, again.execution_role or role, f"{table.noun} {again.label}")
+        _consumer(ctx, f"{table.noun} {again.label}", again.execution_role or role, again)
     else:
         rows.synced(name, latest.arn, role, f"{table.noun} {latest.label}")
+        _consumer(ctx, f"{table.noun} {latest.label}", role, latest)
 
 
 def _sync(ctx: StepContext, step: Step, consumers: list[Desired]) -> StepOutcome:

@@ -31,9 +31,9 @@ from controller.aws.clients import Clients
 from controller.aws import secrets as sm
 from controller.logging import REDACTOR, owner_key
 from controller.reconcile import secret as secret_step
-from controller.reconcile import cost, definitions, pull_through_cache, services, wiring
-from controller.reconcile.conditions import now_rfc3339
-from controller.reconcile.outcome import RETRY_DEPENDENCY, RETRY_TRANSIENT, Pass, assemble, invalid, not_permitted_delete
+from controller.reconcile import cost, definitions, pull_ready, pull_through_cache, services, wiring
+from controller.reconcile.conditions import now_rfc3339, set_condition
+from controller.reconcile.outcome import RETRY_DEPENDENCY, RETRY_TRANSIENT, Pass, assemble, bounded, invalid, not_permitted_delete
 from controller.reconcile.result import ReconcileResult, synced_generation, warning
 from controller.reconcile.steps import Step, StepContext, StepOutcome
 from controller.sources import Credential, SourceError, read_credential
@@ -72,8 +72,10 @@ def sync_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]:
         ("rolePolicy", wiring.sync_role_policies),
         ("taskDefinition", definitions.sync_task_definitions),
         ("jobDefinition", definitions.sync_job_definitions),
-        # Last: a service is rolled only once everything it needs is in place.
+        # A service is rolled only once everything it needs is in place.
         ("ecsService", services.sync_services),
+        # Last, informative, never an error: reads the execution roles' policies (cached).
+        ("pullReady", pull_ready.sync),
     ]
 
 
@@ -186,6 +188,9 @@ def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable
     for label, step in sync_steps(resolved):
         outcome = step(ctx)
         outcomes.append(outcome)
+        if label == "rolePolicy" and outcome.writes:
+            # Our own inline policy changed on these roles: PullReady reads them again.
+            pull_ready.forget_roles(ctx, list(resolved.spec.grants.executionRoles))
         if outcome.error is not None:
             failed = (label, outcome)
             break
@@ -241,8 +246,24 @@ def _result(request: Request, ctx: StepContext, outcomes: list[StepOutcome], fai
     # What this pass applied (a report-only stop counts, as it always has for this kind);
     # observedGeneration is settle()'s, set for every outcome because kstatus reads it.
     applied = error is None or error.reason == reasons.DRIFT_REPORTED
+    _pull_ready_condition(result.status, ctx.pull_ready, request.generation, now)
     result.status["syncedGeneration"] = request.generation if applied else (synced_generation(previous) or 0)
     return result
+
+
+def _pull_ready_condition(status: dict[str, Any], outcome: pull_ready.Outcome | None, generation: int | None,
+                          now: str) -> None:
+    """PullReady beside Ready, never folded into it (informative; docs/conditions.md).
+
+    None (the step did not run or could not read): the previous condition stays; an
+    empty status: no consumers any more, the condition goes."""
+    if outcome is None:
+        return
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") != reasons.PULL_READY_TYPE]
+    if outcome.status:
+        conditions = set_condition(status.get("conditions"), reasons.PULL_READY_TYPE, outcome.status, outcome.reason,
+                                   bounded(outcome.message), generation=generation, now=now)
+    status["conditions"] = conditions
 
 
 def delete(request: Request, clients_for: ClientsFor, *, actor: Any = None,

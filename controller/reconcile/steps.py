@@ -71,6 +71,11 @@ class StepContext:
     # Who performs writes: the AWS actor in the operator, a recording actor in
     # ``regaccess plan`` (controller.reconcile.loop). None means the AWS actor.
     actor: Any = None
+    # Filled by the definitions steps (controller.reconcile.pull_ready.ConsumerFacts), read by
+    # the PullReady step, which leaves its verdict (pull_ready.Outcome, or None: keep the
+    # previous condition) in ``pull_ready``.
+    consumers: list[Any] = field(default_factory=list)
+    pull_ready: Any = None
 
     def reported_before(self, obj: str) -> bool:
         """Was drift on ``obj`` reported (not repaired) by the last check, and still open?

@@ -38,6 +38,7 @@ MODULE_SERVICE: dict[str, str | tuple[str, ...]] = {
     "revisioned_definitions": ("ecs", "batch"),
     "ecs_services": "ecs",  # service rollouts: DescribeServices / UpdateService on grantable services
     "event_queue": "sqs",
+    "role_policies": ("iam", "secretsmanager", "kms"),  # PullReady's reads (role, secret, key policies)
 }
 
 
@@ -195,6 +196,9 @@ def test_resources_are_narrow():
             account = arn.split(":")[4]
             if statement["Sid"] == "StsAssumeRolesUnderOurPath":
                 assert account == "*" and arn.endswith(":role/regaccess/*")
+            elif statement["Sid"] == "IamReadManagedPoliciesForPullReady":
+                # AWS managed policies (AmazonECSTaskExecutionRolePolicy) live in the account "aws".
+                assert account in ("111122223333", "aws") and arn.endswith(":policy/*"), arn
             else:
                 assert account == "111122223333", arn
         if any(a.startswith("secretsmanager:") for a in statement["Action"]):
