@@ -51,7 +51,7 @@ from controller.api.models import (CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, G
                                    TENANCY_POLICY, VERSION)
 from controller.api.validate import validate
 from controller.aws.clients import ClientFactory, Clients
-from controller.kubeapi import StatusWriter, client_for, event_body, patchable, post_event
+from controller.kubeapi import StatusWriter, client_for, event_body, get_json, patchable, post_event
 from controller.kubeclient import custom_resource_path
 from controller.logging import REDACTOR, get_logger, owner_key
 from controller.reconcile import cross_account as xrepo
@@ -448,7 +448,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         try:
             if runtime.connection is None:
                 raise RuntimeError("not logged in to Kubernetes yet")
-            return source_index.read(client_for(runtime.connection).get, namespace, name)
+            info = runtime.connection
+            return source_index.read(lambda path: get_json(info, path), namespace, name)
         except Exception as error:  # noqa: BLE001 - the API server unreachable: retry, as kopf would
             raise kopf.TemporaryError(f"source Secret {name!r} not readable: {REDACTOR.scrub(str(error))}",
                                       delay=ERROR_RECHECK) from None

@@ -89,8 +89,9 @@ def _connection(info: kopf.ConnectionInfo, fresh: bool = False) -> http.client.H
     return connection
 
 
-def _request(info: kopf.ConnectionInfo, method: str, url: str, body: bytes, headers: dict[str, str]) -> None:
-    path = urllib.parse.urlsplit(url).path
+def _request(info: kopf.ConnectionInfo, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
     for attempt in (1, 2):
         connection = _connection(info, fresh=attempt == 2)
         try:
@@ -110,7 +111,8 @@ def _request(info: kopf.ConnectionInfo, method: str, url: str, body: bytes, head
         if response.status >= 400:
             raise urllib.error.HTTPError(url, response.status, data[:500].decode(errors="replace"),
                                          response.headers, None)
-        return
+        return data
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 class StatusWriter:
@@ -181,6 +183,17 @@ def post_event(info: kopf.ConnectionInfo, event: dict[str, Any]) -> None:
     """POST one Event (from ``event_body``) on this thread's connection; raises on failure."""
     url = info.server.rstrip("/") + core_path("events", event["metadata"]["namespace"])
     _request(info, "POST", url, json.dumps(event).encode(), _headers(info, "application/json"))
+
+
+def get_json(info: kopf.ConnectionInfo, path: str) -> Any:
+    """GET ``path`` (with its query) on this thread's kept-open connection, decoded.
+
+    The reconcile's on-demand read of a source Secret goes here rather than through
+    ``client_for`` (a new connection per request): a worker thread then holds one connection
+    to the API server, whatever it reads or writes, and ``--kube-connections`` plus
+    ``--workers`` stays the bound (tests/e2e/test_kube_connections.py)."""
+    data = _request(info, "GET", info.server.rstrip("/") + path, None, _headers(info, "application/json"))
+    return json.loads(data) if data else None
 
 
 @functools.lru_cache(maxsize=8)

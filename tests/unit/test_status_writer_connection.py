@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import kopf
 import pytest
 
-from controller.kubeapi import StatusWriter
+from controller import source_index
+from controller.kubeapi import StatusWriter, get_json
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -34,6 +35,15 @@ class Recorder(BaseHTTPRequestHandler):
         self.wfile.write(b"{}")
         if type(self).close_after_answer:
             self.close_connection = True  # without saying so: the client finds out on its next request
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        type(self).patches.append((self.client_address[1], self.path, {}))
+        body = json.dumps({"items": [{"metadata": {"name": "src"}, "data": {"k": "dg=="}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *args) -> None:
         pass
@@ -76,3 +86,16 @@ def test_a_connection_closed_by_the_server_is_replaced(server):
 
     assert [body["status"]["managed"][0]["arn"] for _, _, body in Recorder.patches] == ["arn:1", "arn:2", "arn:3"]
     assert len({port for port, _, _ in Recorder.patches}) == 3
+
+
+def test_a_source_read_shares_the_status_writers_connection(server):
+    """The reconcile's on-demand Secret read keeps the query string and takes no connection of
+    its own: a worker thread holds one connection to the API server (the --workers bound)."""
+    write = writer(server, "a")
+    write({"managed": [{"kind": "taskDefinition", "name": "web", "arn": "arn:1", "state": "Synced"}]})
+    info = kopf.ConnectionInfo(server=f"http://127.0.0.1:{server.server_address[1]}", token="t")
+    secret = source_index.read(lambda path: get_json(info, path), "ns", "src")
+
+    assert secret == {"metadata": {"name": "src"}, "data": {"k": "dg=="}}
+    assert Recorder.patches[1][1] == "/api/v1/namespaces/ns/secrets?fieldSelector=metadata.name%3Dsrc"
+    assert len({port for port, _, _ in Recorder.patches}) == 1
