@@ -489,6 +489,10 @@ class ManagedObject(_Model):
     arn: str | None = Field(default=None, description="ARN of the object or of the revision kept.")
     state: str = Field(description="Synced, Pending, Conflict, Error or Retained.")
     message: str = Field(default="", description="Why, when not Synced.")
+    owned: bool | None = Field(
+        default=None, description="Set on a row that is not Synced when the operator's record holds the object "
+        "(it created or took it over): ownership evidence beside the object's mark, so a failed write does not "
+        "turn the object into a stranger's (docs/concepts.md#ownership).")
 
 
 # kopf's diff base (controller.diffbase), in the status of every kind kopf handles.

@@ -25,6 +25,8 @@ RECONCILED = "Reconciled"
 NO_DRIFT = "NoDrift"
 DRIFT_REMEDIATED = "DriftRemediated"
 DRIFT_REPORTED = "DriftReported"
+# Drift (driftPolicy Report): an object the operator's record holds has lost its mark to a hand edit.
+MARK_REMOVED = "MarkRemoved"
 RECONCILING = "Reconciling"
 DELETING = "Deleting"
 

@@ -34,8 +34,8 @@ from typing import Any, Protocol
 # The owner tag and the tag limit live once, in the api layer (validation checks them too).
 from controller.api.validation import MAX_TAGS, OWNER_TAG
 
-__all__ = ["ABSENT", "Action", "Difference", "Kind", "MAX_TAGS", "OWNER_TAG", "Observation", "Owner", "Written",
-           "owner_of_mark"]
+__all__ = ["ABSENT", "Action", "Difference", "Kind", "MARK_FIELD", "MAX_TAGS", "OWNER_TAG", "Observation", "Owner",
+           "Written", "owner_of_mark"]
 
 
 class Owner(str, Enum):
@@ -45,6 +45,11 @@ class Owner(str, Enum):
     FOREIGN = "Foreign"    # another resource's mark: never adopted, written or deleted
     UNMARKED = "Unmarked"  # no mark (a person, Terraform): a conflict unless adoptExisting
     ABSENT = "Absent"      # the object does not exist
+
+
+# The drift path of an object the operator's record holds whose mark someone removed
+# (controller.reconcile.loop.decide); its Drifted reason is MarkRemoved.
+MARK_FIELD = "mark"
 
 
 class Action(str, Enum):

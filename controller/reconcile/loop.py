@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from controller import kubeerrors
 from controller.aws import errors as aws_errors
 from controller.aws.errors import Classified, ErrorClass
-from controller.aws.protocol import Action, Kind, Observation, Owner, Written
+from controller.aws.protocol import MARK_FIELD, Action, Kind, Observation, Owner, Written
 from controller.kubeclient import ApiError
 from controller.logging import REDACTOR
 from controller.reconcile.steps import StepError
@@ -77,13 +77,19 @@ class Decision(str, Enum):
 WRITES = frozenset({Decision.CREATE, Decision.UPDATE, Decision.ADOPT, Decision.DELETE})
 
 
-def decide(observation: Observation, *, adopt_existing: bool, report_only: bool, managed_before: bool) -> Decision:
+def decide(observation: Observation, *, adopt_existing: bool, report_only: bool, managed_before: bool,
+           recorded: bool = False) -> Decision:
     """Pure: what to do with one object while syncing.
 
     ``report_only``: driftPolicy Report and neither the spec nor the source changed,
     so a difference can only be someone's change in AWS. ``managed_before``: status
     says we had this object in the declared state; only then is a difference drift
     (anything else is unfinished work and is written under either policy).
+    ``recorded``: the operator's own durable record (status, written only by the
+    operator) says it created or took over this very object. Ownership has two pieces of
+    evidence, the mark in the object and that record: an object we recorded whose mark is
+    gone is ours with the mark removed by hand (drift, ``MARK_FIELD``), restored with the
+    marks under Remediate; only another owner's mark is a conflict.
     """
     if not observation.exists:
         return Decision.REPORT if report_only and managed_before else Decision.CREATE
@@ -91,19 +97,29 @@ def decide(observation: Observation, *, adopt_existing: bool, report_only: bool,
         # Another resource's mark: whatever our spec says, never ours to take.
         return Decision.CONFLICT
     if observation.owner is Owner.UNMARKED:
+        if recorded:
+            # A stripped mark is a hand edit of our object (often a widening: the policy a
+            # person pastes has no Sid); writing it back is ADOPT, the write that restores
+            # the marks with the declared state.
+            return Decision.REPORT if report_only else Decision.ADOPT
         return Decision.ADOPT if adopt_existing else Decision.CONFLICT
     if not observation.differences:
         return Decision.NOOP
     return Decision.REPORT if report_only and managed_before else Decision.UPDATE
 
 
-def decide_delete(observation: Observation, *, retain: bool) -> Decision:
-    """Pure: what to do with one object when its resource goes away (ours only is deleted)."""
+def decide_delete(observation: Observation, *, retain: bool, recorded: bool = False) -> Decision:
+    """Pure: what to do with one object when its resource goes away (ours only is deleted).
+
+    Ours is what carries our mark, or what our record holds and carries no mark: a policy
+    someone widened and stripped of its marks is not left behind."""
     if retain:
         return Decision.LEAVE
     if not observation.exists:
         return Decision.NOOP
-    return Decision.DELETE if observation.owner is Owner.OURS else Decision.LEAVE
+    if observation.owner is Owner.OURS or (observation.owner is Owner.UNMARKED and recorded):
+        return Decision.DELETE
+    return Decision.LEAVE
 
 
 def conflict_message(kind: Kind, desired: Any, observation: Observation, ours: str) -> str:
@@ -187,7 +203,11 @@ class ObjectResult:
         return self.written.calls if self.written is not None else 0
 
 
-def _drift(observation: Observation, managed_before: bool) -> tuple[str, ...]:
+def _drift(observation: Observation, managed_before: bool, recorded: bool = False) -> tuple[str, ...]:
+    if observation.exists and observation.owner is Owner.UNMARKED and recorded:
+        # The mark is gone from an object we hold: always someone's change, whatever else
+        # changed with it (those fields are drift only against a declared state we had).
+        return (MARK_FIELD, *(observation.fields if managed_before else ()))
     if not managed_before:
         return ()
     if not observation.exists:
@@ -197,17 +217,22 @@ def _drift(observation: Observation, managed_before: bool) -> tuple[str, ...]:
 
 def sync_object(kind: Kind, client: Any, desired: Any, *, actor: Any = AWS_ACTOR, adopt_existing: bool = False,
                 report_only: bool = False, managed_before: bool = False, ours: str = "",
-                observation: Observation | None = None) -> ObjectResult:
-    """Observe (unless given), decide and perform one object's write."""
+                observation: Observation | None = None,
+                recorded: bool | Callable[[Observation], bool] = False) -> ObjectResult:
+    """Observe (unless given), decide and perform one object's write.
+
+    ``recorded``: see ``decide``; a callable is asked with the observation, for kinds whose
+    record names the object's identity (a secret's ARN) rather than only its name."""
     what = kind.label(desired)
     if observation is None:
         try:
             observation = kind.observe(client, desired)
         except AWS_ERRORS as error:
             return ObjectResult(Decision.NOOP, Observation(exists=False), error=failure(error, kind.service, what))
+    held = recorded(observation) if callable(recorded) else recorded
     decision = decide(observation, adopt_existing=adopt_existing, report_only=report_only,
-                      managed_before=managed_before)
-    result = ObjectResult(decision, observation, drifted=_drift(observation, managed_before))
+                      managed_before=managed_before, recorded=held)
+    result = ObjectResult(decision, observation, drifted=_drift(observation, managed_before, held))
     if decision is Decision.CONFLICT:
         from controller.api import reasons  # local: api is the bottom layer, no cycle
 
@@ -220,7 +245,7 @@ def sync_object(kind: Kind, client: Any, desired: Any, *, actor: Any = AWS_ACTOR
     except AWS_ERRORS as error:
         return _after_failed_write(kind, client, desired, result, error, what, actor=actor,
                                    adopt_existing=adopt_existing, report_only=report_only,
-                                   managed_before=managed_before, ours=ours)
+                                   managed_before=managed_before, ours=ours, recorded=recorded)
     return result
 
 
@@ -258,8 +283,10 @@ def _done(decision: Decision, observation: Observation) -> bool:
 
 
 def delete_object(kind: Kind, client: Any, desired: Any, *, actor: Any = AWS_ACTOR, retain: bool = False,
-                  observation: Observation | None = None) -> ObjectResult:
-    """Observe and delete one object if it is ours (NotFound means done)."""
+                  observation: Observation | None = None,
+                  recorded: bool | Callable[[Observation], bool] = False) -> ObjectResult:
+    """Observe and delete one object if it is ours (NotFound means done; ``recorded`` as for
+    ``sync_object``)."""
     what = kind.label(desired)
     if observation is None and not retain:
         try:
@@ -267,7 +294,8 @@ def delete_object(kind: Kind, client: Any, desired: Any, *, actor: Any = AWS_ACT
         except AWS_ERRORS as error:
             return ObjectResult(Decision.NOOP, Observation(exists=False), error=failure(error, kind.service, what))
     observation = observation or Observation(exists=False)
-    decision = decide_delete(observation, retain=retain)
+    held = recorded(observation) if callable(recorded) else recorded
+    decision = decide_delete(observation, retain=retain, recorded=held)
     result = ObjectResult(decision, observation)
     if decision is not Decision.DELETE:
         return result

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from controller.api import reasons
+from controller.aws.protocol import MARK_FIELD
 from controller.reconcile.conditions import get_condition, set_condition
 from controller.reconcile.result import MAX_DRIFT_RECORDS, Event, ReconcileResult, normal, warning
 from controller.reconcile.steps import StepError, open_drift
@@ -166,6 +167,10 @@ def assemble(previous_status: dict[str, Any], status: dict[str, Any], found: Pas
     errors = [f for f in found.failures if f.reason != reasons.DRIFT_REPORTED]
     stopped = [f for f in found.failures if f.reason == reasons.DRIFT_REPORTED]
     fixed = bool(found.drift) and found.remediated and not stopped
+    # Open drift that includes a removed mark says so: the object is ours by our record, and
+    # someone took the mark off (often with a widened document).
+    drift_reason = (reasons.MARK_REMOVED if any(path == MARK_FIELD for _, path in found.drift)
+                    else reasons.DRIFT_REPORTED)
     result = ReconcileResult(status=status, events=list(found.events))
     conditions = previous_status.get("conditions") or []
 
@@ -183,7 +188,7 @@ def assemble(previous_status: dict[str, Any], status: dict[str, Any], found: Pas
             condition(reasons.DRIFTED, False, reasons.DRIFT_REMEDIATED, MSG_DRIFT_REMEDIATED.format(
                 fields=fields_text(found.drift)))
         else:
-            condition(reasons.DRIFTED, True, reasons.DRIFT_REPORTED,
+            condition(reasons.DRIFTED, True, drift_reason,
                       stopped[0].message if stopped else MSG_DRIFT_OPEN.format(fields=fields_text(found.drift)))
         if new:
             # Names the object and field only (never a value); once per new drift.
@@ -224,8 +229,8 @@ def assemble(previous_status: dict[str, Any], status: dict[str, Any], found: Pas
     elif stopped or (found.drift and not fixed):
         # Report-only drift: AWS is not in the declared state, and nothing was written.
         message = stopped[0].message if stopped else MSG_DRIFT_REPORTED.format(fields=fields_text(found.drift))
-        condition(reasons.READY, False, reasons.DRIFT_REPORTED, message)
-        condition(reasons.SYNCED, False, reasons.DRIFT_REPORTED, message)
+        condition(reasons.READY, False, drift_reason, message)
+        condition(reasons.SYNCED, False, drift_reason, message)
         result.outcome = "drift"
     else:
         condition(reasons.READY, True, reasons.RECONCILED, found.ready_message)

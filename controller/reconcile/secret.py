@@ -7,9 +7,12 @@ decided by ``controller.reconcile.loop``; the adapter is
 ``controller.aws.secrets.SECRET``. This module only prepares the desired state,
 turns the loop's result into status, drift and Events, and hands the ARN on.
 
-Ownership: the tag ``regaccess.io/owner``. Ours -> managed; unmarked -> a
-conflict unless ``spec.adoptExisting``; another owner's -> a conflict always:
-never tagged, written or deleted (not even when our resource is deleted).
+Ownership: the tag ``regaccess.io/owner``, and our record, status.secretArn. Ours ->
+managed; unmarked but the very secret status records -> ours with the tag removed by hand
+(drift ``mark``: tagged again under Remediate, reported as ``MarkRemoved`` under Report,
+deleted with the resource); any other unmarked one -> a conflict unless
+``spec.adoptExisting``; another owner's -> a conflict always: never tagged, written or
+deleted (not even when our resource is deleted).
 
 Call budget: one DescribeSecret per sync. GetSecretValue only when the value
 may differ (the source Secret changed, or AWS's AWSCURRENT version is not the
@@ -21,12 +24,13 @@ carried in status (``kmsKeyArn``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from controller.api import reasons
 from controller.api.validation import rule_takes_credential
 from controller.aws import kms
 from controller.aws import secrets as sm
+from controller.aws.protocol import Observation
 from controller.reconcile import loop
 from controller.reconcile.loop import AWS_ERRORS, Decision
 from controller.reconcile.result import normal, warning
@@ -70,6 +74,19 @@ def _events(name: str, decision: Decision, written: dict[str, Any]) -> list:
     return events
 
 
+def _recorded(previous: dict[str, Any]) -> Callable[[Observation], bool]:
+    """Our record of the secret: status.secretArn, which names this very secret (AWS adds a
+    random suffix to every ARN, so a secret deleted and created again by someone else under
+    the same name is not the one recorded)."""
+    arn = previous.get("secretArn")
+
+    def held(observation: Observation) -> bool:
+        facts: sm.SecretFacts | None = observation.observed if observation.exists else None
+        return bool(arn) and facts is not None and facts.arn == arn
+
+    return held
+
+
 def sync(ctx: StepContext) -> StepOutcome:
     out = StepOutcome()
     previous = ctx.previous_status
@@ -89,6 +106,7 @@ def sync(ctx: StepContext) -> StepOutcome:
         adopt_existing=ctx.resolved.spec.adoptExisting, report_only=not ctx.remediate,
         # status.secretArn is set only by a sync that had the secret in the declared state.
         managed_before=bool(previous.get("secretArn")), ours=ctx.resolved.owner,
+        recorded=_recorded(previous),
     )
     out.drifted += [(OBJECT, path) for path in result.drifted]
     out.writes += result.calls
@@ -131,7 +149,8 @@ def delete(ctx: StepContext) -> StepOutcome:
         out.events.append(normal("SecretRetained", f"left secret {name!r} in place (deletionPolicy Retain)"))
         return out
     want = sm.desired(ctx.resolved)  # no value: deleting never reads it
-    result = loop.delete_object(sm.SECRET, ctx.clients, want, actor=ctx.actor or loop.AWS_ACTOR)
+    result = loop.delete_object(sm.SECRET, ctx.clients, want, actor=ctx.actor or loop.AWS_ACTOR,
+                                recorded=_recorded(ctx.previous_status))
     out.writes += result.calls
     if result.error is not None:
         out.error = result.error

@@ -94,6 +94,19 @@ class StepContext:
         state = (self.previous_managed(kind).get(name) or {}).get("state")
         return state == "Synced" or (state == "Pending" and self.reported_before(f"{kind}/{name}"))
 
+    def recorded(self, kind: str, name: str) -> bool:
+        """Does the operator's own record hold this object (ownership evidence beside its mark)?
+
+        Status is written by the operator alone (tenants get no RBAC on the status
+        subresource, docs/security.md): a Synced row means the object was ours and as
+        declared; a Pending row of a reported drift is that object still; ``owned`` keeps the
+        record across a failed write (a throttled restore must not turn ours into a stranger's).
+        """
+        row = self.previous_managed(kind).get(name) or {}
+        state = row.get("state")
+        return (state == "Synced" or row.get("owned") is True
+                or (state == "Pending" and self.reported_before(f"{kind}/{name}")))
+
     def previous_managed(self, kind: str) -> dict[str, dict[str, Any]]:
         """status.managed rows of one kind, by name."""
         return {

@@ -49,6 +49,7 @@ from controller.api import reasons
 from controller.api.models import DeletionPolicy
 from controller.aws import iam_policies, kms, policydoc
 from controller.aws.errors import is_not_found
+from controller.aws.protocol import MARK_FIELD
 from controller.reconcile import loop
 from controller.reconcile.result import normal, warning
 from controller.reconcile.steps import StepContext, StepError, StepOutcome
@@ -77,8 +78,12 @@ RETAINED_MESSAGE = "kept: deletionPolicy is Retain"
 # --------------------------------------------------------------------------- helpers
 
 
-def _row(kind: str, name: str, arn: str | None, state: str, message: str = "") -> dict[str, Any]:
-    return {"kind": kind, "name": name, "arn": arn, "state": state, "message": message}
+def _row(kind: str, name: str, arn: str | None, state: str, message: str = "", *,
+         owned: bool = False) -> dict[str, Any]:
+    row = {"kind": kind, "name": name, "arn": arn, "state": state, "message": message}
+    if owned:  # only where the state alone would not say it (StepContext.recorded)
+        row["owned"] = True
+    return row
 
 
 def _summary(errors: list[StepError]) -> StepError | None:
@@ -98,8 +103,8 @@ def _summary(errors: list[StepError]) -> StepError | None:
 
 
 def _fail(out: StepOutcome, errors: list[StepError], kind: str, name: str, arn: str | None,
-          error: StepError, state: str = ERROR) -> None:
-    out.managed.append(_row(kind, name, arn, state, error.message))
+          error: StepError, state: str = ERROR, *, owned: bool = False) -> None:
+    out.managed.append(_row(kind, name, arn, state, error.message, owned=owned))
     out.events.append(warning(error.reason, error.message))
     errors.append(error)
 
@@ -196,9 +201,11 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, key_arn: s
     kind = iam_policies.ROLE_POLICIES
     arn = ref.given if ref.account else None
     obj = f"{ROLE_POLICY}/{ref.name}"
+    # Our record of this role's policy: with it, a policy whose marks were stripped is ours.
+    recorded = ctx.recorded(ROLE_POLICY, ref.name)
 
     def fail(error: StepError, state: str = ERROR) -> None:
-        _fail(out, errors, ROLE_POLICY, ref.name, arn, error, state)
+        _fail(out, errors, ROLE_POLICY, ref.name, arn, error, state, owned=recorded)
 
     def role_missing(missing: iam_policies.RoleMissing) -> None:
         # Roles are often created by another pipeline, and IAM is eventually consistent
@@ -220,6 +227,7 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, key_arn: s
     options: dict[str, Any] = dict(
         adopt_existing=ctx.resolved.spec.adoptExisting, report_only=not ctx.remediate,
         managed_before=_is_drift(ctx, ROLE_POLICY, ref.name, uses_kms=True) and not legacy,
+        recorded=recorded,
     )
     # The loop decides; this step only needs to know whether a put is coming, for the
     # reads that must precede one.
@@ -252,7 +260,12 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, key_arn: s
         return
     out.writes += result.calls
     if result.drifted:
-        out.drifted.append((obj, iam_policies.DOCUMENT_FIELD))
+        # One document: its drift is "document" (changed or deleted), and "mark" when the
+        # marks were stripped from it.
+        if MARK_FIELD in result.drifted:
+            out.drifted.append((obj, MARK_FIELD))
+        if set(result.drifted) - {MARK_FIELD}:
+            out.drifted.append((obj, iam_policies.DOCUMENT_FIELD))
     if result.error is not None:
         fail(result.error)
         return
@@ -271,14 +284,16 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, key_arn: s
 
 def _remove_role_policy(ctx: StepContext, iam: Any, name: str, arn: str | None, secret_arn: str | None,
                         key_arn: str | None, out: StepOutcome, errors: list[StepError]) -> None:
-    """Delete our policy from one role, only if the observed document is ours."""
+    """Delete our policy from one role, only if the observed document is ours (by its marks,
+    or by our record when someone stripped them)."""
     kind = iam_policies.ROLE_POLICIES
     desired = _policy(ctx, name, secret_arn, key_arn)
-    result = loop.delete_object(kind, iam, desired, actor=ctx.actor or loop.AWS_ACTOR)
+    recorded = ctx.recorded(ROLE_POLICY, name)
+    result = loop.delete_object(kind, iam, desired, actor=ctx.actor or loop.AWS_ACTOR, recorded=recorded)
     out.writes += result.calls
     if result.error is not None:
         # Keep the row so the next reconcile tries the removal again.
-        _fail(out, errors, ROLE_POLICY, name, arn, result.error)
+        _fail(out, errors, ROLE_POLICY, name, arn, result.error, owned=recorded)
         return
     if result.decision is loop.Decision.LEAVE:
         # A person's or another resource's policy of that name: not ours to delete.

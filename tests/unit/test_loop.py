@@ -119,6 +119,61 @@ def test_sync_object_cases(case: tuple) -> None:
         assert result.error is None
 
 
+# The operator's record (status) as ownership evidence beside the mark (issue 30 §1).
+# (id, state, adopt, report_only, managed_before, decision, writes, final_state, drifted)
+RECORDED_CASES = [
+    # A hand edit stripped the mark (a widened policy pasted without Sids): drift, restored
+    # with the marks under Remediate, reported under Report; never a conflict.
+    ("mark-stripped-remediate", (None, "widened"), False, False, True, Decision.ADOPT, ["adopt"], (OURS, "v"),
+     ("mark", "value")),
+    ("mark-stripped-report", (None, "widened"), False, True, True, Decision.REPORT, [], (None, "widened"),
+     ("mark", "value")),
+    ("mark-stripped-value-equal", (None, "v"), False, False, True, Decision.ADOPT, ["adopt"], (OURS, "v"),
+     ("mark",)),
+    # Under an unfinished change (spec changed) the stripped mark is still someone's change.
+    ("mark-stripped-unfinished", (None, "widened"), False, False, False, Decision.ADOPT, ["adopt"], (OURS, "v"),
+     ("mark",)),
+    # Only another owner's mark is a conflict, whatever our record says.
+    ("foreign-recorded", (THEIRS, "v"), True, False, True, Decision.CONFLICT, [], (THEIRS, "v"), ()),
+    ("ours-recorded", (OURS, "old"), False, False, True, Decision.UPDATE, ["update"], (OURS, "v"), ("value",)),
+]
+
+
+@pytest.mark.parametrize("case", RECORDED_CASES, ids=[c[0] for c in RECORDED_CASES])
+def test_a_recorded_object_without_its_mark_is_drift(case: tuple) -> None:
+    _, state, adopt, report_only, managed_before, decision, writes, final, drifted = case
+    kind = FakeKind(state=state)
+    result = sync_object(kind, None, "v", adopt_existing=adopt, report_only=report_only,
+                         managed_before=managed_before, ours=OURS, recorded=True)
+    assert result.decision is decision
+    assert kind.writes == writes and kind.state == final
+    assert result.drifted == drifted
+    assert (result.error is not None) is (decision is Decision.CONFLICT)
+    assert result.remediated is (bool(writes) and bool(drifted))
+
+
+def test_the_record_may_name_the_identity() -> None:
+    """A callable record is asked with the observation: a same-named object that is not the
+    one recorded (another ARN) stays a stranger's."""
+    seen: list[Observation] = []
+
+    def recorded(observation: Observation) -> bool:
+        seen.append(observation)
+        return observation.observed == "recorded-one"
+
+    other = FakeKind(state=(None, "someone-elses"))
+    assert sync_object(other, None, "v", ours=OURS, recorded=recorded).decision is Decision.CONFLICT
+    ours = FakeKind(state=(None, "recorded-one"))
+    assert sync_object(ours, None, "v", ours=OURS, recorded=recorded).decision is Decision.ADOPT
+    assert [o.observed for o in seen] == ["someone-elses", "recorded-one"]
+
+
+def test_a_lost_answer_while_restoring_a_mark_is_observed_not_repeated() -> None:
+    kind = FakeKind(state=(None, "widened"), fail_after={"adopt": client_error("ServiceUnavailable", 503)})
+    result = sync_object(kind, None, "v", ours=OURS, managed_before=True, recorded=True)
+    assert kind.writes == ["adopt"] and result.error is None and result.recovered
+
+
 def test_drift_is_named_only_when_managed_before() -> None:
     drifted = sync_object(FakeKind(state=(OURS, "old")), None, "v", managed_before=True, ours=OURS)
     assert drifted.drifted == ("value",) and drifted.remediated
@@ -135,6 +190,21 @@ DELETE_CASES = [
     ("unmarked-left", (None, "v"), False, Decision.LEAVE, [], (None, "v")),
     ("foreign-left", (THEIRS, "v"), False, Decision.LEAVE, [], (THEIRS, "v")),
 ]
+# (id, state, retain, decision, writes, final): with our record of the object.
+RECORDED_DELETE_CASES = [
+    # A widened policy stripped of its marks is not left behind when its resource goes.
+    ("mark-stripped-deleted", (None, "widened"), False, Decision.DELETE, ["delete"], None),
+    ("mark-stripped-retained", (None, "widened"), True, Decision.LEAVE, [], (None, "widened")),
+    ("foreign-recorded-left", (THEIRS, "v"), False, Decision.LEAVE, [], (THEIRS, "v")),
+]
+
+
+@pytest.mark.parametrize("case", RECORDED_DELETE_CASES, ids=[c[0] for c in RECORDED_DELETE_CASES])
+def test_delete_with_the_record(case: tuple) -> None:
+    _, state, retain, decision, writes, final = case
+    kind = FakeKind(state=state)
+    result = delete_object(kind, None, "v", retain=retain, recorded=True)
+    assert result.decision is decision and kind.writes == writes and kind.state == final
 
 
 @pytest.mark.parametrize("case", DELETE_CASES, ids=[c[0] for c in DELETE_CASES])
@@ -234,3 +304,7 @@ def test_decide_tables_cover_every_owner() -> None:
         obs = Observation(owner is not Owner.ABSENT, owner)
         assert isinstance(decide(obs, adopt_existing=False, report_only=False, managed_before=False), Decision)
         assert isinstance(decide_delete(obs, retain=False), Decision)
+        for recorded in (False, True):
+            assert isinstance(decide(obs, adopt_existing=False, report_only=True, managed_before=True,
+                                     recorded=recorded), Decision)
+            assert isinstance(decide_delete(obs, retain=False, recorded=recorded), Decision)
