@@ -218,3 +218,24 @@ def test_an_unreachable_queue_degrades_to_drift_checks_not_a_crash(control_plane
         made.delete()
     finally:
         op.kill(signal.SIGTERM)
+
+
+def test_a_policy_replaced_without_marks_is_restored_with_them_within_seconds(scene, events_operator, aws_e2e,
+                                                                               queue_url):
+    """The hand edit of issue 30 §1: the policy replaced with one whose statement has no Sid
+    (the mark gone with it). Our record holds the policy, so it is drift, repaired through
+    its event like any other, with the marks back."""
+    sqs = aws_e2e.client("sqs")
+    ours = scene.document()
+    widened = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "secretsmanager:*",
+                                                       "Resource": "*"}]}
+
+    started = time.monotonic()
+    cloudtrail.out_of_band(aws_e2e.client("iam"), "PutRolePolicy", sqs, queue_url, RoleName=scene.role,
+                           PolicyName=scene.policy, PolicyDocument=json.dumps(widened))
+    assert scene.document() == widened
+    wait_for(lambda: scene.document() == ours, EVENT_DEADLINE, "stripped policy restored through its event")
+    assert time.monotonic() - started < EVENT_DEADLINE
+    wait_for(lambda: (f"rolePolicy/{scene.role}", "mark") in {
+        (r["object"], r["field"]) for r in scene.rc()["status"].get("drift") or []}, EVENT_DEADLINE,
+        "the removed mark recorded in status.drift")
