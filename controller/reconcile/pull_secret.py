@@ -311,10 +311,14 @@ def reconcile(request: Request, *, clients_for: ClientsFor, kube: Any, cluster_i
                                now, timing, found, False)
     adopt = resolved.spec.adoptExisting
     managed_before = bool(status.get("lastRefreshTime")) and status.get("secretName") == secret
-    decision = loop.decide(observation, adopt_existing=adopt, report_only=False, managed_before=managed_before)
+    # Our record of the Secret (a refresh wrote it under this name): with it, a Secret whose
+    # owner reference and labels someone removed is ours with the mark gone, restored (drift).
+    recorded = managed_before
+    decision = loop.decide(observation, adopt_existing=adopt, report_only=False, managed_before=managed_before,
+                           recorded=recorded)
     if decision is loop.Decision.CONFLICT:
         done = loop.sync_object(PULL_SECRETS, kube, shape, actor=actor, adopt_existing=adopt,
-                                ours=resolved.owner, observation=observation)
+                                ours=resolved.owner, observation=observation, recorded=recorded)
         return _failure_status(status, request, resolved, done.error, now, timing, found, False)
 
     # 4. Tokens only when the Secret must be written anyway or the refresh time has come.
@@ -338,7 +342,8 @@ def reconcile(request: Request, *, clients_for: ClientsFor, kube: Any, cluster_i
         if observation.exists:
             observation = PULL_SECRETS.judge(observation.observed, desired)
         done = loop.sync_object(PULL_SECRETS, kube, desired, actor=actor, adopt_existing=adopt,
-                                managed_before=managed_before, ours=resolved.owner, observation=observation)
+                                managed_before=managed_before, ours=resolved.owner, observation=observation,
+                                recorded=recorded)
         if done.error is not None:
             return _failure_status(status, request, resolved, done.error, now, timing, found, True)
         found.writes += done.calls

@@ -119,6 +119,17 @@ def test_pull_secret_lifecycle(kube, pull_operator, namespace, aws_server_sessio
     assert set(auths(restored)) == hosts
     assert "SecretRestored" in {e["reason"] for e in kube.events_for(namespace, "pull")}
 
+    # Its marks removed by hand (owner annotation, managed-by label, ownerReference): still ours by
+    # our record (status), so restored with them, not taken for a stranger's (issue 30 §1).
+    kube.merge_patch(secret_path(namespace, "pull"), {"metadata": {
+        "annotations": {OWNER_ANNOTATION: None}, "labels": {"app.kubernetes.io/managed-by": None},
+        "ownerReferences": None}})
+    remarked = wait_for(lambda: (s := kube.get(secret_path(namespace, "pull"))) and intact(s)
+                        and s["metadata"].get("ownerReferences") and s, 10, "the Secret's marks restored")
+    assert remarked["metadata"]["annotations"][OWNER_ANNOTATION] == f"e2e/{namespace}/pull"
+    assert [r["uid"] for r in remarked["metadata"]["ownerReferences"]] == [obj["metadata"]["uid"]]
+    assert condition(wait_ready(kube, path(namespace, "pull")), "Ready")["status"] == "True"
+
     # Dropped from the spec: taken out of the ServiceAccount, nothing else of it changed.
     kube.merge_patch(path(namespace, "pull"), {"spec": {"serviceAccounts": []}})
     wait_for(lambda: pull_names(kube, namespace, "builder") == ["someone-elses"], SETTLE, "SA entry removed")
