@@ -83,8 +83,11 @@ def decide(observation: Observation, *, adopt_existing: bool, report_only: bool,
     ``report_only``: driftPolicy Report and neither the spec nor the source changed,
     so a difference can only be someone's change in AWS. ``managed_before``: status
     says we had this object in the declared state; only then is a difference drift
-    (anything else is unfinished work and is written under either policy).
+    (anything else is unfinished work and is written under either policy). An
+    ``outdated`` object (ours in an earlier version's format) was never drifted: its
+    rewrite is our own change.
     """
+    managed_before = managed_before and not observation.outdated
     if not observation.exists:
         return Decision.REPORT if report_only and managed_before else Decision.CREATE
     if observation.owner is Owner.FOREIGN:
@@ -188,7 +191,7 @@ class ObjectResult:
 
 
 def _drift(observation: Observation, managed_before: bool) -> tuple[str, ...]:
-    if not managed_before:
+    if not managed_before or observation.outdated:
         return ()
     if not observation.exists:
         return ("existence",)
