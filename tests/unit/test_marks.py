@@ -192,3 +192,18 @@ def test_old_marked_statements_are_ours_and_outdated_only_with_the_old_prefix_gi
     # Old-marked but changed: ours, not outdated (a difference besides the mark is drift).
     edited = {"arn": "arn", "policy": {"Statement": [{"Sid": old + "G0", **statement, "Action": "ecr:*"}]}}
     assert not rp.observation_of(edited, rp.DesiredStatements("app", new, want, old_prefix=old)).outdated
+
+
+def test_the_loop_never_counts_an_outdated_object_as_drift():
+    """The one decision core: an object of ours in an earlier version's format (old mark) is
+    written even under driftPolicy Report, and its differences are not drift."""
+    from controller.aws.protocol import Difference, Observation, Owner
+    from controller.reconcile import loop
+
+    changed = (Difference("Statement[x]", 1, 2),)
+    outdated = Observation(exists=True, owner=Owner.OURS, differences=changed, outdated=True)
+    edited = Observation(exists=True, owner=Owner.OURS, differences=changed)
+    options = dict(adopt_existing=False, report_only=True, managed_before=True)
+    assert loop.decide(outdated, **options) is loop.Decision.UPDATE
+    assert loop.decide(edited, **options) is loop.Decision.REPORT
+    assert loop._drift(outdated, True) == () and loop._drift(edited, True) == ("Statement[x]",)
