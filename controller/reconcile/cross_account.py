@@ -25,6 +25,8 @@ What is particular to this kind (the rest is the loop's and the assembly's):
 - A repository dropped from ``spec.repositories`` loses our statements (the
   resource no longer asks for them there).
 - Deletion works from status rows when the spec became invalid; Retain leaves all.
+- Statements under this owner's legacy 40-bit Sid mark are ours only in documents
+  status has a row for (``_Context.old_prefix``): re-marked once, never drift.
 - ``spec.repositoryPrefixes``: the repositories under each prefix are listed at
   every pass and synced like listed ones; each prefix's creation template
   (``TEMPLATE_STATEMENTS``, rows in ``status.templates``) and, for Pull grants on
