@@ -22,8 +22,9 @@ parameterised by where the document lives:
   present is ``Owner.OURS`` with one ``Difference`` per statement Sid, compared by
   meaning. Statements under this owner's legacy (40-bit) mark are ours too when
   the caller accepts that mark (``DesiredStatements.old_prefix``, only where status
-  records the document): ``outdated`` when that mark is their only difference. A repository that does not exist raises ``RepositoryMissing`` (a
-  missing dependency, not "absent statements": there is nothing to create into);
+  records the document): ``outdated`` when that mark is their only difference. A
+  repository that does not exist raises ``RepositoryMissing`` (a missing
+  dependency, not "absent statements": there is nothing to create into);
 - ``create`` / ``update``: SetRepositoryPolicy of the merged document;
   ``delete``: our statements out (DeleteRepositoryPolicy when nothing else is
   left); ``predict``: what those would return, without AWS. ECR refusing a
