@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from controller import __version__
+from controller.settings import cluster_id
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -214,6 +215,13 @@ def _cmd_iam_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_id_or_placeholder(text: str) -> str:
+    """iam-policy's --cluster-id: a valid cluster id, or the placeholder left for envsubst."""
+    from controller import iampolicy
+
+    return text if text == iampolicy.CLUSTER_PLACEHOLDER else cluster_id(text)
+
+
 def _add_iam_policy_command(sub: argparse._SubParsersAction) -> None:
     from controller import iampolicy
 
@@ -226,7 +234,7 @@ def _add_iam_policy_command(sub: argparse._SubParsersAction) -> None:
                         help="ARN partition: aws, aws-cn or aws-us-gov (default: the placeholder ${AWS_PARTITION}).")
     policy.add_argument("--account", default=iampolicy.ACCOUNT_PLACEHOLDER,
                         help="The 12-digit account the operator acts in (default: ${AWS_ACCOUNT_ID}).")
-    policy.add_argument("--cluster-id", default=iampolicy.CLUSTER_PLACEHOLDER,
+    policy.add_argument("--cluster-id", default=iampolicy.CLUSTER_PLACEHOLDER, type=_cluster_id_or_placeholder,
                         help="The operator's --cluster-id: GetSecretValue and writes are allowed only on objects "
                         "whose regaccess.io/owner tag starts with <cluster-id>/ (default: ${REGACCESS_CLUSTER_ID}).")
     policy.add_argument("--region", default="*",
@@ -252,7 +260,7 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
                       help="auto: compare with AWS when credentials are found; off: validate only.")
     plan.add_argument("-n", "--namespace", default=os.environ.get("REGACCESS_NAMESPACE", "default").split(",")[0] or "default",
                       help="Namespace for manifests that name none (default: default).")
-    plan.add_argument("--cluster-id", default=os.environ.get("REGACCESS_CLUSTER_ID", "default"),
+    plan.add_argument("--cluster-id", default=os.environ.get("REGACCESS_CLUSTER_ID", "default"), type=cluster_id,
                       help="The operator's --cluster-id (for the regaccess.io/owner tag). Env REGACCESS_CLUSTER_ID.")
     plan.add_argument("--kube", action="store_true",
                       help="Read the live resources (GET only) from the cluster of the current kubeconfig context, "

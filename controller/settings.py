@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from controller.api.validation import check_cluster_id
+
 ENV_PREFIX = "REGACCESS_"
 # The label that assigns a resource to a shard (like Flux's sharding.fluxcd.io/key).
 SHARD_LABEL = "regaccess.io/shard"
@@ -125,6 +127,14 @@ def _opt_in(text: str) -> str:
     return text.strip()
 
 
+def cluster_id(text: str) -> str:
+    """--cluster-id: validated at start-up (controller.api.validation.check_cluster_id)."""
+    try:
+        return check_cluster_id(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _applied_for(text: str) -> str:
     values = [v.strip() for v in text.split(",") if v.strip()]
     unknown = [v for v in values if v not in APPLIED_FOR_VALUES]
@@ -137,8 +147,9 @@ def _applied_for(text: str) -> str:
 # Options of `regaccess run`. Namespaces (-n/-A) are handled separately (repeatable).
 RUN_OPTIONS: list[Option] = [
     Option(("--cluster-id",), "cluster_id", "Identifies this cluster in the regaccess.io/owner "
-           "tag (<cluster-id>/<namespace>/<name>); give each cluster sharing an AWS account its own.",
-           "default"),
+           "tag (<cluster-id>/<namespace>/<name>) and the key of the statement Sid marks; give each "
+           "cluster sharing an AWS account its own. 1-63 of A-Z a-z 0-9 _ . : = + @ - (no / * ?).",
+           "default", cluster_id),
     Option(("--drift-interval",), "drift_interval", "Seconds between drift checks of each "
            "resource (with up to 10%% jitter).", 300.0, _positive_float),
     Option(("--drift-events-queue-url",), "drift_events_queue_urls", "SQS queue of AWS change events "

@@ -126,6 +126,25 @@ class ResolvedRegistryCredential:
     upstream_url: str | None
 
 
+# The cluster id (--cluster-id, the chart's clusterId): characters AWS tag values take,
+# without "/" (it separates the parts of the owner mark <cluster-id>/<namespace>/<name>),
+# so without "*" and "?" (IAM wildcards in the operator's own policy: "<cluster-id>/*")
+# and spaces. 1 to 63 characters. The same pattern is in charts/regaccess/values.schema.json.
+CLUSTER_ID_PATTERN = r"^[A-Za-z0-9_.:=+@-]{1,63}$"
+CLUSTER_ID_MESSAGE = (
+    "a cluster id is 1 to 63 of the characters A-Z a-z 0-9 _ . : = + @ - (no '/', '*', '?' "
+    "or spaces: it is the first part of the owner mark <cluster-id>/<namespace>/<name> and "
+    "of the IAM condition <cluster-id>/*); got {value!r}"
+)
+
+
+def check_cluster_id(value: str) -> str:
+    """The cluster id, or ValueError saying what a cluster id may be."""
+    if not isinstance(value, str) or not re.fullmatch(CLUSTER_ID_PATTERN, value):
+        raise ValueError(CLUSTER_ID_MESSAGE.format(value=value))
+    return value
+
+
 def owner_value(cluster_id: str, namespace: str, name: str) -> str:
     return f"{cluster_id}/{namespace}/{name}"
 

@@ -10,12 +10,16 @@ reads, made only when a put is due) and ``role_exists``.
 
 Ownership: inline policies carry no tags, so the mark is inside the document.
 Every statement's Sid starts with the owner's Sid prefix, derived from the owner
-mark ``<cluster-id>/<namespace>/<name>`` by the same rule as ECR statements
-(``repository_policies.sid_prefix``: readable part + hash + ``X``, so no prefix
-is a prefix of another's). A same-named policy is OURS when its statements carry
-our prefix, FOREIGN when any carries another regaccess prefix, UNMARKED without
-a mark. Migration: a policy written before marks existed has the Sids
-``ReadRegistryCredential`` / ``DecryptRegistryCredential``; exactly that document
+mark ``<cluster-id>/<namespace>/<name>`` by the one rule of ``controller.aws.marks``
+(readable part + 128 bits of HMAC-SHA256 keyed with the cluster id + ``Z``, so no
+prefix is a prefix of another's). A same-named policy is OURS when its statements
+carry our prefix, FOREIGN when any carries another regaccess prefix, UNMARKED without
+a mark. Migration from the 40-bit marks of earlier versions: a policy carrying this
+owner's old mark (``legacy_sid_prefix``) is ours and outdated when status records it
+(``RolePolicy.recorded``), rewritten once with the new mark and not drift when that
+mark is its only difference; without the record the old mark proves nothing (it is
+forgeable) and the policy is UNMARKED. A policy written before marks existed has the
+Sids ``ReadRegistryCredential`` / ``DecryptRegistryCredential``; exactly that document
 for this resource's secret ARN (and KMS key ARN) is recognised as ours and
 reported as different, so the next write gives it the marked Sids
 (docs/adopting.md). Likewise a marked document as versions before the KMS
@@ -35,11 +39,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from controller.aws import policydoc
+from controller.aws import marks, policydoc
 from controller.aws.errors import is_not_found
 from controller.aws.protocol import ABSENT, Action, Difference, Observation, Owner, Written, owner_of_mark
-from controller.aws.repository_policies import SID_HEAD, SID_TAIL
-from controller.aws.repository_policies import sid_prefix as _statement_sid_prefix
 
 POLICY_VERSION = "2012-10-17"
 SECRET_ACTION = "secretsmanager:GetSecretValue"
@@ -73,10 +75,9 @@ VIA_SERVICE = "secretsmanager.{region}.amazonaws.com"
 VIA_SERVICE_KEY = "kms:ViaService"
 CONTEXT_KEY = "kms:EncryptionContext:SecretARN"
 _ARN_ACCOUNT = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:(?P<account>[0-9]{12}):")
-# The shape of any owner's Sid prefix (see repository_policies.sid_prefix): the head,
-# the readable part [a-z0-9], the upper-case hex hash, the tail. A Sid that merely
-# starts with the head ("RegaccessNotes") is no mark.
-_SID_MARK = re.compile(rf"^{SID_HEAD}[a-z0-9]*[0-9A-F]+{SID_TAIL}")
+# The shape of any owner's Sid prefix, current or legacy (controller.aws.marks). A Sid
+# that merely starts with the head ("RegaccessNotes") is no mark.
+_SID_MARK = marks.ANY_MARK
 
 
 class RoleMissing(Exception):
@@ -125,12 +126,28 @@ def account_problem(ref: RoleRef, secret_arn: str) -> str | None:
 def sid_prefix(owner: str) -> str:
     """The Sid prefix that marks our statements, from the owner mark cluster/namespace/name.
 
-    The one rule of ``repository_policies.sid_prefix`` (readable part, hash, tail), with
-    the cluster id kept in front of the namespace: the hash covers the whole owner mark,
-    so two clusters sharing an account never take each other's policy for their own.
+    The one rule of ``controller.aws.marks`` (as for ECR statements): the keyed hash
+    covers cluster id, namespace and name, so two clusters sharing an account never
+    take each other's policy for their own.
     """
+    return marks.owner_sid_prefix(owner)
+
+
+def legacy_sid_prefix(owner: str) -> str:
+    """The 40-bit mark versions before keyed marks gave this owner's Sids (the hash of
+    the whole owner mark, the readable part of ``<cluster-id>/<namespace>`` and name)."""
     scope, _, name = owner.rpartition("/")
-    return _statement_sid_prefix(scope, name)
+    return marks.legacy_mark(scope, name)
+
+
+def remarked(document: str | dict[str, Any] | None, old: str, new: str) -> dict[str, Any]:
+    """The document with every Sid carrying the mark ``old`` carrying ``new`` instead."""
+    doc = dict(policydoc.parse(document))
+    doc["Statement"] = [
+        {**s, "Sid": marks.remarked(s["Sid"], old, new)} if isinstance(s, dict) and isinstance(s.get("Sid"), str) else s
+        for s in policydoc.statements(doc)
+    ]
+    return doc
 
 
 def secret_region(secret_arn: str | None) -> str | None:
@@ -200,29 +217,46 @@ def sid_marks(document: str | dict[str, Any] | None) -> set[str]:
 
 
 def owner_of(document: str | dict[str, Any] | None, owner: str,
-             legacy: dict[str, Any] | None = None) -> tuple[Owner, str | None]:
+             legacy: dict[str, Any] | None = None, recorded: bool = False) -> tuple[Owner, str | None]:
     """Pure: whose an existing same-named policy is, and the mark that says so.
 
     Another owner's Sid prefix on any statement makes it FOREIGN (never ours to
-    write, even beside our own statements); our prefix makes it OURS; so does the
-    pre-mark document ``legacy`` exactly (the migration rule); anything else is
-    UNMARKED (a person's or another tool's policy)."""
+    write, even beside our own statements); our prefix makes it OURS; so does our
+    legacy (40-bit) mark when status records the policy as ours (``recorded``), and
+    the pre-mark document ``legacy`` exactly (the migration rules); anything else is
+    UNMARKED (a person's or another tool's policy). Our legacy mark without the record
+    is UNMARKED too: being forgeable, it proves nothing on its own."""
     ours = sid_prefix(owner)
-    marks = sid_marks(document)
-    others = sorted(marks - {ours})
+    old = legacy_sid_prefix(owner)
+    found = sid_marks(document)
+    others = sorted(found - {ours, old})
     # Another owner's mark wins over ours: one of its statements would be overwritten.
-    mark = others[0] if others else (ours if ours in marks else None)
-    if mark is None and legacy is not None and policydoc.equivalent(legacy, document):
+    if others:
+        return Owner.FOREIGN, others[0]
+    if ours in found:
+        return Owner.OURS, ours
+    if old in found:
+        return (Owner.OURS, old) if recorded else (Owner.UNMARKED, None)
+    if legacy is not None and policydoc.equivalent(legacy, document):
         return Owner.OURS, None
-    return owner_of_mark(mark, ours), mark
+    return owner_of_mark(None, ours), None
 
 
 def outdated(desired: "RolePolicy", document: str | dict[str, Any] | None, owner: Owner, mark: str | None) -> bool:
-    """Pure: is this our policy as an earlier version wrote it (before marks, or marked but
-    before the KMS conditions)? Its rewrite is our own change, never drift."""
+    """Pure: is this our policy as an earlier version wrote it (before marks, under the
+    legacy 40-bit mark, or marked but before the KMS conditions)? Its rewrite is our own
+    change, never drift. Under the legacy mark only when that mark is the only
+    difference: anything else changed in it is drift like in any policy of ours."""
     if owner is not Owner.OURS:
         return False
-    return mark is None or (desired.previous is not None and policydoc.equivalent(desired.previous, document))
+    if mark is None:
+        return True
+    ours = sid_prefix(desired.owner)
+    if mark != ours:
+        document = remarked(document, mark, ours)
+        if policydoc.equivalent(desired.document, document):
+            return True
+    return desired.previous is not None and policydoc.equivalent(desired.previous, document)
 
 
 def budget_problem(role: str, other_sizes: list[int], ours: int, limit: int = INLINE_BUDGET) -> str | None:
@@ -248,6 +282,8 @@ class RolePolicy:
     legacy: dict[str, Any] | None = None
     # Our marked document as written before the KMS conditions (None: it equals ``document``).
     previous: dict[str, Any] | None = None
+    # Status records this policy as ours: only then is our legacy (forgeable) mark accepted.
+    recorded: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,14 +297,15 @@ class Observed:
 
 
 def role_policy(role: str, policy: str, owner: str, secret_arn: str | None,
-                kms_key_arn: str | None = None) -> RolePolicy:
+                kms_key_arn: str | None = None, *, recorded: bool = False) -> RolePolicy:
     """Pure: the desired value for one role. The legacy document is for the same secret
-    and key (unknown, None, when the secret ARN is)."""
+    and key (unknown, None, when the secret ARN is); ``recorded``: status has a row for
+    this role's policy."""
     document = desired(secret_arn or "", kms_key_arn, owner)
     previous = desired(secret_arn or "", kms_key_arn, owner, kms_conditions=False)
     return RolePolicy(role=role, policy=policy, owner=owner, document=document,
                       legacy=desired(secret_arn, kms_key_arn, kms_conditions=False) if secret_arn else None,
-                      previous=previous if previous != document else None)
+                      previous=previous if previous != document else None, recorded=recorded)
 
 
 class RolePolicies:
@@ -291,13 +328,13 @@ class RolePolicies:
                 return ABSENT
             raise
         document = policydoc.parse(response.get("PolicyDocument"))
-        owner, mark = owner_of(document, desired.owner, desired.legacy)
+        owner, mark = owner_of(document, desired.owner, desired.legacy, desired.recorded)
         legacy = outdated(desired, document, owner, mark)
         differences: tuple[Difference, ...] = ()
         if compare(desired.document, document):
             differences = (Difference(DOCUMENT_FIELD, document, desired.document),)
         return Observation(exists=True, owner=owner, differences=differences,
-                           observed=Observed(document, legacy), mark=mark)
+                           observed=Observed(document, legacy), mark=mark, outdated=legacy)
 
     def _put(self, client: Any, desired: RolePolicy) -> Written:
         try:

@@ -92,6 +92,9 @@ class Observation:
     observed: Any = None
     # The mark found on the object (another owner's, for conflict messages).
     mark: str | None = None
+    # Ours as an earlier version wrote it (an old mark, a pre-mark document): the
+    # differences are our own format, so their rewrite is never drift (loop.decide).
+    outdated: bool = False
 
     @property
     def up_to_date(self) -> bool:

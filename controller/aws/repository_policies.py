@@ -20,8 +20,11 @@ parameterised by where the document lives:
 - ``observe(ecr, DesiredStatements)``: one GetRepositoryPolicy. No statement
   with our Sid prefix means ``exists=False`` (a create merges ours in); ours
   present is ``Owner.OURS`` with one ``Difference`` per statement Sid, compared by
-  meaning. A repository that does not exist raises ``RepositoryMissing`` (a
-  missing dependency, not "absent statements": there is nothing to create into);
+  meaning. Statements under this owner's legacy (40-bit) mark are ours too when
+  the caller accepts that mark (``DesiredStatements.old_prefix``, only where status
+  records the document): ``outdated`` when that mark is their only difference. A
+  repository that does not exist raises ``RepositoryMissing`` (a missing
+  dependency, not "absent statements": there is nothing to create into);
 - ``create`` / ``update``: SetRepositoryPolicy of the merged document;
   ``delete``: our statements out (DeleteRepositoryPolicy when nothing else is
   left); ``predict``: what those would return, without AWS. ECR refusing a
@@ -34,7 +37,8 @@ same dict, in its order), ``grants_too_large_message()`` /
 ``oversize_message()`` (the 10,240-character policy limit) and
 ``is_principal_rejection()``.
 
-Ownership is by ``Sid`` prefix, because repository policies have no tags: a
+Ownership is by ``Sid`` prefix (``controller.aws.marks``: 128 bits of HMAC-SHA256
+keyed with the cluster id), because repository policies have no tags: a
 repository policy may hold statements written by people, Terraform and other
 CrossAccountRepoAccess objects at once, and the operator must never touch those.
 Those foreign statements are not objects of this kind at all, so its owner is
@@ -51,7 +55,6 @@ cannot download layers; ``PullPush`` is the union of both.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +63,7 @@ from botocore.exceptions import ClientError
 
 from controller.api.models import Access
 from controller.api.validation_xrepo import ResolvedCrossAccountRepoAccess
+from controller.aws import marks
 from controller.aws import policydoc
 from controller.aws import protocol
 from controller.aws.protocol import Action, Difference, Owner, Written
@@ -79,15 +83,9 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 
 ORG_CONDITION_KEY = "aws:PrincipalOrgID"
 
-# The fixed head and tail of every owned Sid prefix. The tail "X" is neither a
-# lower-case letter (the readable part) nor an upper-case hex digit (the hash), so
-# no prefix is ever a prefix of another resource's prefix or Sids (see sid_prefix).
-SID_HEAD = "Regaccess"
-SID_TAIL = "X"
-_SID_HASH_CHARS = 10
-_SID_READABLE_NAMESPACE = 20
-_SID_READABLE_NAME = 30
-_NOT_SID_CHAR = re.compile(r"[^a-z0-9]")
+# The Sid marks (one rule for every document without tags: controller.aws.marks).
+SID_HEAD = marks.SID_HEAD
+SID_TAIL = marks.SID_TAIL
 
 ERROR_REPOSITORY_NOT_FOUND = "RepositoryNotFoundException"
 ERROR_POLICY_NOT_FOUND = "RepositoryPolicyNotFoundException"
@@ -111,29 +109,32 @@ MSG_GRANTS_TOO_LARGE = (
 # --------------------------------------------------------------------------- ownership
 
 
-def sid_prefix(namespace: str, name: str) -> str:
-    """The Sid prefix that marks statements owned by namespace/name.
+def sid_prefix(cluster_id: str, namespace: str, name: str) -> str:
+    """The Sid prefix that marks statements owned by cluster_id/namespace/name.
 
-    ``Regaccess`` + the namespace and name reduced to [a-z0-9] (readable, bounded)
-    + 10 upper-case hex digits of sha256("namespace/name") + ``X``. Deterministic;
-    the hash keeps "a/bc" and "ab/c" apart; and since ``X`` appears in neither the
-    readable part nor the hash, a prefix ends exactly where its ``X`` is, so one
-    resource's prefix never starts another's Sids.
+    ``controller.aws.marks.sid_prefix``: readable part, 128 bits of HMAC-SHA256 keyed
+    with the cluster id, tail ``Z``; one owner's prefix never starts another's Sids.
     """
-    readable = (
-        _NOT_SID_CHAR.sub("", namespace.lower())[:_SID_READABLE_NAMESPACE]
-        + _NOT_SID_CHAR.sub("", name.lower())[:_SID_READABLE_NAME]
-    )
-    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:_SID_HASH_CHARS].upper()
-    return f"{SID_HEAD}{readable}{digest}{SID_TAIL}"
+    return marks.sid_prefix(cluster_id, namespace, name)
 
 
-def is_owned(statement: Any, prefix: str) -> bool:
+def legacy_sid_prefix(namespace: str, name: str) -> str:
+    """The prefix versions before keyed marks gave namespace/name's statements (no cluster
+    id, 40 bits of sha256): recognised as ours-but-outdated where status records the
+    document as ours (``DesiredStatements.old_prefix``), never written."""
+    return marks.legacy_mark(namespace, name)
+
+
+Prefixes = str | tuple[str, ...]
+
+
+def is_owned(statement: Any, prefix: Prefixes) -> bool:
+    """Does the statement's Sid carry ``prefix`` (or one of them, our new and our old mark)?"""
     sid = statement.get("Sid") if isinstance(statement, dict) else None
     return isinstance(sid, str) and sid.startswith(prefix)
 
 
-def owned_statements(document: str | dict[str, Any] | None, prefix: str) -> list[dict[str, Any]]:
+def owned_statements(document: str | dict[str, Any] | None, prefix: Prefixes) -> list[dict[str, Any]]:
     return [s for s in policydoc.statements(document) if is_owned(s, prefix)]
 
 
@@ -167,7 +168,7 @@ def desired_statements(resolved: ResolvedCrossAccountRepoAccess, *, partition: s
     the policy small against the 10,240-character limit. No Resource element: a
     repository policy applies to its repository.
     """
-    prefix = sid_prefix(resolved.namespace, resolved.name)
+    prefix = marks.owner_sid_prefix(resolved.owner)
     out: list[dict[str, Any]] = []
     for index, grant in enumerate(resolved.spec.grants):
         actions = list(ACTIONS[grant.access])
@@ -232,7 +233,7 @@ def all_principals(statements: list[dict[str, Any]]) -> list[str]:
 
 
 def statement_differences(
-    existing: str | dict[str, Any] | None, prefix: str, desired: list[dict[str, Any]]
+    existing: str | dict[str, Any] | None, prefix: Prefixes, desired: list[dict[str, Any]]
 ) -> tuple[Difference, ...]:
     """Named differences between the owned statements and desired, by meaning.
 
@@ -263,13 +264,13 @@ def statement_differences(
 
 
 def compare(
-    existing: str | dict[str, Any] | None, prefix: str, desired: list[dict[str, Any]]
+    existing: str | dict[str, Any] | None, prefix: Prefixes, desired: list[dict[str, Any]]
 ) -> tuple[str, ...]:
     """The paths of ``statement_differences`` (``Statement[<sid>]``)."""
     return tuple(d.path for d in statement_differences(existing, prefix, desired))
 
 
-def _without_owned(document: str | dict[str, Any] | None, prefix: str) -> tuple[dict[str, Any], list[Any]]:
+def _without_owned(document: str | dict[str, Any] | None, prefix: Prefixes) -> tuple[dict[str, Any], list[Any]]:
     doc = policydoc.parse(document)
     foreign = [s for s in policydoc.statements(doc) if not is_owned(s, prefix)]
     # Keep the document's own keys (Version, Id) in their order; only Statement changes.
@@ -280,7 +281,7 @@ def _without_owned(document: str | dict[str, Any] | None, prefix: str) -> tuple[
 
 
 def merge(
-    existing: str | dict[str, Any] | None, prefix: str, desired: list[dict[str, Any]]
+    existing: str | dict[str, Any] | None, prefix: Prefixes, desired: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The policy with our statements replaced by desired and everyone else's kept.
 
@@ -291,7 +292,7 @@ def merge(
     return {**head, "Statement": [*foreign, *desired]}
 
 
-def removal(existing: str | dict[str, Any] | None, prefix: str) -> dict[str, Any] | None:
+def removal(existing: str | dict[str, Any] | None, prefix: Prefixes) -> dict[str, Any] | None:
     """The policy without our statements, or None when nothing else is left (delete it)."""
     head, foreign = _without_owned(existing, prefix)
     if not foreign:
@@ -477,7 +478,10 @@ class DesiredStatements:
     document it is. ``statements`` empty: none wanted (a delete observes with it).
     ``known_arn``: the repository ARN status already has, which saves a
     DescribeRepositories. ``applied_for``: the template's appliedFor when it must be
-    created.
+    created. ``old_prefix``: this owner's legacy mark (``legacy_sid_prefix``), given only
+    when status records the document as ours: statements carrying it are ours, outdated,
+    and the next write replaces them with ``prefix``-marked ones. Without it they are
+    someone else's statements, kept as they are (the legacy mark is forgeable).
     """
 
     target: str
@@ -485,6 +489,12 @@ class DesiredStatements:
     statements: list[dict[str, Any]] = field(default_factory=list)
     known_arn: str | None = None
     applied_for: tuple[str, ...] = DEFAULT_APPLIED_FOR
+    old_prefix: str | None = None
+
+    @property
+    def owns(self) -> Prefixes:
+        """The prefixes whose statements are ours: the mark, and the old one when accepted."""
+        return (self.prefix, self.old_prefix) if self.old_prefix else self.prefix
 
     @property
     def repository(self) -> str:
@@ -583,13 +593,24 @@ class RegistryPolicyDocument:
 
 
 def observation_of(found: dict[str, Any], desired: DesiredStatements) -> protocol.Observation:
-    """Pure: what one read of a document ({arn, policy, ...}) says about our statements."""
-    ours = owned_statements(found.get("policy"), desired.prefix)
+    """Pure: what one read of a document ({arn, policy, ...}) says about our statements.
+
+    Statements under our accepted old mark are ours; when, re-marked, they are exactly
+    the desired ones, the observation is ``outdated``: the differences are our own old
+    mark, and their rewrite is never drift."""
+    policy = found.get("policy")
+    ours = owned_statements(policy, desired.owns)
+    outdated = False
+    if desired.old_prefix and owned_statements(policy, desired.old_prefix):
+        old, new = desired.old_prefix, desired.prefix
+        again = [{**s, "Sid": marks.remarked(s["Sid"], old, new)} for s in ours]
+        outdated = not statement_differences({"Statement": again}, new, desired.statements)
     return protocol.Observation(
         exists=bool(ours),
         owner=Owner.OURS if ours else Owner.ABSENT,
-        differences=statement_differences(found.get("policy"), desired.prefix, desired.statements),
+        differences=statement_differences(policy, desired.owns, desired.statements),
         observed=found,
+        outdated=outdated,
     )
 
 
@@ -616,7 +637,7 @@ class Statements:
 
     def merged(self, desired: DesiredStatements, observation: protocol.Observation) -> dict[str, Any]:
         """The whole document a create/update writes: foreign statements as they are, ours after."""
-        return merge((observation.observed or {}).get("policy"), desired.prefix, desired.statements)
+        return merge((observation.observed or {}).get("policy"), desired.owns, desired.statements)
 
     def create(self, ecr: Any, desired: DesiredStatements, observation: protocol.Observation) -> Written:
         self.where.write(ecr, desired, observation.observed or {}, self.merged(desired, observation))
@@ -628,7 +649,7 @@ class Statements:
 
     def delete(self, ecr: Any, desired: DesiredStatements, observation: protocol.Observation) -> Written:
         found = observation.observed or {}
-        rest = removal(found.get("policy"), desired.prefix)
+        rest = removal(found.get("policy"), desired.owns)
         if rest is None:
             # Ours were the only statements: delete the document rather than write an empty one.
             self.where.clear(ecr, desired, found)
@@ -640,7 +661,7 @@ class Statements:
         policy = (observation.observed or {}).get("policy")
         # What plan shows: how many statements of others the write keeps, and whether a
         # delete removes the whole policy (DeleteRepositoryPolicy) or rewrites it.
-        others = len(policydoc.statements(policy)) - len(owned_statements(policy, desired.prefix))
+        others = len(policydoc.statements(policy)) - len(owned_statements(policy, desired.owns))
         if action is Action.DELETE:
             return Written(1, {"policyDeleted": others == 0, "othersKept": others})
         return Written(1, {"arn": (observation.observed or {}).get("arn"), "othersKept": others})

@@ -535,7 +535,7 @@ class Demo:
         xrepo = self.example_of("CrossAccountRepoAccess")
         if xrepo is None or not self.prepared.repositories:
             return ""
-        prefix = rp.sid_prefix(self.namespace, xrepo["metadata"]["name"])
+        prefix = rp.sid_prefix(DEMO_CLUSTER_ID, self.namespace, xrepo["metadata"]["name"])
         ecr = self.boto("ecr", self.prepared.repository_region)
         found = []
         for index, repository in enumerate(self.prepared.repositories):

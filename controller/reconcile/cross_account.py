@@ -25,6 +25,8 @@ What is particular to this kind (the rest is the loop's and the assembly's):
 - A repository dropped from ``spec.repositories`` loses our statements (the
   resource no longer asks for them there).
 - Deletion works from status rows when the spec became invalid; Retain leaves all.
+- Statements under this owner's legacy 40-bit Sid mark are ours only in documents
+  status has a row for (``_Context.old_prefix``): re-marked once, never drift.
 - ``spec.repositoryPrefixes``: the repositories under each prefix are listed at
   every pass and synced like listed ones; each prefix's creation template
   (``TEMPLATE_STATEMENTS``, rows in ``status.templates``) and, for Pull grants on
@@ -209,6 +211,9 @@ class _Context:
     role_arn: str | None
     prefix: str
     desired: list[dict[str, Any]]
+    # This owner's legacy (40-bit) Sid mark: accepted as ours only on documents status
+    # has a row for (the operator's own record; the old mark alone is forgeable).
+    old_prefix: str
     same_generation: bool
     report_only: bool
     now: dt.datetime
@@ -233,7 +238,8 @@ def _sync_repository(ctx: _Context, repository: str, previous: dict[str, Any]) -
 
 
 def _sync_repository_locked(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
-    desired = DesiredStatements(repository, ctx.prefix, ctx.desired, known_arn=previous.get("arn"))
+    desired = DesiredStatements(repository, ctx.prefix, ctx.desired, known_arn=previous.get("arn"),
+                                old_prefix=ctx.old_prefix if previous else None)
     try:
         observation = STATEMENTS.observe(ctx.ecr, desired)
     except RepositoryMissing:
@@ -304,7 +310,8 @@ def _sync_document(ctx: _Context, adapter: Any, target: str, statements: list[di
     the write; a document shared by several resources is locked like a repository.
     """
     with _repository_lock(ctx.region, ctx.role_arn, f"{adapter.kind}:{target}"):
-        desired = DesiredStatements(target, ctx.prefix, statements, applied_for=ctx.applied_for)
+        desired = DesiredStatements(target, ctx.prefix, statements, applied_for=ctx.applied_for,
+                                    old_prefix=ctx.old_prefix if previous else None)
         what = adapter.label(desired)
         try:
             observation = adapter.observe(ctx.ecr, desired)
@@ -325,24 +332,29 @@ def _sync_document(ctx: _Context, adapter: Any, target: str, statements: list[di
 
 
 def _remove_document(ecr: Any, adapter: Any, target: str, prefix: str, lock_scope: tuple[str | None, str | None],
-                     actor: Any) -> loop.ObjectResult:
-    """Take our statements out of a template or the registry policy (the rest is kept)."""
+                     actor: Any, old_prefix: str | None = None) -> loop.ObjectResult:
+    """Take our statements out of a template or the registry policy (the rest is kept).
+
+    ``old_prefix``: our legacy mark, given when status records the document."""
     with _repository_lock(*lock_scope, f"{adapter.kind}:{target}"):
-        return loop.delete_object(adapter, ecr, DesiredStatements(target, prefix), actor=actor or loop.AWS_ACTOR)
+        return loop.delete_object(adapter, ecr, DesiredStatements(target, prefix, old_prefix=old_prefix),
+                                  actor=actor or loop.AWS_ACTOR)
 
 
 def _remove_from_repository(ecr: Any, repository: str, prefix: str, lock_scope: tuple[str | None, str | None],
-                            actor: Any) -> loop.ObjectResult | None:
+                            actor: Any, old_prefix: str | None = None) -> loop.ObjectResult | None:
     """Take our statements out of one repository policy; None when the repository is gone."""
     with _repository_lock(*lock_scope, repository):
         try:
-            return loop.delete_object(STATEMENTS, ecr, DesiredStatements(repository, prefix), actor=actor or loop.AWS_ACTOR)
+            return loop.delete_object(STATEMENTS, ecr, DesiredStatements(repository, prefix, old_prefix=old_prefix),
+                                      actor=actor or loop.AWS_ACTOR)
         except RepositoryMissing:
             return None  # no repository: nothing of ours is left in it
 
 
 def _cleanup_repository(ctx: _Context, repository: str, previous: dict[str, Any]) -> RepoOutcome:
-    done = _remove_from_repository(ctx.ecr, repository, ctx.prefix, (ctx.region, ctx.role_arn), ctx.actor)
+    done = _remove_from_repository(ctx.ecr, repository, ctx.prefix, (ctx.region, ctx.role_arn), ctx.actor,
+                                   old_prefix=ctx.old_prefix)
     if done is not None and done.error is not None:
         return _failed(repository, previous.get("arn"), done.error)
     return RepoOutcome(None, writes=done.calls if done is not None else 0, observed=True)
@@ -392,7 +404,7 @@ def reconcile(
     model = resolved.spec
 
     clients = clients_for(model.region, model.roleArn, model.externalId)
-    prefix = policies.sid_prefix(namespace, name)
+    prefix = policies.sid_prefix(cluster_id, namespace, name)
     desired = policies.desired_statements(resolved, partition=policies.partition_of(model.region or clients.region))
     # Our statements alone over the limit is a spec problem: say so before any AWS call.
     alone = policies.grants_too_large_message(prefix, desired)
@@ -407,6 +419,7 @@ def reconcile(
         region=model.region or clients.region,
         role_arn=model.roleArn,
         prefix=prefix,
+        old_prefix=policies.legacy_sid_prefix(namespace, name),
         desired=desired,
         same_generation=previous_status.get("observedGeneration") == generation,
         report_only=model.driftPolicy == DriftPolicy.Report.value,
@@ -488,7 +501,7 @@ def _sync_templates(ctx: _Context, prefixes: list[str]) -> list[tuple[str, RepoO
     for prefix in previous:
         if isinstance(prefix, str) and prefix not in prefixes:
             done = _remove_document(ctx.ecr, TEMPLATE_STATEMENTS, prefix, ctx.prefix, (ctx.region, ctx.role_arn),
-                                    ctx.actor)
+                                    ctx.actor, old_prefix=ctx.old_prefix)
             row = status_row(prefix, None, ERROR, done.error.message) if done.error else None
             out.append((kind, RepoOutcome(row, writes=done.calls, observed=done.error is None, error=done.error)))
     return out
@@ -526,7 +539,8 @@ def _sync_registry_policy(ctx: _Context, resolved: Any, prefixes: list[str]) -> 
         return [(kind, _sync_document(ctx, REGISTRY_STATEMENTS, target, wanted, previous))]
     if not previous:
         return []
-    done = _remove_document(ctx.ecr, REGISTRY_STATEMENTS, target, ctx.prefix, (ctx.region, ctx.role_arn), ctx.actor)
+    done = _remove_document(ctx.ecr, REGISTRY_STATEMENTS, target, ctx.prefix, (ctx.region, ctx.role_arn), ctx.actor,
+                            old_prefix=ctx.old_prefix)
     row = status_row(target, None, ERROR, done.error.message) if done.error else None
     return [(kind, RepoOutcome(row, writes=done.calls, observed=done.error is None, error=done.error))]
 
@@ -613,7 +627,8 @@ def delete(
 
     clients = clients_for(region, role_arn, external_id)
     ecr = clients("ecr")
-    prefix = policies.sid_prefix(namespace, name)
+    prefix = policies.sid_prefix(cluster_id, namespace, name)
+    old_prefix = policies.legacy_sid_prefix(namespace, name)
     scope = (region or clients.region, role_arn)
     rows: list[dict[str, Any]] = []
     failures: list[StepError] = []
@@ -626,7 +641,9 @@ def delete(
             failures.append(loop.failure(error, STATEMENTS.service, MSG_LISTING))
     previous_rows = {row.get("name"): row for row in previous_status.get("repositories") or []}
     for repo in repos:
-        done = _remove_from_repository(ecr, repo, prefix, scope, actor)
+        # Our legacy mark counts only where status records the repository.
+        done = _remove_from_repository(ecr, repo, prefix, scope, actor,
+                                       old_prefix=old_prefix if repo in previous_rows else None)
         if done is not None and done.error is not None:
             failures.append(done.error)
             rows.append(status_row(repo, (previous_rows.get(repo) or {}).get("arn"), ERROR, done.error.message))
@@ -634,8 +651,10 @@ def delete(
             removed.append(repo)
     template_rows: list[dict[str, Any]] = []
     documents: list[str] = []
+    recorded_templates = {row.get("name") for row in previous_status.get("templates") or []}
     for template in prefixes:
-        gone = _remove_document(ecr, TEMPLATE_STATEMENTS, template, prefix, scope, actor)
+        gone = _remove_document(ecr, TEMPLATE_STATEMENTS, template, prefix, scope, actor,
+                                old_prefix=old_prefix if template in recorded_templates else None)
         if gone.error is not None:
             failures.append(gone.error)
             template_rows.append(status_row(template, None, ERROR, gone.error.message))
@@ -645,7 +664,8 @@ def delete(
     registry = previous_status.get("registryPolicy") or {}
     if prefixes or registry:
         target = registry.get("name") or REGISTRY_TARGET
-        gone = _remove_document(ecr, REGISTRY_STATEMENTS, target, prefix, scope, actor)
+        gone = _remove_document(ecr, REGISTRY_STATEMENTS, target, prefix, scope, actor,
+                                old_prefix=old_prefix if registry else None)
         if gone.error is not None:
             failures.append(gone.error)
             registry_row = status_row(target, None, ERROR, gone.error.message)

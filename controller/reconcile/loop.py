@@ -84,13 +84,16 @@ def decide(observation: Observation, *, adopt_existing: bool, report_only: bool,
     ``report_only``: driftPolicy Report and neither the spec nor the source changed,
     so a difference can only be someone's change in AWS. ``managed_before``: status
     says we had this object in the declared state; only then is a difference drift
-    (anything else is unfinished work and is written under either policy).
+    (anything else is unfinished work and is written under either policy). An
+    ``outdated`` object (ours in an earlier version's format) was never drifted: its
+    rewrite is our own change.
     ``recorded``: the operator's own durable record (status, written only by the
     operator) says it created or took over this very object. Ownership has two pieces of
     evidence, the mark in the object and that record: an object we recorded whose mark is
     gone is ours with the mark removed by hand (drift, ``MARK_FIELD``), restored with the
     marks under Remediate; only another owner's mark is a conflict.
     """
+    managed_before = managed_before and not observation.outdated
     if not observation.exists:
         return Decision.REPORT if report_only and managed_before else Decision.CREATE
     if observation.owner is Owner.FOREIGN:
@@ -204,6 +207,7 @@ class ObjectResult:
 
 
 def _drift(observation: Observation, managed_before: bool, recorded: bool = False) -> tuple[str, ...]:
+    managed_before = managed_before and not observation.outdated
     if observation.exists and observation.owner is Owner.UNMARKED and recorded:
         # The mark is gone from an object we hold: always someone's change, whatever else
         # changed with it (those fields are drift only against a declared state we had).

@@ -193,7 +193,11 @@ def _kms_key_arn(ctx: StepContext) -> tuple[str | None, StepError | None]:
 
 
 def _policy(ctx: StepContext, role: str, secret_arn: str | None, key_arn: str | None) -> iam_policies.RolePolicy:
-    return iam_policies.role_policy(role, ctx.resolved.policy_name, ctx.resolved.owner, secret_arn, key_arn)
+    # Status rows are the operator's own record: only on a role it holds is our legacy
+    # (forgeable) Sid mark taken as ours (iam_policies.owner_of).
+    recorded = ctx.recorded(ROLE_POLICY, role)
+    return iam_policies.role_policy(role, ctx.resolved.policy_name, ctx.resolved.owner, secret_arn, key_arn,
+                                    recorded=recorded)
 
 
 def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, key_arn: str | None,
@@ -222,11 +226,11 @@ def _sync_role(ctx: StepContext, iam: Any, ref: iam_policies.RoleRef, key_arn: s
     except loop.AWS_ERRORS as error:
         fail(loop.failure(error, kind.service, kind.label(desired)))
         return
-    # Rewriting a pre-mark policy with the marked Sids is our own change, never drift.
-    legacy = observation.exists and observation.observed.legacy
+    # Rewriting a policy of ours in an earlier version's format (pre-mark, legacy mark,
+    # no KMS conditions) is our own change, never drift: the loop sees observation.outdated.
     options: dict[str, Any] = dict(
         adopt_existing=ctx.resolved.spec.adoptExisting, report_only=not ctx.remediate,
-        managed_before=_is_drift(ctx, ROLE_POLICY, ref.name, uses_kms=True) and not legacy,
+        managed_before=_is_drift(ctx, ROLE_POLICY, ref.name, uses_kms=True),
         recorded=recorded,
     )
     # The loop decides; this step only needs to know whether a put is coming, for the

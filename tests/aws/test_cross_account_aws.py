@@ -23,6 +23,7 @@ from controller.reconcile import cross_account
 pytestmark = pytest.mark.aws
 
 NS = "team-a"
+CLUSTER = "test"  # the cluster id every reconcile here runs with
 ROLE = "arn:aws:iam::444455556666:role/ci-puller"
 FOREIGN = {
     "Sid": "TerraformManagedPull",
@@ -80,7 +81,7 @@ def run(factory, clock, name, body, status=None, generation=1, **kwargs):
     return cross_account.reconcile(
         NS, name, generation, body, status or {},
         clients_for=lambda region, role, external: Clients(factory, region=region, role_arn=role, external_id=external),
-        cluster_id="test", now=clock, **kwargs,
+        cluster_id=CLUSTER, now=clock, **kwargs,
     )
 
 
@@ -88,7 +89,7 @@ def remove(factory, clock, name, body, status):
     return cross_account.delete(
         NS, name, 1, body, status,
         clients_for=lambda region, role, external: Clients(factory, region=region, role_arn=role, external_id=external),
-        cluster_id="test", now=clock,
+        cluster_id=CLUSTER, now=clock,
     )
 
 
@@ -109,7 +110,7 @@ def test_creates_statements_and_status_rows(factory, ecr, calls, clock):
     # then
     assert result.ready and result.retry_after is None, result.status
     assert writes(calls) == 2
-    prefix = policies.sid_prefix(NS, "pullers")
+    prefix = policies.sid_prefix(CLUSTER, NS, "pullers")
     for repo in ("app", "tools/base"):
         statements = policy(ecr, repo)["Statement"]
         assert [s["Sid"].startswith(prefix) for s in statements] == [True]
@@ -150,8 +151,8 @@ def test_two_resources_on_one_repository_coexist(factory, ecr, calls, clock):
     assert again.ready and writes(calls) == before
     sids = [s["Sid"] for s in policy(ecr, "app")["Statement"]]
     assert sids[0] == "TerraformManagedPull"
-    assert sum(s.startswith(policies.sid_prefix(NS, "pullers")) for s in sids) == 1
-    assert sum(s.startswith(policies.sid_prefix(NS, "pushers")) for s in sids) == 1
+    assert sum(s.startswith(policies.sid_prefix(CLUSTER, NS, "pullers")) for s in sids) == 1
+    assert sum(s.startswith(policies.sid_prefix(CLUSTER, NS, "pushers")) for s in sids) == 1
 
 
 def test_noop_resync_makes_zero_ecr_writes_and_same_status(factory, ecr, calls, clock):
@@ -180,7 +181,7 @@ def test_drift_is_remediated_and_recorded(factory, ecr, calls, clock):
     assert result.ready and writes(calls) == 1
     record = result.status["drift"][-1]
     assert record["object"] == "repositoryPolicy/app" and record["remediated"] is True
-    assert record["field"].startswith("Statement[" + policies.sid_prefix(NS, "pullers"))
+    assert record["field"].startswith("Statement[" + policies.sid_prefix(CLUSTER, NS, "pullers"))
     assert result.drift_remediated == {"repositoryPolicy": 1}
     assert result.status["lastDriftCheckTime"]
     assert any(e.reason == reasons.DRIFT_REMEDIATED for e in result.events)
@@ -275,7 +276,7 @@ def test_invalid_spec_makes_no_aws_call(factory, calls, clock):
         raise AssertionError("an invalid spec must not reach AWS")
 
     body = spec(["app"], [{"principals": [{"accountId": "1234"}], "access": "Pull"}])
-    result = cross_account.reconcile(NS, "bad", 3, body, {}, clients_for=no_clients, cluster_id="test", now=clock)
+    result = cross_account.reconcile(NS, "bad", 3, body, {}, clients_for=no_clients, cluster_id=CLUSTER, now=clock)
     assert sum(calls.values()) == 0
     assert result.outcome == "invalid" and result.retry_after is None
     ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
@@ -359,7 +360,7 @@ def test_principal_rejection_retries_then_converges(request, factory, ecr, calls
     third = run(factory, clock, "pullers", body, status=second.status)
     assert third.ready and rejected() == 2
     assert "rejectedSince" not in third.status["repositories"][0]
-    assert policies.owned_statements(policy(ecr, "app"), policies.sid_prefix(NS, "pullers"))
+    assert policies.owned_statements(policy(ecr, "app"), policies.sid_prefix(CLUSTER, NS, "pullers"))
 
 
 def test_principal_rejection_reported_after_window(request, factory, ecr, calls, clock):
@@ -405,7 +406,7 @@ def test_concurrent_resources_on_one_repository_keep_each_others_statements(fact
     assert all(r.ready for r in results)
     document = policy(ecr, "app")
     for n in names:
-        assert len(policies.owned_statements(document, policies.sid_prefix(NS, n))) == 1, n
+        assert len(policies.owned_statements(document, policies.sid_prefix(CLUSTER, NS, n))) == 1, n
 
 
 def test_delete_with_a_spec_that_became_invalid_uses_status_rows(factory, ecr, calls, clock):

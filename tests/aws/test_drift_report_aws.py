@@ -119,7 +119,7 @@ def test_xrepo_owned_sid_edit_counted_once_per_check(aws_server, factory):
             "driftPolicy": "Report"}
     clock = Clock()
     first = run_xrepo(factory, spec, {}, clock, drift_check=False)
-    world.add_action_to_owned_statement(raw, "app", policies.sid_prefix(NS, "pullers"))
+    world.add_action_to_owned_statement(raw, "app", policies.sid_prefix(CLUSTER, NS, "pullers"))
     status = first.status
     for _ in range(2):
         mark = aws_server.calls.mark()

@@ -380,7 +380,7 @@ def assert_exact_statements(live: list[str]) -> None:
         assert len(sids) == len(set(sids)), (repository, sids)  # nothing twice
         expected = 1 if repository == "shared" else 0
         for name, body in XREPOS.items():
-            prefix = policies.sid_prefix(NS, name)
+            prefix = policies.sid_prefix(CLUSTER, NS, name)
             want = policies.desired_statements(validate_cross_account(NS, name, body, cluster_id=CLUSTER)[0])
             wanted_here = name in live and repository in body["repositories"]
             assert policies.compare(document, prefix, want if wanted_here else []) == (), (repository, name)

@@ -17,11 +17,11 @@ import pytest
 from controller.api import reasons
 from controller.aws import repository_policies as policies
 from controller.reconcile import cross_account, loop
-from tests.aws.test_cross_account_aws import FOREIGN, NS, ROLE, calls, clock, ecr, remove, run  # noqa: F401
+from tests.aws.test_cross_account_aws import CLUSTER, FOREIGN, NS, ROLE, calls, clock, ecr, remove, run  # noqa: F401
 
 pytestmark = pytest.mark.aws
 
-PREFIX = policies.sid_prefix(NS, "team")
+PREFIX = policies.sid_prefix(CLUSTER, NS, "team")
 ACCOUNT = "123456789012"
 OTHER_REGISTRY_STATEMENT = {
     "Sid": "ReplicationFromProd",

@@ -286,6 +286,12 @@ BAD_VALUES = {
     "service-monitor-flag-string": {"serviceMonitor": {"enabled": "yes"}},
     "digest-not-sha256": {"image": {"digest": "latest"}},
     "source-selector-not-a-string": {"sourceSecrets": {"labelSelector": ["a=b"]}},
+    "cluster-id-slash": {"clusterId": "prod/eu"},
+    "cluster-id-star": {"clusterId": "prod*"},
+    "cluster-id-question": {"clusterId": "prod?"},
+    "cluster-id-space": {"clusterId": "prod eu"},
+    "cluster-id-empty": {"clusterId": ""},
+    "cluster-id-too-long": {"clusterId": "c" * 64},
     "opt-in-empty": {"sourceSecrets": {"optIn": ""}},
     "opt-in-no-value": {"sourceSecrets": {"optIn": "regaccess.io/source"}},
     "opt-in-a-selector": {"sourceSecrets": {"optIn": "a=b,c=d"}},
@@ -374,6 +380,14 @@ def test_one_deployment_per_shard_plus_the_default_shard(values, peering):
         parser = argparse.ArgumentParser()
         add_run_arguments(parser, env)
         assert settings_from_args(parser.parse_args([]), env).shard == env["REGACCESS_SHARD"]
+
+
+def test_schema_cluster_id_is_the_operators_rule():
+    """The chart refuses exactly what the operator refuses at start-up (one pattern, twice)."""
+    from controller.api.validation import CLUSTER_ID_PATTERN
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["properties"]["clusterId"]["pattern"] == CLUSTER_ID_PATTERN
 
 
 def test_schema_refuses_a_shard_name_that_is_no_dns_label():

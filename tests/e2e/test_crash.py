@@ -112,7 +112,7 @@ class Workload:
             assert r.secret_value(f"regaccess/{ns}/cred-{i}") == {"username": "robot", "password": self.passwords[i]}
         assert r.role_policies(self.role) == {f"regaccess-{ns}-cred-{i}" for i in live}
         for i in self.xcreated:
-            owned = {s for s in r.repository_sids(self.repos[i]) if s.startswith(sid_prefix(ns, f"share-{i}"))}
+            owned = {s for s in r.repository_sids(self.repos[i]) if s.startswith(sid_prefix("e2e", ns, f"share-{i}"))}
             assert bool(owned) == (i not in self.xdeleted), self.repos[i]
 
 

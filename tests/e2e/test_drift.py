@@ -115,7 +115,7 @@ class Scene:
         """Change every kind of AWS object by hand; returns the owned Sid that was edited."""
         world.put_secret_value(self.client, self.secret_name, HAND_VALUE)
         world.edit_role_policy(self.client, self.role, self.policy_name)
-        sid = world.add_action_to_owned_statement(self.client, self.repository, policies.sid_prefix(self.ns, "pullers"))
+        sid = world.add_action_to_owned_statement(self.client, self.repository, policies.sid_prefix("e2e", self.ns, "pullers"))
         other_role = f"arn:aws:iam::{world.ACCOUNT}:role/exec-{self.ns}"
         world.register_family(self.client, self.family, other_role)
         world.register_job(self.client, self.job, other_role)
@@ -138,7 +138,7 @@ class Scene:
         return json.loads(self.client("secretsmanager").get_secret_value(SecretId=self.secret_name)["SecretString"])
 
     def owned_actions(self) -> set[str]:
-        prefix = policies.sid_prefix(self.ns, "pullers")
+        prefix = policies.sid_prefix("e2e", self.ns, "pullers")
         document = world.repository_policy(self.client, self.repository)
         actions: set[str] = set()
         for statement in document["Statement"]:

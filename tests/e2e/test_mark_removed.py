@@ -86,7 +86,7 @@ class Scene:
         return json.loads(template.get("repositoryPolicy") or '{"Statement": []}')["Statement"]
 
     def ours(self, statements: list[dict]) -> list[dict]:
-        prefix = policies.sid_prefix(self.ns, "pullers")
+        prefix = policies.sid_prefix(self.owner.split("/", 1)[0], self.ns, "pullers")
         return [s for s in statements if str(s.get("Sid", "")).startswith(prefix)]
 
     def policy_marked(self) -> bool:

@@ -127,7 +127,7 @@ def test_soak_under_faults(control_plane, kube, aws_server_session, aws_e2e, tmp
         assert r.secret_value(f"regaccess/{ns}/cred-{i}") == {"username": "robot", "password": passwords[i]}
     assert r.role_policies(role) == {f"regaccess-{ns}-cred-{i}" for i in remaining}
     for i, repo in repos.items():
-        owned = {s for s in r.repository_sids(repo) if s.startswith(sid_prefix(ns, f"share-{i}"))}
+        owned = {s for s in r.repository_sids(repo) if s.startswith(sid_prefix("e2e", ns, f"share-{i}"))}
         assert bool(owned) == (i in remaining_x), repo
 
     injected = sum(v for k, v in faults.items() if k != "latency")

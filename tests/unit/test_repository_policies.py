@@ -14,8 +14,9 @@ from controller.aws import policydoc
 from controller.aws import repository_policies as rp
 from controller.aws.protocol import Action, Difference, Owner, Written
 
-PREFIX = rp.sid_prefix("team-a", "pullers")
-OTHER = rp.sid_prefix("team-b", "pushers")
+CLUSTER = "c"  # the cluster id resolved() validates with
+PREFIX = rp.sid_prefix(CLUSTER, "team-a", "pullers")
+OTHER = rp.sid_prefix(CLUSTER, "team-b", "pushers")
 ROLE = "arn:aws:iam::444455556666:role/ci"
 
 
@@ -43,9 +44,9 @@ LOOKALIKE = {"Sid": "Regaccessteamapullers", "Effect": "Allow", "Principal": "*"
 
 
 def test_sid_prefix_is_deterministic_and_valid():
-    assert rp.sid_prefix("team-a", "pullers") == PREFIX
+    assert rp.sid_prefix(CLUSTER, "team-a", "pullers") == PREFIX
     assert re.fullmatch(r"[A-Za-z0-9]+", PREFIX)
-    assert PREFIX.startswith("Regaccessteamapullers") and PREFIX.endswith("X")
+    assert re.fullmatch(r"Regaccessteamapullers[0-9A-F]{32}Z", PREFIX)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +60,7 @@ def test_sid_prefix_is_deterministic_and_valid():
     ids=["split-point", "name-extension", "truncation", "sanitised-equal"],
 )
 def test_sid_prefixes_of_different_resources_never_nest(a, b):
-    pa, pb = rp.sid_prefix(*a), rp.sid_prefix(*b)
+    pa, pb = rp.sid_prefix(CLUSTER, *a), rp.sid_prefix(CLUSTER, *b)
     assert pa != pb
     assert not pa.startswith(pb) and not pb.startswith(pa)
     # nor does one resource own the other's statements
@@ -68,7 +69,7 @@ def test_sid_prefixes_of_different_resources_never_nest(a, b):
 
 def test_sid_prefixes_are_prefix_free_over_many_names():
     names = ["a", "b", "ab", "a-b", "x1", "x10", "default", "kube-system", "team-a", "teama", "0", "00"]
-    prefixes = {rp.sid_prefix(ns, n) for ns, n in itertools.product(names, repeat=2)}
+    prefixes = {rp.sid_prefix(CLUSTER, ns, n) for ns, n in itertools.product(names, repeat=2)}
     assert len(prefixes) == len(names) ** 2
     for p, q in itertools.permutations(prefixes, 2):
         assert not (q + "G12Org").startswith(p)

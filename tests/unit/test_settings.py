@@ -105,3 +105,23 @@ def test_a_queue_url_that_is_no_url_stops_startup():
         parse(["--drift-events-queue-url", "my-queue"])
     with pytest.raises(SystemExit):
         parse([], {"REGACCESS_DRIFT_EVENTS_QUEUE_URL": "my-queue"})
+
+
+@pytest.mark.parametrize("value", ["prod/eu", "prod*", "prod?", "*", "prod eu", "", "c" * 64, "prod\n"],
+                         ids=["slash", "star", "question", "only-star", "space", "empty", "too-long", "newline"])
+def test_cluster_id_that_would_break_marks_or_tags_is_refused_at_start_up(value, capsys):
+    """'/' would split the owner mark <cluster-id>/<namespace>/<name> wrongly, '*' and '?' are
+    IAM wildcards in the operator's own policy (<cluster-id>/*): start-up fails, saying why."""
+    for argv, env in ((["--cluster-id", value], {}), ([], {"REGACCESS_CLUSTER_ID": value})):
+        if not value and not argv:
+            continue  # an empty env var means "not set" (the default), like every option
+        with pytest.raises(SystemExit) as info:
+            parse(argv, env)
+        assert info.value.code == 2
+        assert "a cluster id is 1 to 63 of the characters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["default", "prod-eu-1", "Prod_EU.1", "c:1", "a=b+c@d", "c" * 63])
+def test_cluster_id_accepted(value):
+    assert parse(["--cluster-id", value]).cluster_id == value
+    assert parse([], {"REGACCESS_CLUSTER_ID": value}).cluster_id == value
