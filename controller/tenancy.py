@@ -60,14 +60,32 @@ RULE_FIELDS: dict[str, str] = {
     "roleArns": "roles a resource assumes (spec.roleArn) or has ECR assume (spec.pullThroughCache.customRoleArn, upstreamRoleArn)",
 }
 
-# The shipped default: a namespace's secrets and policy names carry its name, so one
-# namespace cannot name another's (the defaults regaccess/<ns>/<name>,
-# ecr-pullthroughcache/<ns>/<name> and regaccess-<ns>-<name> always fit).
+# The shipped default (no TenancyPolicy, or one without spec.default): every rule field is
+# scoped to the namespace, and what cannot be scoped to it is denied. docs/security.md gives
+# the reason for each line and the one TenancyPolicy that opens it up.
 SHIPPED_DEFAULT: dict[str, tuple[str, ...]] = {
+    # The defaults regaccess/<ns>/<name>, ecr-pullthroughcache/<ns>/<name> and
+    # regaccess-<ns>-<name> always fit.
     "secretNames": ("regaccess/{namespace}/*", "ecr-pullthroughcache/{namespace}/*"),
     "policyNames": ("regaccess-{namespace}-*",),
-    # A service the operator updates is named after its namespace, in any cluster.
+    # Roles, families, job definitions and services named after their namespace. A role is
+    # judged by its name (IAM names are unique per account whatever the path).
+    "executionRoles": ("{namespace}-*",),
+    "taskDefinitionFamilies": ("{namespace}-*",),
+    "jobDefinitions": ("{namespace}-*",),
     "ecsServices": ("*/{namespace}-*",),
+    # A cache rule's prefix is a repository path head: the namespace itself or below it;
+    # ROOT (every repository of the registry) fits neither.
+    "pullThroughCachePrefixes": ("{namespace}", "{namespace}/*"),
+    # Repositories under <namespace>/ (a repositoryPrefixes entry must lie under it; ROOT
+    # never does).
+    "repositories": ("{namespace}/*",),
+    # Nothing a namespace could own: another Region, another account, a role to assume (or
+    # for ECR to assume). Left out of a spec, these are the operator's own, which the admin
+    # chose, and stay allowed: rules apply to what a tenant writes.
+    "regions": (),
+    "accounts": (),
+    "roleArns": (),
 }
 SHIPPED_NAME = "(shipped default)"
 MSG_NOT_PERMITTED = "{value!r} is not permitted in namespace {namespace}: {rule}"
@@ -79,7 +97,8 @@ class Policy:
     """A parsed TenancyPolicy (or the shipped default)."""
 
     name: str = SHIPPED_NAME
-    default_action: str = ALLOW
+    # Deny: a rule field added later and not yet in SHIPPED_DEFAULT is closed, not open.
+    default_action: str = DENY
     default: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(SHIPPED_DEFAULT))
     namespaces: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     # Set when the TenancyPolicy object could not be parsed: every resource is refused.

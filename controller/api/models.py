@@ -669,15 +669,18 @@ class TenancyRules(_Model):
 
 class TenancyPolicySpec(_Model):
     defaultAction: TenancyAction = Field(
-        default=TenancyAction.Allow,
+        default=TenancyAction.Deny,
         description="What a rule field that neither the namespace's entry nor default lists allows: "
-        "Allow (anything) or Deny (nothing).",
+        "Deny (nothing; the default) or Allow (anything).",
     )
     default: TenancyRules | None = Field(
         default=None,
-        description="Rules for every namespace. Left out: the shipped default (secretNames "
-        "regaccess/{namespace}/* and ecr-pullthroughcache/{namespace}/*, policyNames "
-        "regaccess-{namespace}-*, ecsServices */{namespace}-*). {} means no rules.",
+        description="Rules for every namespace. Left out: the shipped default, every field scoped "
+        "to the namespace (secretNames regaccess/{namespace}/* and ecr-pullthroughcache/{namespace}/*, "
+        "policyNames regaccess-{namespace}-*, executionRoles, taskDefinitionFamilies and jobDefinitions "
+        "{namespace}-*, ecsServices */{namespace}-*, pullThroughCachePrefixes {namespace} and "
+        "{namespace}/*, repositories {namespace}/*; regions, accounts and roleArns none). "
+        "{} means no rules (defaultAction decides every field).",
     )
     namespaces: dict[str, TenancyRules] = Field(
         default_factory=dict,

@@ -85,7 +85,7 @@ def test_grants_too_large_for_any_policy_are_reported_before_aws():
         return Clients()
 
     roles = [{"roleArn": f"arn:aws:iam::444455556666:role/a-rather-long-role-name-number-{i:04d}"} for i in range(200)]
-    spec = {"repositories": ["app"], "grants": [{"principals": roles, "access": "PullPush"}]}
+    spec = {"repositories": ["ns/app"], "grants": [{"principals": roles, "access": "PullPush"}]}
     result = xa.reconcile("ns", "n", 1, spec, {}, clients_for=no_clients, cluster_id="c", now=lambda: T0)
     ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == reasons.REPOSITORY_POLICY_TOO_LARGE and "spec.grants[0]" in ready["message"]

@@ -43,18 +43,22 @@ SHIPPED_CASES = [
     ("similar-namespace", {"secret": {"name": "regaccess/teamab/x"}},
      [("spec.secret.name", reasons.NOT_PERMITTED)]),
     ("outside-regaccess", {"secret": {"name": "prod/db-password"}}, [("spec.secret.name", reasons.NOT_PERMITTED)]),
-    ("ptc-default-name", {"pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-a-hub"}},
+    ("ptc-namespace-prefix", {"pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-a"}},
      []),
+    ("ptc-prefix-under-namespace", {"pullThroughCache": {"upstreamRegistry": "docker-hub",
+                                                         "ecrRepositoryPrefix": "team-a/hub"}}, []),
     ("ptc-other-namespace", {"secret": {"name": "ecr-pullthroughcache/team-b/hub"},
-                             "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "hub"}},
-     [("spec.secret.name", reasons.NOT_PERMITTED)]),
-    ("policy-default-with-role", {"grants": {"executionRoles": ["exec"]}}, []),
-    ("policy-foreign-name", {"grants": {"executionRoles": ["exec"], "policyName": "admin-inline"}},
+                             "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-b"}},
+     [("spec.secret.name", reasons.NOT_PERMITTED), ("spec.pullThroughCache.ecrRepositoryPrefix", reasons.NOT_PERMITTED)]),
+    ("policy-default-with-role", {"grants": {"executionRoles": ["team-a-exec"]}}, []),
+    ("policy-foreign-name", {"grants": {"executionRoles": ["team-a-exec"], "policyName": "admin-inline"}},
      [("spec.grants.policyName", reasons.NOT_PERMITTED)]),
     ("policy-name-unchecked-without-role", {"grants": {"policyName": "anything"}}, []),
-    ("everything-else-allowed", {"grants": {"executionRoles": [ROLE_ARN]}, "roleArn": ROLE_ARN, "region": "eu-west-1",
-                                 "consumers": {"ecsTaskDefinitions": [{"family": "any"}],
-                                               "batchJobDefinitions": [{"name": "any"}]}}, []),
+    ("namespace-scoped-names-fit", {"grants": {"executionRoles": ["team-a-exec"]},
+                                    "consumers": {"ecsTaskDefinitions": [{"family": "team-a-api"}],
+                                                  "batchJobDefinitions": [{"name": "team-a-nightly"}],
+                                                  "ecsServices": [{"cluster": "prod", "service": "team-a-web"}]}},
+     []),
 ]
 
 
@@ -62,6 +66,114 @@ SHIPPED_CASES = [
 def test_shipped_default(case, spec, expected):
     values = tenancy.registry_credential_values(rc(**spec))
     assert refused(tenancy.SHIPPED, "team-a", values) == expected
+
+
+def test_the_shipped_default_scopes_every_rule_field():
+    """No field is left to defaultAction: each is either {namespace}-scoped or denied (empty)."""
+    assert set(tenancy.SHIPPED_DEFAULT) == set(tenancy.RULE_FIELDS)
+    for field_name, patterns in tenancy.SHIPPED_DEFAULT.items():
+        assert patterns == () or all("{namespace}" in p for p in patterns), field_name
+    assert tenancy.SHIPPED.default_action == tenancy.DENY
+
+
+TEAM_Y_ROLE = "arn:aws:iam::111122223333:role/team-y-puller"
+OTHER_ACCOUNT = "444455556666"
+# Cross-tenant attempts from namespace team-x under the shipped default (no TenancyPolicy):
+# (id, kind, spec, the fields refused). The five of issue 30 section 3 come first.
+CROSS_TENANT = [
+    ("xrepo-root-prefix-pullpush", "CrossAccountRepoAccess",
+     {"repositories": [], "repositoryPrefixes": ["ROOT"],
+      "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "PullPush"}]},
+     ["spec.repositoryPrefixes[0]"]),
+    ("pull-secret-other-teams-role", "ECRPullSecret",
+     {"registries": [{}], "roleArn": TEAM_Y_ROLE}, ["spec.roleArn", "spec.roleArn"]),
+    ("consumer-other-teams-family", "RegistryCredential",
+     {"consumers": {"ecsTaskDefinitions": [{"family": "team-y-api"}]}},
+     ["spec.consumers.ecsTaskDefinitions[0].family"]),
+    ("consumer-other-teams-job-definition", "RegistryCredential",
+     {"consumers": {"batchJobDefinitions": [{"name": "team-y-nightly"}]}},
+     ["spec.consumers.batchJobDefinitions[0].name"]),
+    ("cache-rule-root", "RegistryCredential",
+     {"secret": {"name": "ecr-pullthroughcache/team-x/hub"},
+      "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "ROOT"}},
+     ["spec.pullThroughCache.ecrRepositoryPrefix"]),
+    ("cache-rule-other-teams-prefix", "RegistryCredential",
+     {"secret": {"name": "ecr-pullthroughcache/team-x/hub"},
+      "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-y"}},
+     ["spec.pullThroughCache.ecrRepositoryPrefix"]),
+    ("role-arn-path-of-mine-name-of-theirs", "RegistryCredential",
+     {"grants": {"executionRoles": ["arn:aws:iam::111122223333:role/team-x/team-y-exec"]}},
+     ["spec.grants.executionRoles[0]", "spec.grants.executionRoles[0]"]),  # the role, and its account
+    # And more of the same kind:
+    ("other-teams-role-by-name", "RegistryCredential",
+     {"grants": {"executionRoles": ["team-y-exec"]}}, ["spec.grants.executionRoles[0]"]),
+    ("role-name-prefix-without-separator", "RegistryCredential",
+     {"grants": {"executionRoles": ["team-xy-exec"]}}, ["spec.grants.executionRoles[0]"]),
+    ("other-teams-secret", "RegistryCredential",
+     {"secret": {"name": "regaccess/team-y/app"}}, ["spec.secret.name"]),
+    ("other-teams-policy-name", "RegistryCredential",
+     {"grants": {"executionRoles": ["team-x-exec"], "policyName": "regaccess-team-y-app"}},
+     ["spec.grants.policyName"]),
+    ("other-teams-service", "RegistryCredential",
+     {"consumers": {"ecsServices": [{"cluster": "prod", "service": "team-y-web"}]}},
+     ["spec.consumers.ecsServices[0]"]),
+    ("service-in-another-account", "RegistryCredential",
+     {"consumers": {"ecsServices": [{"cluster": f"arn:aws:ecs:eu-west-1:{OTHER_ACCOUNT}:cluster/prod",
+                                     "service": "team-x-web"}]}},
+     ["spec.consumers.ecsServices[0].cluster"]),
+    ("another-region", "RegistryCredential", {"region": "us-east-1"}, ["spec.region"]),
+    ("assume-a-role", "RegistryCredential", {"roleArn": TEAM_Y_ROLE}, ["spec.roleArn", "spec.roleArn"]),
+    ("cache-rule-custom-role", "RegistryCredential",
+     {"pullThroughCache": {"upstreamRegistry": "ecr", "ecrRepositoryPrefix": "team-x",
+                           "customRoleArn": TEAM_Y_ROLE,
+                           "upstreamRegistryUrl": "111122223333.dkr.ecr.eu-west-1.amazonaws.com"}},
+     ["spec.pullThroughCache.customRoleArn"]),
+    ("cache-rule-prefix-named-like-mine", "RegistryCredential",
+     {"pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-x-hub"}},
+     ["spec.pullThroughCache.ecrRepositoryPrefix"]),
+    ("xrepo-other-teams-repository", "CrossAccountRepoAccess",
+     {"repositories": ["team-y/api"], "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "Pull"}]},
+     ["spec.repositories[0]"]),
+    ("xrepo-other-teams-prefix", "CrossAccountRepoAccess",
+     {"repositories": [], "repositoryPrefixes": ["team-y"],
+      "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "Pull"}]},
+     ["spec.repositoryPrefixes[0]"]),
+    ("xrepo-prefix-wider-than-namespace", "CrossAccountRepoAccess",
+     {"repositories": [], "repositoryPrefixes": ["team"],
+      "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "Pull"}]},
+     ["spec.repositoryPrefixes[0]"]),
+    ("xrepo-top-level-repository", "CrossAccountRepoAccess",
+     {"repositories": ["team-x"], "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "Pull"}]},
+     ["spec.repositories[0]"]),
+    ("xrepo-assume-a-role", "CrossAccountRepoAccess",
+     {"repositories": ["team-x/api"], "roleArn": TEAM_Y_ROLE,
+      "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "Pull"}]},
+     ["spec.roleArn", "spec.roleArn"]),
+    ("pull-secret-other-account-registry", "ECRPullSecret",
+     {"registries": [{"registryId": OTHER_ACCOUNT}]}, ["spec.registries[0].registryId"]),
+    ("pull-secret-other-region", "ECRPullSecret",
+     {"registries": [{"region": "ap-south-1"}]}, ["spec.registries[0].region"]),
+]
+
+
+@pytest.mark.parametrize("case, kind, spec, expected", CROSS_TENANT, ids=[c[0] for c in CROSS_TENANT])
+def test_cross_tenant_attempts_are_refused_by_the_shipped_default(case, kind, spec, expected):
+    from controller.api.validate import validate
+
+    full = {"source": {"secretRef": {"name": "src"}}, **spec} if kind == "RegistryCredential" else spec
+    resolved, problems = validate(kind, "team-x", "x", full, cluster_id="c1")
+    assert resolved is not None, problems
+    found = refused(tenancy.SHIPPED, "team-x", tenancy.values_of(kind, resolved))
+    assert [f for f, _ in found] == expected
+    assert {r for _, r in found} == {reasons.NOT_PERMITTED}
+    # The same resource from the owning namespace's view is not what refuses it: an explicit
+    # permissive policy (the admin's reviewed choice) lets it through.
+    open_policy = tenancy.from_spec("open", {"defaultAction": "Allow", "default": {}})
+    assert refused(open_policy, "team-x", tenancy.values_of(kind, resolved)) == []
+
+
+def test_the_cross_tenant_table_is_large_enough():
+    assert len(CROSS_TENANT) >= 20
 
 
 def test_message_names_the_field_the_value_and_the_rule():
