@@ -293,6 +293,25 @@ def cross_account_values(resolved: Any) -> list[Value]:
     return values + _common(spec)
 
 
+def cross_account_target_values(region: str | None, role_arn: str | None, repositories: Iterable[str],
+                                prefixes: Iterable[str]) -> list[Value]:
+    """What a CrossAccountRepoAccess whose spec fails validation would act on when deleted.
+
+    Its delete still removes statements (from what the spec and status name), so the guard
+    judges those as it judges a valid spec: an invalid spec must not be a way around it.
+    """
+    values: list[Value] = [("spec.repositories", "repositories", repository, "value") for repository in repositories]
+    values += [("spec.repositoryPrefixes", "repositories", prefix, "prefix") for prefix in prefixes]
+    if region:
+        values.append(("spec.region", "regions", region, "value"))
+    if role_arn:
+        values.append(("spec.roleArn", "roleArns", role_arn, "value"))
+        account = _account_of_arn(role_arn)
+        if account:
+            values.append(("spec.roleArn", "accounts", account, "value"))
+    return values
+
+
 def pull_secret_values(resolved: Any) -> list[Value]:
     """What a resolved ECRPullSecret names (controller.api.validation_pull)."""
     spec = resolved.spec
@@ -336,7 +355,8 @@ def verdict(policy: Policy, namespace: str, values: Iterable[Value]) -> tuple[st
 
 
 __all__ = [
-    "ALLOW", "DENY", "Policy", "RULE_FIELDS", "SHIPPED", "SHIPPED_DEFAULT", "cross_account_values", "entry_for",
+    "ALLOW", "DENY", "Policy", "RULE_FIELDS", "SHIPPED", "SHIPPED_DEFAULT", "cross_account_target_values",
+    "cross_account_values", "entry_for",
     "from_spec", "glob_match", "permitted", "pull_secret_values", "registry_credential_values", "rule_for", "values_of",
     "verdict", "violations",
 ]
