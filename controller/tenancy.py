@@ -90,6 +90,12 @@ SHIPPED_DEFAULT: dict[str, tuple[str, ...]] = {
 SHIPPED_NAME = "(shipped default)"
 MSG_NOT_PERMITTED = "{value!r} is not permitted in namespace {namespace}: {rule}"
 MSG_POLICY_INVALID = "TenancyPolicy {name} cannot be read ({error}): every resource is refused until it is fixed"
+MSG_POLICY_MISSING = ("TenancyPolicy {name} (named by --tenancy-policy) does not exist: every resource is "
+                      "refused until it is created")
+# The name the operator follows unless told otherwise: while no such object exists, the
+# shipped default applies (a first install works). Any other name is the admin's explicit
+# choice, and its absence is an error, not a silent fall-back to the shipped default.
+DEFAULT_POLICY_NAME = "default"
 
 
 @dataclass(frozen=True)
@@ -103,9 +109,23 @@ class Policy:
     namespaces: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     # Set when the TenancyPolicy object could not be parsed: every resource is refused.
     error: str | None = None
+    # Set when the explicitly named TenancyPolicy does not exist: every resource is refused.
+    missing: bool = False
 
 
 SHIPPED = Policy()
+
+
+def absent(name: str) -> Policy:
+    """Pure: the policy in force while the TenancyPolicy ``name`` does not exist.
+
+    ``default`` (or no name: none is read) means the shipped default; a name the admin chose
+    refuses everything until it exists (TenancyPolicyMissing), so a typo in the name or a
+    policy not yet synced from Git is loud, not a quiet switch to other rules.
+    """
+    if not name or name == DEFAULT_POLICY_NAME:
+        return SHIPPED
+    return Policy(name=name, missing=True)
 
 
 def _rules(raw: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
@@ -338,6 +358,8 @@ _VALUES_OF = {
 
 def violations(policy: Policy, namespace: str, values: Iterable[Value]) -> list[Problem]:
     """Pure: one NotPermitted problem per named thing the namespace's rules do not allow."""
+    if policy.missing:
+        return [Problem(reasons.TENANCY_POLICY_MISSING, "spec", MSG_POLICY_MISSING.format(name=policy.name))]
     if policy.error is not None:
         return [Problem(reasons.NOT_PERMITTED, "spec", MSG_POLICY_INVALID.format(name=policy.name, error=policy.error))]
     problems = []
@@ -355,7 +377,7 @@ def verdict(policy: Policy, namespace: str, values: Iterable[Value]) -> tuple[st
 
 
 __all__ = [
-    "ALLOW", "DENY", "Policy", "RULE_FIELDS", "SHIPPED", "SHIPPED_DEFAULT", "cross_account_target_values",
+    "ALLOW", "DEFAULT_POLICY_NAME", "DENY", "Policy", "absent", "RULE_FIELDS", "SHIPPED", "SHIPPED_DEFAULT", "cross_account_target_values",
     "cross_account_values", "entry_for",
     "from_spec", "glob_match", "permitted", "pull_secret_values", "registry_credential_values", "rule_for", "values_of",
     "verdict", "violations",

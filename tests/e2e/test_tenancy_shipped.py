@@ -101,3 +101,46 @@ def test_the_issue_cases_are_refused_by_the_shipped_default_and_pass_an_explicit
         delete_all(kube, team_x)
         operator.kill(signal.SIGTERM)
         set_policy(kube, OPEN_TENANCY_POLICY["spec"])
+
+
+def test_a_missing_named_policy_refuses_every_resource_until_it_is_created(
+        kube, control_plane, moto_server, tmp_path, aws_server_session, aws_e2e):
+    """--tenancy-policy NAME (not "default") that does not exist is loud, not a fall-back."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.e2e.conftest import TENANCY_POLICIES
+    from tests.e2e.support import rc_path, wait_ready, wait_warning
+
+    suffix = uuid.uuid4().hex[:6]
+    namespace, policy = f"tm-{suffix}", f"team-rules-{suffix}"
+    kube.create_namespace(namespace)
+    kube.create(kube.secret_path(namespace), basic_auth_secret(namespace, "src"))
+    calls = aws_server_session.calls
+    operator = start_operator(control_plane, moto_server, tmp_path, namespaces=[namespace],
+                              extra_args=["--tenancy-policy", policy])
+
+    def missing_metric() -> float | None:
+        return next((s.value for f in text_string_to_metric_families(operator.metrics())
+                     for s in f.samples if s.name == "regaccess_tenancy_policy_missing"), None)
+
+    try:
+        path = rc_path(namespace, "app")
+        mark = calls.mark()
+        # A resource the shipped default would allow: the missing policy is what refuses it.
+        kube.create(path, custom_resource("RegistryCredential", namespace, "app", rc_spec()))
+        obj = wait_condition(kube, path, status="False", reason="TenancyPolicyMissing",
+                             what="refused while the named policy is missing")
+        assert f"TenancyPolicy {policy} (named by --tenancy-policy) does not exist" in condition(obj, "Ready")["message"]
+        wait_warning(kube, namespace, "app", "TenancyPolicyMissing")
+        assert calls.counts(since=mark) == {}
+        assert missing_metric() == 1
+        assert "tenancy policy missing" in operator.log_text()
+
+        kube.create(TENANCY_POLICIES, {**OPEN_TENANCY_POLICY, "metadata": {"name": policy}})
+        wait_ready(kube, path)  # judged again at once, no restart
+        assert missing_metric() == 0
+    finally:
+        delete_all(kube, namespace)
+        operator.kill(signal.SIGTERM)
+        if kube.get_or_none(f"{TENANCY_POLICIES}/{policy}") is not None:
+            kube.delete(f"{TENANCY_POLICIES}/{policy}")

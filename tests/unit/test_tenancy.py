@@ -353,3 +353,39 @@ def test_every_rule_field_is_in_the_model_and_the_model_has_no_other():
     from controller.api.models import TenancyRules
 
     assert set(TenancyRules.model_fields) == set(tenancy.RULE_FIELDS)
+
+
+def test_a_missing_policy_is_the_shipped_default_only_for_the_name_default():
+    assert tenancy.absent("default") is tenancy.SHIPPED
+    assert tenancy.absent("") is tenancy.SHIPPED  # none read at all
+    missing = tenancy.absent("team-rules")
+    assert missing.missing and missing.name == "team-rules"
+    values = tenancy.registry_credential_values(rc())  # fits the shipped default
+    assert tenancy.violations(tenancy.SHIPPED, "team-a", values) == []
+    [problem] = tenancy.violations(missing, "team-a", values)
+    assert problem.reason == reasons.TENANCY_POLICY_MISSING
+    assert "TenancyPolicy team-rules (named by --tenancy-policy) does not exist" in problem.message
+    assert tenancy.violations(missing, "team-a", []) != []  # even a resource naming nothing
+    # Created: the policy parsed from it replaces the absence, and the verdict changes.
+    assert tenancy.verdict(tenancy.from_spec("team-rules", {}), "team-a", values) == ()
+
+
+def test_the_absence_is_logged_and_in_the_metric():
+    from controller import handlers, metrics
+
+    lines = []
+
+    class Log:
+        def error(self, event, **fields):
+            lines.append(("error", event, fields))
+
+        def warning(self, event, **fields):
+            lines.append(("warning", event, fields))
+
+    handlers._report_tenancy_absence(Log(), "team-rules", tenancy.absent("team-rules"))
+    assert metrics.TENANCY_POLICY_MISSING._value.get() == 1
+    assert lines[-1][0] == "error" and lines[-1][2]["reason"] == reasons.TENANCY_POLICY_MISSING
+    handlers._report_tenancy_absence(Log(), "default", tenancy.absent("default"))
+    assert lines[-1][:2] == ("warning", "tenancy policy not found: the shipped default applies")
+    handlers._report_tenancy_absence(Log(), "team-rules", tenancy.from_spec("team-rules", {}))
+    assert metrics.TENANCY_POLICY_MISSING._value.get() == 0 and len(lines) == 2
