@@ -344,6 +344,40 @@ def pull_secret_values(resolved: Any) -> list[Value]:
     return values + _common(spec)
 
 
+MSG_ROLE_NOT_AS_GIVEN = ("{given!r} is not the role the operator would write to: IAM's role {name} is {real} "
+                         "(the operator writes to a role by name, so the role's real ARN is judged)")
+
+
+def real_role_problems(policy: Policy, namespace: str, roles: Iterable[str],
+                       real: dict[str, str | None]) -> list[Problem]:
+    """Pure: execution roles given as ARNs, judged by the ARN IAM answers for their name.
+
+    IAM writes (PutRolePolicy) take the role *name*, so ``arn:...:role/team-x/team-y-exec``
+    would write to the role ``team-y-exec`` wherever its path is: the ARN's text proves
+    nothing. ``real`` maps each given ARN to the ARN ``iam:GetRole`` answered for its name
+    (None: no such role, left to the grant step to report). A given ARN that is not the real
+    one is refused; the real one is judged against ``executionRoles`` and ``accounts``.
+    """
+    if policy.missing or policy.error is not None:
+        return violations(policy, namespace, [])
+    values: list[Value] = []
+    problems: list[Problem] = []
+    for i, given in enumerate(roles):
+        actual = real.get(given)
+        if not given.startswith("arn:") or actual is None:
+            continue
+        path = f"spec.grants.executionRoles[{i}]"
+        if actual != given:
+            problems.append(Problem(reasons.NOT_PERMITTED, path, MSG_ROLE_NOT_AS_GIVEN.format(
+                given=given, name=given.rsplit("/", 1)[-1], real=actual)))
+            continue
+        values.append((path, "executionRoles", actual, "role"))
+        account = _account_of_arn(actual)
+        if account:
+            values.append((path, "accounts", account, "value"))
+    return problems + violations(policy, namespace, values)
+
+
 def values_of(kind: str, resolved: Any) -> list[Value]:
     """What a resolved resource of ``kind`` names: the one dispatch for callers holding any kind."""
     return _VALUES_OF[kind](resolved)
@@ -379,6 +413,6 @@ def verdict(policy: Policy, namespace: str, values: Iterable[Value]) -> tuple[st
 __all__ = [
     "ALLOW", "DEFAULT_POLICY_NAME", "DENY", "Policy", "absent", "RULE_FIELDS", "SHIPPED", "SHIPPED_DEFAULT", "cross_account_target_values",
     "cross_account_values", "entry_for",
-    "from_spec", "glob_match", "permitted", "pull_secret_values", "registry_credential_values", "rule_for", "values_of",
+    "from_spec", "glob_match", "permitted", "pull_secret_values", "real_role_problems", "registry_credential_values", "rule_for", "values_of",
     "verdict", "violations",
 ]

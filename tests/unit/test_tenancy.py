@@ -389,3 +389,24 @@ def test_the_absence_is_logged_and_in_the_metric():
     assert lines[-1][:2] == ("warning", "tenancy policy not found: the shipped default applies")
     handlers._report_tenancy_absence(Log(), "team-rules", tenancy.from_spec("team-rules", {}))
     assert metrics.TENANCY_POLICY_MISSING._value.get() == 0 and len(lines) == 2
+
+
+def test_an_execution_role_arn_is_judged_by_the_arn_iam_answers_for_its_name():
+    policy = tenancy.from_spec("paths", {"namespaces": {"team-x": {
+        "executionRoles": ["arn:aws:iam::*:role/{namespace}/*"], "accounts": ["111122223333"]}}})
+    claimed = "arn:aws:iam::111122223333:role/team-x/team-y-exec"
+    theirs = "arn:aws:iam::111122223333:role/team-y/team-y-exec"
+    mine = "arn:aws:iam::111122223333:role/team-x/team-x-exec"
+    # The text fits the rule; the real role is elsewhere: refused, naming both ARNs.
+    [problem] = tenancy.real_role_problems(policy, "team-x", [claimed], {claimed: theirs})
+    assert (problem.field, problem.reason) == ("spec.grants.executionRoles[0]", reasons.NOT_PERMITTED)
+    assert claimed in problem.message and theirs in problem.message
+    assert tenancy.real_role_problems(policy, "team-x", ["team-x-a", mine], {mine: mine}) == []
+    # The real ARN is judged by the rule too (as given it already was, by the pure guard).
+    elsewhere = "arn:aws:iam::111122223333:role/platform/shared"
+    assert [p.field for p in tenancy.real_role_problems(policy, "team-x", [elsewhere], {elsewhere: elsewhere})] == [
+        "spec.grants.executionRoles[0]"]
+    # No such role: left to the grant step (it reports the missing role); names are not resolved.
+    assert tenancy.real_role_problems(policy, "team-x", [claimed, "team-y-exec"], {claimed: None}) == []
+    # A missing or unreadable policy still refuses everything.
+    assert tenancy.real_role_problems(tenancy.absent("rules"), "team-x", [mine], {mine: mine}) != []
