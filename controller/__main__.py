@@ -21,6 +21,18 @@ from typing import Any, Sequence
 from controller import __version__
 
 
+
+def _cluster_id(text: str) -> str:
+    from controller.settings import cluster_id
+
+    return cluster_id(text)
+
+
+def _cluster_id_or_placeholder(text: str) -> str:
+    from controller import iampolicy
+
+    return text if text == iampolicy.CLUSTER_PLACEHOLDER else _cluster_id(text)
+
 def _cmd_crds(args: argparse.Namespace) -> int:
     from controller.api import crdgen
 
@@ -226,7 +238,7 @@ def _add_iam_policy_command(sub: argparse._SubParsersAction) -> None:
                         help="ARN partition: aws, aws-cn or aws-us-gov (default: the placeholder ${AWS_PARTITION}).")
     policy.add_argument("--account", default=iampolicy.ACCOUNT_PLACEHOLDER,
                         help="The 12-digit account the operator acts in (default: ${AWS_ACCOUNT_ID}).")
-    policy.add_argument("--cluster-id", default=iampolicy.CLUSTER_PLACEHOLDER,
+    policy.add_argument("--cluster-id", default=iampolicy.CLUSTER_PLACEHOLDER, type=_cluster_id_or_placeholder,
                         help="The operator's --cluster-id: GetSecretValue and writes are allowed only on objects "
                         "whose regaccess.io/owner tag starts with <cluster-id>/ (default: ${REGACCESS_CLUSTER_ID}).")
     policy.add_argument("--region", default="*",
@@ -252,7 +264,7 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
                       help="auto: compare with AWS when credentials are found; off: validate only.")
     plan.add_argument("-n", "--namespace", default=os.environ.get("REGACCESS_NAMESPACE", "default").split(",")[0] or "default",
                       help="Namespace for manifests that name none (default: default).")
-    plan.add_argument("--cluster-id", default=os.environ.get("REGACCESS_CLUSTER_ID", "default"),
+    plan.add_argument("--cluster-id", default=os.environ.get("REGACCESS_CLUSTER_ID", "default"), type=_cluster_id,
                       help="The operator's --cluster-id (for the regaccess.io/owner tag). Env REGACCESS_CLUSTER_ID.")
     plan.add_argument("--kube", action="store_true",
                       help="Read the live resources (GET only) from the cluster of the current kubeconfig context, "

@@ -85,6 +85,24 @@ def _shard(text: str) -> str:
     return text
 
 
+CLUSTER_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:=+@-]{0,99}"
+
+
+def cluster_id(text: str) -> str:
+    """A cluster id: 1-100 characters of a tag value, never ``*``, ``?`` or ``/``.
+
+    It heads the owner tag (``<cluster-id>/<namespace>/<name>``) and the IAM policy's
+    ``aws:ResourceTag`` condition (``StringLike <cluster-id>/*``): a ``*`` or ``?`` there would
+    let this operator read and write other clusters' objects, and a ``/`` would make one
+    cluster's owner value another's (``a/b`` + ``c`` vs ``a`` + ``b/c``).
+    """
+    if not re.fullmatch(CLUSTER_ID_PATTERN, text):
+        raise argparse.ArgumentTypeError(
+            f"not a cluster id: {text!r} (1-100 of letters, digits and _ . : = + @ -, starting with a letter "
+            "or digit; no * ? or /)")
+    return text
+
+
 def _k8s_name_or_empty(text: str) -> str:
     """A Kubernetes object name (DNS subdomain), or empty."""
     if text and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", text):
@@ -137,8 +155,9 @@ def _applied_for(text: str) -> str:
 # Options of `regaccess run`. Namespaces (-n/-A) are handled separately (repeatable).
 RUN_OPTIONS: list[Option] = [
     Option(("--cluster-id",), "cluster_id", "Identifies this cluster in the regaccess.io/owner "
-           "tag (<cluster-id>/<namespace>/<name>); give each cluster sharing an AWS account its own.",
-           "default"),
+           "tag (<cluster-id>/<namespace>/<name>); give each cluster sharing an AWS account its own. "
+           "1-100 of letters, digits and _ . : = + @ - (no * ? or /: it is matched as a pattern in "
+           "the IAM policy).", "default", cluster_id),
     Option(("--drift-interval",), "drift_interval", "Seconds between drift checks of each "
            "resource (with up to 10%% jitter).", 300.0, _positive_float),
     Option(("--drift-events-queue-url",), "drift_events_queue_urls", "SQS queue of AWS change events "

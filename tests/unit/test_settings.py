@@ -105,3 +105,18 @@ def test_a_queue_url_that_is_no_url_stops_startup():
         parse(["--drift-events-queue-url", "my-queue"])
     with pytest.raises(SystemExit):
         parse([], {"REGACCESS_DRIFT_EVENTS_QUEUE_URL": "my-queue"})
+
+
+@pytest.mark.parametrize("bad", ["", "*", "prod*", "a?", "a/b", "-x", "x" * 101, "with space"])
+def test_a_cluster_id_that_would_widen_the_iam_policy_or_collide_is_refused(bad):
+    from controller import settings as s
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        s.cluster_id(bad)
+
+
+@pytest.mark.parametrize("good", ["default", "prod-eu-1", "c1", "team.prod:eu=1", "x" * 100])
+def test_a_cluster_id_of_tag_value_characters_is_taken(good):
+    from controller import settings as s
+
+    assert s.cluster_id(good) == good
