@@ -16,7 +16,7 @@ Rules (docs/security.md has examples):
   namespace is used (an exact name, else the glob with the most literal characters,
   ties broken by the key's spelling). ``spec.default`` applies to every namespace.
 - Per rule field: the namespace entry's list if it has one, else ``spec.default``'s,
-  else ``spec.defaultAction`` (``Allow``: anything; ``Deny``: nothing).
+  else ``spec.defaultAction`` (``Deny``, the default: nothing; ``Allow``: anything).
 - Patterns are globs: ``*`` any run of characters (``/`` included), ``?`` one
   character, everything else literal and case-sensitive; ``{namespace}`` is replaced
   by the resource's namespace.
@@ -24,6 +24,11 @@ Rules (docs/security.md has examples):
   rules (then ``defaultAction`` decides every field).
 - What a spec leaves out (no ``region``, no ``roleArn``) is the operator's own Region
   and identity, chosen by the admin: rules apply to what a tenant writes.
+- The shipped default scopes every field to the namespace and denies what cannot be
+  scoped (Regions, accounts, roles to assume). While the policy followed does not exist,
+  ``absent`` decides: the shipped default for ``default``, refuse everything for any other
+  name. Execution roles given as ARNs are judged again by their real ARN
+  (``real_role_problems``, fed one cached GetRole by the first RegistryCredential step).
 """
 
 from __future__ import annotations
