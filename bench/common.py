@@ -120,6 +120,15 @@ class Operator:
                 self.proc.wait(10)
 
 
+# The benchmarks name roles, families and job definitions (bench-exec-<i>, ...) that the
+# shipped tenancy default refuses (it scopes every field to the namespace). The bench follows
+# a TenancyPolicy of its own, written explicitly open, never the cluster's "default".
+BENCH_TENANCY_POLICY = "regaccess-bench"
+BENCH_TENANCY_BODY = {"apiVersion": "regaccess.io/v1alpha1", "kind": "TenancyPolicy",
+                      "metadata": {"name": BENCH_TENANCY_POLICY},
+                      "spec": {"defaultAction": "Allow", "default": {}}}
+
+
 def start_operator(kubeconfig: Path, aws_url: str, workdir: Path, *, drift_interval: float,
                    namespaces: list[str] | None = None, extra_args: list[str] | None = None,
                    extra_env: dict[str, str] | None = None, python: list[str] | None = None) -> Operator:
@@ -136,7 +145,7 @@ def start_operator(kubeconfig: Path, aws_url: str, workdir: Path, *, drift_inter
     env.update(extra_env or {})
     scope = [arg for ns in namespaces for arg in ("-n", ns)] if namespaces else ["-A"]
     args = [*(python or [sys.executable]), "-m", "controller", "run", *scope, "--metrics-port", str(port),
-            "--drift-interval", str(drift_interval), *(extra_args or [])]
+            "--drift-interval", str(drift_interval), "--tenancy-policy", BENCH_TENANCY_POLICY, *(extra_args or [])]
     return Operator(args, env, workdir / f"operator-{uuid.uuid4().hex[:6]}.log", port)
 
 
@@ -210,6 +219,9 @@ class ControlPlane:
             self.kubeconfig = self._cp.kubeconfig
             self.kube = Kube(self._cp.server, controlplane.ADMIN_TOKEN)
         self.kube.apply_crds(list(crdgen.render_all().values()))
+        path = "/apis/regaccess.io/v1alpha1/tenancypolicies"
+        if self.kube.get_or_none(f"{path}/{BENCH_TENANCY_POLICY}") is None:
+            self.kube.create(path, BENCH_TENANCY_BODY)
 
     def cpu_seconds(self) -> float | None:
         """CPU of the local kube-apiserver and etcd (None for a --kubeconfig cluster): they share

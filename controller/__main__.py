@@ -268,8 +268,9 @@ def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
                       "and clean up, and drift as drift. The source Secret is read as metadata only.")
     plan.add_argument("--tenancy-policy", default=os.environ.get("REGACCESS_TENANCY_POLICY", "default"),
                       help="The operator's --tenancy-policy: the TenancyPolicy whose rules the plan applies, taken "
-                      "from the manifests, else (with --kube) from the cluster, else the shipped default. "
-                      "Empty: the shipped default. Env REGACCESS_TENANCY_POLICY.")
+                      "with --kube from the cluster (one the manifests add is not used), else from the "
+                      "manifests, else what the operator uses while it does not exist (the shipped default "
+                      "for 'default'). Empty: the shipped default. Env REGACCESS_TENANCY_POLICY.")
     plan.set_defaults(func=_cmd_plan)
 
     demo = sub.add_parser(

@@ -47,6 +47,7 @@ import aiohttp
 import kopf
 
 from controller import diffbase, drift_events, metrics, source_index, tenancy
+from controller.api import reasons
 from controller.api.models import (CROSS_ACCOUNT_REPO_ACCESS, ECR_PULL_SECRET, GROUP, REGISTRY_CREDENTIAL,
                                    TENANCY_POLICY, VERSION)
 from controller.api.validate import validate
@@ -514,6 +515,10 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     # ------------------------------------------------------------------ the scheduler's feed
 
     def seen(indexes: dict[str, Any]) -> None:
+        if not runtime.handlers_started and settings.tenancy_policy:
+            # kopf listed the TenancyPolicies before this first handler: say once, loudly,
+            # when the one followed is not there (the rules in force are then not the admin's).
+            _report_tenancy_absence(log, settings.tenancy_policy, runtime.tenancy_policy)
         runtime.handlers_started = True
         if not runtime.indexes:
             runtime.indexes.update(indexes)
@@ -684,6 +689,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     if settings.tenancy_policy:
         tenancy_resource = (GROUP, VERSION, TENANCY_POLICY.plural)
+        # Until the index lists it: the shipped default for "default", else refuse everything.
+        runtime.tenancy_policy = runtime.tenancy_judged = tenancy.absent(settings.tenancy_policy)
 
         def ours(name: str, **_: Any) -> bool:
             return name == settings.tenancy_policy
@@ -693,6 +700,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         @kopf.index(*tenancy_resource, registry=registry, id="tenancy_policies", when=ours)
         async def tenancy_policies(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
             runtime.tenancy_policy = tenancy.from_spec(name, dict(body.get("spec") or {}))
+            metrics.TENANCY_POLICY_MISSING.set(0)
             if not runtime.handlers_started:
                 # kopf's initial listing: no resource was judged under anything yet, so
                 # tenancy_follow's first event must not re-evaluate (and reconcile again)
@@ -706,13 +714,27 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         @kopf.on.event(*tenancy_resource, registry=registry, id="tenancy_follow", when=ours)
         async def tenancy_follow(type: str | None, **_: Any) -> None:
             if type == "DELETED":
-                runtime.tenancy_policy = tenancy.SHIPPED
+                runtime.tenancy_policy = tenancy.absent(settings.tenancy_policy)
+                _report_tenancy_absence(log, settings.tenancy_policy, runtime.tenancy_policy)
             reevaluate()
 
     pull_check = register_pull_secrets(registry, runtime, _run)
     runtime.scheduler = Scheduler(check, max_concurrent=settings.max_concurrent_drift_checks,
                                   beat=runtime.health.beat, spawn=spawn, on_error=failed)
     return registry
+
+
+def _report_tenancy_absence(log: Any, name: str, policy: tenancy.Policy) -> None:
+    """A log line and the metric when the followed TenancyPolicy does not exist (no-op if it does)."""
+    if policy.missing:
+        metrics.TENANCY_POLICY_MISSING.set(1)
+        log.error("tenancy policy missing: every resource is refused until it is created", policy=name,
+                  reason=reasons.TENANCY_POLICY_MISSING)
+    elif policy is tenancy.SHIPPED:
+        metrics.TENANCY_POLICY_MISSING.set(1)
+        log.warning("tenancy policy not found: the shipped default applies", policy=name)
+    else:
+        metrics.TENANCY_POLICY_MISSING.set(0)
 
 
 # ---------------------------------------------------------------------- ECRPullSecret

@@ -89,6 +89,12 @@ DRIFT_EVENT_QUEUE_ERRORS = Counter(
     "Failed receives or deletes on a drift-event queue (drift checks go on regardless).",
     registry=REGISTRY,
 )
+TENANCY_POLICY_MISSING = Gauge(
+    "regaccess_tenancy_policy_missing",
+    "1 while the TenancyPolicy named by --tenancy-policy does not exist (default: the shipped default "
+    "applies; any other name: every resource is refused, TenancyPolicyMissing), else 0.",
+    registry=REGISTRY,
+)
 DRIFT_EVENT_QUEUE_UP = Gauge(
     "regaccess_drift_event_queue_up",
     "1 from a successful check of a drift-event queue (GetQueueAttributes, at start and after each failure) "

@@ -555,6 +555,37 @@ def _same_spec(kind: str, namespace: str, name: str, live: dict[str, Any], spec:
     return before is not None and after is not None and before.spec == after.spec
 
 
+def choose_tenancy(manifests: list[Manifest], name: str,
+                   read_cluster: Callable[[str], tenancy.Policy | None] | None) -> tuple[tenancy.Policy, list[str]]:
+    """The rules plan judges under, and notes saying which (the operator's rules, not the PR's).
+
+    With the cluster (``--kube``): its TenancyPolicy ``name``, as the operator follows it; one
+    the manifests bring is *not* used, because a pull request must not be judged by rules it
+    adds itself (it takes effect when it is applied, by whoever may write TenancyPolicies).
+    Without the cluster: the one among the manifests, else what the operator uses while none
+    exists (``tenancy.absent``: the shipped default for ``default``, else refuse everything).
+    """
+    if not name:
+        return tenancy.SHIPPED, ["tenancy rules: the shipped default (--tenancy-policy empty)"]
+    notes: list[str] = []
+    proposed = tenancy_from_manifests(manifests, name)
+    if read_cluster is not None:
+        policy = read_cluster(name)
+        if proposed is not None:
+            notes.append(f"tenancy rules: the manifests' TenancyPolicy {name} is not used: resources are judged "
+                         "under the cluster's rules until it is applied")
+        if policy is not None:
+            return policy, [*notes, f"tenancy rules: TenancyPolicy {name} from the cluster"]
+    elif proposed is not None:
+        return proposed, [f"tenancy rules: TenancyPolicy {name} from the manifests"]
+    policy = tenancy.absent(name)
+    if policy.missing:
+        return policy, [*notes, f"tenancy rules: TenancyPolicy {name} does not exist: the operator refuses "
+                                "every resource (TenancyPolicyMissing)"]
+    return policy, [*notes, "tenancy rules: the shipped default (every rule field scoped to the namespace; "
+                            "docs/security.md)"]
+
+
 def tenancy_from_manifests(manifests: list[Manifest], name: str) -> tenancy.Policy | None:
     """The TenancyPolicy ``name`` among the manifests, as the operator would read it."""
     for manifest in manifests:
@@ -876,22 +907,22 @@ def run(paths: list[str], *, output: str = "text", aws: str = "auto", namespace:
             return EXIT_USAGE
         notes.append("live status read from the cluster (--kube): objects the operator would stop managing are listed")
     elif kube:
-        notes.append("--kube has no effect without AWS: validation only")
-    policy = tenancy_from_manifests(manifests, tenancy_policy) if tenancy_policy else None
-    if policy is not None:
-        notes.append(f"tenancy rules: TenancyPolicy {tenancy_policy} from the manifests")
-    elif tenancy_policy and live is not None:
+        notes.append("--kube without AWS: validation only, under the cluster's TenancyPolicy")
+    cluster = live
+    if kube and tenancy_policy and cluster is None:
+        # Without AWS there is no live status to compare, but the rules still come from the cluster.
         try:
-            policy = live.tenancy_policy(tenancy_policy)
-        except (OSError, ValueError, ApiError) as error:
-            print(f"regaccess plan: --kube: TenancyPolicy {tenancy_policy} unreadable: {error}", file=stderr)
+            cluster = KubeLive.login()
+        except UsageError as error:
+            print(f"regaccess plan: --kube: {error}", file=stderr)
             return EXIT_USAGE
-        if policy is not None:
-            notes.append(f"tenancy rules: TenancyPolicy {tenancy_policy} from the cluster")
-    if policy is None:
-        policy = tenancy.SHIPPED
-        notes.append("tenancy rules: the shipped default (secret names under regaccess/<namespace>/ and "
-                     "ecr-pullthroughcache/<namespace>/, policy names regaccess-<namespace>-*)")
+    try:
+        policy, policy_notes = choose_tenancy(manifests, tenancy_policy,
+                                              cluster.tenancy_policy if cluster is not None else None)
+    except (OSError, ValueError, ApiError) as error:
+        print(f"regaccess plan: --kube: TenancyPolicy {tenancy_policy} unreadable: {error}", file=stderr)
+        return EXIT_USAGE
+    notes += policy_notes
     progress = (lambda text: print(text, file=stderr)) if output == "text" and getattr(stderr, "isatty", lambda: False)() else None
     objects = broken + plan_objects(manifests, default_namespace=namespace, cluster_id=cluster_id,
                                     factory=factory, live=live, progress=progress, tenancy_policy=policy)

@@ -177,10 +177,11 @@ RUN_OPTIONS: list[Option] = [
            "them. 'none' turns the check off (unsafe where tenants share a namespace with Secrets "
            "they must not read).", "regaccess.io/source=true", _opt_in),
     Option(("--tenancy-policy",), "tenancy_policy", "Name of the cluster-scoped TenancyPolicy "
-           "that says what each namespace's resources may name in AWS (docs/security.md). While it "
-           "does not exist, the shipped default applies (secret names under regaccess/<namespace>/ "
-           "and ecr-pullthroughcache/<namespace>/, policy names regaccess-<namespace>-*). Empty: "
-           "never read one (no TenancyPolicy watch or RBAC), the shipped default only.", "default",
+           "that says what each namespace's resources may name in AWS (docs/security.md). While "
+           "'default' does not exist, the shipped default applies (every rule field scoped to the "
+           "namespace); while any other name does not exist, every resource is refused "
+           "(TenancyPolicyMissing), logged and in regaccess_tenancy_policy_missing. Empty: never "
+           "read one (no TenancyPolicy watch or RBAC), the shipped default only.", "default",
            _k8s_name_or_empty),
     Option(("--metrics-port",), "metrics_port", "Port of /metrics, /healthz and /readyz "
            "(0 disables).", 8080, _port),

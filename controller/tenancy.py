@@ -16,7 +16,7 @@ Rules (docs/security.md has examples):
   namespace is used (an exact name, else the glob with the most literal characters,
   ties broken by the key's spelling). ``spec.default`` applies to every namespace.
 - Per rule field: the namespace entry's list if it has one, else ``spec.default``'s,
-  else ``spec.defaultAction`` (``Allow``: anything; ``Deny``: nothing).
+  else ``spec.defaultAction`` (``Deny``, the default: nothing; ``Allow``: anything).
 - Patterns are globs: ``*`` any run of characters (``/`` included), ``?`` one
   character, everything else literal and case-sensitive; ``{namespace}`` is replaced
   by the resource's namespace.
@@ -24,6 +24,11 @@ Rules (docs/security.md has examples):
   rules (then ``defaultAction`` decides every field).
 - What a spec leaves out (no ``region``, no ``roleArn``) is the operator's own Region
   and identity, chosen by the admin: rules apply to what a tenant writes.
+- The shipped default scopes every field to the namespace and denies what cannot be
+  scoped (Regions, accounts, roles to assume). While the policy followed does not exist,
+  ``absent`` decides: the shipped default for ``default``, refuse everything for any other
+  name. Execution roles given as ARNs are judged again by their real ARN
+  (``real_role_problems``, fed one cached GetRole by the first RegistryCredential step).
 """
 
 from __future__ import annotations
@@ -60,18 +65,42 @@ RULE_FIELDS: dict[str, str] = {
     "roleArns": "roles a resource assumes (spec.roleArn) or has ECR assume (spec.pullThroughCache.customRoleArn, upstreamRoleArn)",
 }
 
-# The shipped default: a namespace's secrets and policy names carry its name, so one
-# namespace cannot name another's (the defaults regaccess/<ns>/<name>,
-# ecr-pullthroughcache/<ns>/<name> and regaccess-<ns>-<name> always fit).
+# The shipped default (no TenancyPolicy, or one without spec.default): every rule field is
+# scoped to the namespace, and what cannot be scoped to it is denied. docs/security.md gives
+# the reason for each line and the one TenancyPolicy that opens it up.
 SHIPPED_DEFAULT: dict[str, tuple[str, ...]] = {
+    # The defaults regaccess/<ns>/<name>, ecr-pullthroughcache/<ns>/<name> and
+    # regaccess-<ns>-<name> always fit.
     "secretNames": ("regaccess/{namespace}/*", "ecr-pullthroughcache/{namespace}/*"),
     "policyNames": ("regaccess-{namespace}-*",),
-    # A service the operator updates is named after its namespace, in any cluster.
+    # Roles, families, job definitions and services named after their namespace. A role is
+    # judged by its name (IAM names are unique per account whatever the path).
+    "executionRoles": ("{namespace}-*",),
+    "taskDefinitionFamilies": ("{namespace}-*",),
+    "jobDefinitions": ("{namespace}-*",),
     "ecsServices": ("*/{namespace}-*",),
+    # A cache rule's prefix is a repository path head: the namespace itself or below it;
+    # ROOT (every repository of the registry) fits neither.
+    "pullThroughCachePrefixes": ("{namespace}", "{namespace}/*"),
+    # Repositories under <namespace>/ (a repositoryPrefixes entry must lie under it; ROOT
+    # never does).
+    "repositories": ("{namespace}/*",),
+    # Nothing a namespace could own: another Region, another account, a role to assume (or
+    # for ECR to assume). Left out of a spec, these are the operator's own, which the admin
+    # chose, and stay allowed: rules apply to what a tenant writes.
+    "regions": (),
+    "accounts": (),
+    "roleArns": (),
 }
 SHIPPED_NAME = "(shipped default)"
 MSG_NOT_PERMITTED = "{value!r} is not permitted in namespace {namespace}: {rule}"
 MSG_POLICY_INVALID = "TenancyPolicy {name} cannot be read ({error}): every resource is refused until it is fixed"
+MSG_POLICY_MISSING = ("TenancyPolicy {name} (named by --tenancy-policy) does not exist: every resource is "
+                      "refused until it is created")
+# The name the operator follows unless told otherwise: while no such object exists, the
+# shipped default applies (a first install works). Any other name is the admin's explicit
+# choice, and its absence is an error, not a silent fall-back to the shipped default.
+DEFAULT_POLICY_NAME = "default"
 
 
 @dataclass(frozen=True)
@@ -79,14 +108,29 @@ class Policy:
     """A parsed TenancyPolicy (or the shipped default)."""
 
     name: str = SHIPPED_NAME
-    default_action: str = ALLOW
+    # Deny: a rule field added later and not yet in SHIPPED_DEFAULT is closed, not open.
+    default_action: str = DENY
     default: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(SHIPPED_DEFAULT))
     namespaces: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     # Set when the TenancyPolicy object could not be parsed: every resource is refused.
     error: str | None = None
+    # Set when the explicitly named TenancyPolicy does not exist: every resource is refused.
+    missing: bool = False
 
 
 SHIPPED = Policy()
+
+
+def absent(name: str) -> Policy:
+    """Pure: the policy in force while the TenancyPolicy ``name`` does not exist.
+
+    ``default`` (or no name: none is read) means the shipped default; a name the admin chose
+    refuses everything until it exists (TenancyPolicyMissing), so a typo in the name or a
+    policy not yet synced from Git is loud, not a quiet switch to other rules.
+    """
+    if not name or name == DEFAULT_POLICY_NAME:
+        return SHIPPED
+    return Policy(name=name, missing=True)
 
 
 def _rules(raw: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
@@ -274,6 +318,25 @@ def cross_account_values(resolved: Any) -> list[Value]:
     return values + _common(spec)
 
 
+def cross_account_target_values(region: str | None, role_arn: str | None, repositories: Iterable[str],
+                                prefixes: Iterable[str]) -> list[Value]:
+    """What a CrossAccountRepoAccess whose spec fails validation would act on when deleted.
+
+    Its delete still removes statements (from what the spec and status name), so the guard
+    judges those as it judges a valid spec: an invalid spec must not be a way around it.
+    """
+    values: list[Value] = [("spec.repositories", "repositories", repository, "value") for repository in repositories]
+    values += [("spec.repositoryPrefixes", "repositories", prefix, "prefix") for prefix in prefixes]
+    if region:
+        values.append(("spec.region", "regions", region, "value"))
+    if role_arn:
+        values.append(("spec.roleArn", "roleArns", role_arn, "value"))
+        account = _account_of_arn(role_arn)
+        if account:
+            values.append(("spec.roleArn", "accounts", account, "value"))
+    return values
+
+
 def pull_secret_values(resolved: Any) -> list[Value]:
     """What a resolved ECRPullSecret names (controller.api.validation_pull)."""
     spec = resolved.spec
@@ -284,6 +347,40 @@ def pull_secret_values(resolved: Any) -> list[Value]:
         if registry.registryId:
             values.append((f"spec.registries[{i}].registryId", "accounts", registry.registryId, "value"))
     return values + _common(spec)
+
+
+MSG_ROLE_NOT_AS_GIVEN = ("{given!r} is not the role the operator would write to: IAM's role {name} is {real} "
+                         "(the operator writes to a role by name, so the role's real ARN is judged)")
+
+
+def real_role_problems(policy: Policy, namespace: str, roles: Iterable[str],
+                       real: dict[str, str | None]) -> list[Problem]:
+    """Pure: execution roles given as ARNs, judged by the ARN IAM answers for their name.
+
+    IAM writes (PutRolePolicy) take the role *name*, so ``arn:...:role/team-x/team-y-exec``
+    would write to the role ``team-y-exec`` wherever its path is: the ARN's text proves
+    nothing. ``real`` maps each given ARN to the ARN ``iam:GetRole`` answered for its name
+    (None: no such role, left to the grant step to report). A given ARN that is not the real
+    one is refused; the real one is judged against ``executionRoles`` and ``accounts``.
+    """
+    if policy.missing or policy.error is not None:
+        return violations(policy, namespace, [])
+    values: list[Value] = []
+    problems: list[Problem] = []
+    for i, given in enumerate(roles):
+        actual = real.get(given)
+        if not given.startswith("arn:") or actual is None:
+            continue
+        path = f"spec.grants.executionRoles[{i}]"
+        if actual != given:
+            problems.append(Problem(reasons.NOT_PERMITTED, path, MSG_ROLE_NOT_AS_GIVEN.format(
+                given=given, name=given.rsplit("/", 1)[-1], real=actual)))
+            continue
+        values.append((path, "executionRoles", actual, "role"))
+        account = _account_of_arn(actual)
+        if account:
+            values.append((path, "accounts", account, "value"))
+    return problems + violations(policy, namespace, values)
 
 
 def values_of(kind: str, resolved: Any) -> list[Value]:
@@ -300,6 +397,8 @@ _VALUES_OF = {
 
 def violations(policy: Policy, namespace: str, values: Iterable[Value]) -> list[Problem]:
     """Pure: one NotPermitted problem per named thing the namespace's rules do not allow."""
+    if policy.missing:
+        return [Problem(reasons.TENANCY_POLICY_MISSING, "spec", MSG_POLICY_MISSING.format(name=policy.name))]
     if policy.error is not None:
         return [Problem(reasons.NOT_PERMITTED, "spec", MSG_POLICY_INVALID.format(name=policy.name, error=policy.error))]
     problems = []
@@ -317,7 +416,8 @@ def verdict(policy: Policy, namespace: str, values: Iterable[Value]) -> tuple[st
 
 
 __all__ = [
-    "ALLOW", "DENY", "Policy", "RULE_FIELDS", "SHIPPED", "SHIPPED_DEFAULT", "cross_account_values", "entry_for",
-    "from_spec", "glob_match", "permitted", "pull_secret_values", "registry_credential_values", "rule_for", "values_of",
+    "ALLOW", "DEFAULT_POLICY_NAME", "DENY", "Policy", "absent", "RULE_FIELDS", "SHIPPED", "SHIPPED_DEFAULT", "cross_account_target_values",
+    "cross_account_values", "entry_for",
+    "from_spec", "glob_match", "permitted", "pull_secret_values", "real_role_problems", "registry_credential_values", "rule_for", "values_of",
     "verdict", "violations",
 ]

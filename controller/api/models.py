@@ -183,7 +183,8 @@ class Grants(_Model):
         default_factory=list,
         description="ECS/Batch task execution roles (names or ARNs) that receive an inline "
         "policy allowing secretsmanager:GetSecretValue on exactly this secret (and "
-        "kms:Decrypt on its customer managed key).",
+        "kms:Decrypt on its customer managed key). At most 20.",
+        max_length=20,  # bounds one resource's AWS calls (its share of the rate limiter)
     )
     policyName: str | None = Field(
         default=None,
@@ -202,7 +203,8 @@ class EcsTaskDefinitionConsumer(_Model):
     containers: list[ContainerName] | None = Field(
         default=None,
         description="Container names that pull from the private registry. Default: all "
-        "containers of the latest ACTIVE revision.",
+        "containers of the latest ACTIVE revision. At most 50.",
+        max_length=50,  # bounds one resource's AWS calls (its share of the rate limiter)
     )
 
 
@@ -225,20 +227,22 @@ class Consumers(_Model):
     ecsTaskDefinitions: list[EcsTaskDefinitionConsumer] = Field(
         default_factory=list,
         description="Task definition families whose containers reference the secret through "
-        "repositoryCredentials.credentialsParameter.",
+        "repositoryCredentials.credentialsParameter. At most 50.",
+        max_length=50,  # bounds one resource's AWS calls (its share of the rate limiter)
     )
     batchJobDefinitions: list[BatchJobDefinitionConsumer] = Field(
         default_factory=list,
-        description="Batch job definitions whose containerProperties reference the secret.",
+        description="Batch job definitions whose containerProperties reference the secret. At most 50.",
+        max_length=50,  # bounds one resource's AWS calls (its share of the rate limiter)
     )
     ecsServices: list[EcsServiceConsumer] = Field(
         default_factory=list,
-        max_length=50,
+        max_length=50,  # bounds one resource's AWS calls (its share of the rate limiter)
         description="ECS services to roll (opt-in): when the operator registers a new revision of a "
         "listed family that one of these services runs, it calls UpdateService with that revision, "
         "once per revision, and follows the deployment in status.services. A service on another "
         "family, or whose family's latest ACTIVE revision is not the operator's, is reported, not "
-        "touched (docs/services.md).",
+        "touched (docs/services.md). At most 50.",
     )
 
 
@@ -360,8 +364,9 @@ class Principal(_Model):
 class RepoGrant(_Model):
     principals: list[Principal] = Field(
         description="Who is granted access; each entry sets exactly one of accountId, "
-        "roleArn, organizationId.",
+        "roleArn, organizationId. At most 250.",
         min_length=1,
+        max_length=250,  # bounds one resource's AWS calls (its share of the rate limiter)
     )
     access: Access = Field(description="Pull, Push or PullPush.")
 
@@ -382,7 +387,8 @@ class CrossAccountRepoAccessSpec(_Model):
     repositories: list[RepositoryName] = Field(
         default_factory=list,
         description="ECR repository names whose policies carry the grants. At least one of "
-        "repositories and repositoryPrefixes is required.",
+        "repositories and repositoryPrefixes is required. At most 100.",
+        max_length=100,  # bounds one resource's AWS calls (its share of the rate limiter)
     )
     repositoryPrefixes: list[TemplatePrefix] = Field(
         default_factory=list,
@@ -390,9 +396,10 @@ class CrossAccountRepoAccessSpec(_Model):
         "that exist under each prefix, the repository creation template for the prefix "
         "(created when absent), and, for Pull grants where a pull-through cache rule has the "
         "prefix, statements in the registry policy that let the grantees create the cache "
-        "repository and import the upstream image.",
+        "repository and import the upstream image. At most 20.",
+        max_length=20,  # bounds one resource's AWS calls (its share of the rate limiter)
     )
-    grants: list[RepoGrant] = Field(description="Grants to keep.", min_length=1)
+    grants: list[RepoGrant] = Field(description="Grants to keep. At most 20.", min_length=1, max_length=20)
     deletionPolicy: DeletionPolicy = Field(
         default=DeletionPolicy.Delete,
         description="Delete: remove the owned statements with the resource. Retain: leave them.",
@@ -428,7 +435,8 @@ class ECRPullSecretSpec(_Model):
         default_factory=list,
         description="Registries the Secret holds an auths entry for "
         "(<registryId>.dkr.ecr.<region>.amazonaws.com). Default: one, the registry of the "
-        "operator's (or roleArn's) account in the operator's Region.",
+        "operator's (or roleArn's) account in the operator's Region. At most 20.",
+        max_length=20,  # bounds one resource's AWS calls (its share of the rate limiter)
     )
     roleArn: str | None = Field(
         default=None,
@@ -452,7 +460,8 @@ class ECRPullSecretSpec(_Model):
         default_factory=list,
         description="ServiceAccounts in the same namespace whose imagePullSecrets get the Secret "
         "(removed again when the resource is deleted or the entry dropped); nothing else of "
-        "them is changed.",
+        "them is changed. At most 50.",
+        max_length=50,  # bounds one resource's AWS calls (its share of the rate limiter)
     )
     adoptExisting: bool = Field(
         default=False,
@@ -673,15 +682,18 @@ class TenancyRules(_Model):
 
 class TenancyPolicySpec(_Model):
     defaultAction: TenancyAction = Field(
-        default=TenancyAction.Allow,
+        default=TenancyAction.Deny,
         description="What a rule field that neither the namespace's entry nor default lists allows: "
-        "Allow (anything) or Deny (nothing).",
+        "Deny (nothing; the default) or Allow (anything).",
     )
     default: TenancyRules | None = Field(
         default=None,
-        description="Rules for every namespace. Left out: the shipped default (secretNames "
-        "regaccess/{namespace}/* and ecr-pullthroughcache/{namespace}/*, policyNames "
-        "regaccess-{namespace}-*, ecsServices */{namespace}-*). {} means no rules.",
+        description="Rules for every namespace. Left out: the shipped default, every field scoped "
+        "to the namespace (secretNames regaccess/{namespace}/* and ecr-pullthroughcache/{namespace}/*, "
+        "policyNames regaccess-{namespace}-*, executionRoles, taskDefinitionFamilies and jobDefinitions "
+        "{namespace}-*, ecsServices */{namespace}-*, pullThroughCachePrefixes {namespace} and "
+        "{namespace}/*, repositories {namespace}/*; regions, accounts and roleArns none). "
+        "{} means no rules (defaultAction decides every field).",
     )
     namespaces: dict[str, TenancyRules] = Field(
         default_factory=dict,

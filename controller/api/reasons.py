@@ -63,6 +63,9 @@ KUBERNETES_ERROR = "KubernetesError"
 
 # Tenancy: the namespace's TenancyPolicy rules do not allow a name the spec uses (no AWS call).
 NOT_PERMITTED = "NotPermitted"
+# The TenancyPolicy named (other than "default") by --tenancy-policy does not exist: nothing is
+# judged under a fall-back the admin did not choose, every resource is refused (no AWS call).
+TENANCY_POLICY_MISSING = "TenancyPolicyMissing"
 
 # AWS state.
 OWNERSHIP_CONFLICT = "OwnershipConflict"

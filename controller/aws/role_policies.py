@@ -127,6 +127,21 @@ class Cache:
             return cached
         return self._put(key, self._read_role(iam, role))
 
+    def role_arn(self, iam: Any, role: str) -> str | None:
+        """The ARN IAM answers for the role's name (None: no such role); one GetRole per
+        name per TTL, whichever resources name it (the tenancy check of ARN-given roles)."""
+        key = ("arn", role_name(role))
+        cached = self._get(key)
+        if cached is not None:
+            return cached or None
+        try:
+            arn = iam.get_role(RoleName=role_name(role))["Role"]["Arn"]
+        except ClientError as error:
+            if _code(error) != "NoSuchEntity":
+                raise  # refused or transient: the caller classifies it, and writes nothing
+            arn = ""
+        return self._put(key, arn) or None
+
     def _read_role(self, iam: Any, role: str) -> RoleFacts:
         name = role_name(role)
         arn = role if role.startswith("arn:") else ""

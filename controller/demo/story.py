@@ -76,6 +76,7 @@ class DemoFailure(Exception):
 # --------------------------------------------------------------------------- Kubernetes access
 
 
+TENANCY_POLICIES = "/apis/regaccess.io/v1alpha1/tenancypolicies"
 PLURALS = {"RegistryCredential": "registrycredentials", "CrossAccountRepoAccess": "crossaccountrepoaccesses"}
 
 
@@ -110,6 +111,8 @@ class Demo:
         self.env: dict[str, str] = {}
         self.suffix = uuid.uuid4().hex[:6]
         self.namespace = f"regaccess-demo-{self.suffix}"
+        # Its own TenancyPolicy (never the cluster's "default"), followed with --tenancy-policy.
+        self.tenancy_policy = f"regaccess-demo-{self.suffix}"
         self.kube: Client | None = None
         self.kubeconfig: str | None = None
         self.operator: subprocess.Popen | None = None
@@ -308,6 +311,37 @@ class Demo:
             with contextlib.suppress(Exception):
                 self.kube.delete(f"/api/v1/namespaces/{self.namespace}")
 
+    def tenancy_spec(self) -> dict[str, Any]:
+        """The demo's reviewed TenancyPolicy: the shipped default, except the few existing AWS
+        names the examples point at (the role, family, repositories and Region prepared above),
+        for the demo's namespace alone. Under the shipped default they would be NotPermitted:
+        they do not carry the namespace's name (docs/security.md)."""
+        assert self.prepared is not None
+        rules: dict[str, list[str]] = {"executionRoles": [self.prepared.role_name],
+                                       "taskDefinitionFamilies": [self.prepared.family]}
+        xrepo = self.example_of("CrossAccountRepoAccess")
+        if xrepo is not None:
+            rules["repositories"] = list(xrepo["spec"].get("repositories") or [])
+            if xrepo["spec"].get("region"):
+                rules["regions"] = [xrepo["spec"]["region"]]
+        return {"defaultAction": "Deny", "namespaces": {self.namespace: rules}}
+
+    def create_tenancy_policy(self) -> None:
+        assert self.kube is not None
+        with self.step(f"Create TenancyPolicy {self.tenancy_policy}") as s:
+            body = {"apiVersion": "regaccess.io/v1alpha1", "kind": "TenancyPolicy",
+                    "metadata": {"name": self.tenancy_policy,
+                                 "labels": {"app.kubernetes.io/part-of": "regaccess-demo"}},
+                    "spec": self.tenancy_spec()}
+            self.kube.create(TENANCY_POLICIES, body)
+            self.stack.callback(self._delete_tenancy_policy)
+            s.detail = f"namespace {self.namespace} may name: " + json.dumps(body["spec"]["namespaces"][self.namespace])
+
+    def _delete_tenancy_policy(self) -> None:
+        if self.kube is not None:
+            with contextlib.suppress(Exception):
+                self.kube.delete(f"{TENANCY_POLICIES}/{self.tenancy_policy}")
+
     def load_examples(self) -> None:
         with self.step(f"Load the examples ({self.options.examples})") as s:
             if not self.options.examples.is_dir():
@@ -318,6 +352,9 @@ class Demo:
             if self.options.aws == "real":
                 # Its principals are placeholder accounts that real ECR would reject.
                 docs = [d for d in docs if d.get("kind") != "CrossAccountRepoAccess"]
+            # The examples' TenancyPolicy is for their namespaces: the demo writes its own, for
+            # its namespace only (create_tenancy_policy), and never the cluster's "default".
+            docs = [d for d in docs if d.get("kind") != "TenancyPolicy"]
             for doc in docs:
                 doc.setdefault("metadata", {})["namespace"] = self.namespace
             self.manifests = docs
@@ -340,8 +377,11 @@ class Demo:
             kube = self.kube
             assert kube is not None
             live = planner.KubeLive(lambda path, accept: kube.get_or_none(path, accept=accept))
+            from controller import tenancy
+
             objects = planner.plan_objects(manifests, default_namespace=self.namespace, cluster_id=DEMO_CLUSTER_ID,
-                                           factory=planner.read_only_factory(), live=live)
+                                           factory=planner.read_only_factory(), live=live,
+                                           tenancy_policy=tenancy.from_spec(self.tenancy_policy, self.tenancy_spec()))
             result = planner.Plan(objects, aws=True)
             if not result.valid:
                 raise DemoFailure("the examples are invalid:\n" + planner.render_text(result))
@@ -371,7 +411,8 @@ class Demo:
             env.update({"REGACCESS_CLUSTER_ID": DEMO_CLUSTER_ID, "REGACCESS_DRIFT_INTERVAL": DRIFT_INTERVAL,
                         "REGACCESS_METRICS_BIND": "127.0.0.1",
                         "REGACCESS_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"})
-            args = [sys.executable, "-m", "controller", "run", "-n", self.namespace, "--metrics-port", str(port)]
+            args = [sys.executable, "-m", "controller", "run", "-n", self.namespace, "--metrics-port", str(port),
+                    "--tenancy-policy", self.tenancy_policy]
             handle = open(log, "ab")
             self.stack.callback(handle.close)
             self.operator = subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT,
@@ -640,6 +681,7 @@ class Demo:
                 self.start_kubernetes()
                 self.install_crds()
                 self.create_namespace()
+                self.create_tenancy_policy()
                 self.run_plan("Plan the examples (regaccess plan, read-only)", expect_changes=True)
                 self.start_operator()
                 self.apply_examples()

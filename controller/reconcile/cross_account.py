@@ -607,10 +607,15 @@ def delete(
     region, role_arn, external_id, repos, deletion_policy = _lenient_target(spec, previous_status)
     prefixes = lenient_prefixes(spec, previous_status)
     resolved, _ = validate_cross_account(namespace, name, spec, cluster_id=cluster_id)
+    # The guard runs before any AWS call whether or not the spec is valid: an invalid one is
+    # judged on what its delete would act on (the lenient target), or a tenant could write an
+    # invalid spec naming another team's repositories or role and delete to reach them.
+    named = (tenancy.cross_account_values(resolved) if resolved is not None
+             else tenancy.cross_account_target_values(region, role_arn, repos, prefixes))
+    refused = tenancy.violations(tenancy_policy, namespace, named)
+    if refused:
+        return not_permitted_delete(previous_status, refused)
     if resolved is not None:
-        refused = tenancy.violations(tenancy_policy, namespace, tenancy.cross_account_values(resolved))
-        if refused:
-            return not_permitted_delete(previous_status, refused)
         model = resolved.spec
         region, role_arn, external_id = model.region, model.roleArn, model.externalId
         deletion_policy = model.deletionPolicy

@@ -65,6 +65,9 @@ def sync_steps(resolved: ResolvedRegistryCredential) -> list[tuple[str, Step]]:
     Wiring steps always run (not only when their spec list is non-empty) because an
     emptied list must remove what an earlier generation put in place."""
     return [
+        # An execution role given as an ARN is judged by its real ARN (one cached GetRole)
+        # before anything is written: the operator writes to roles by name.
+        ("rolePolicy", wiring.check_role_identity),
         # A prefix taken by someone else's rule stops everything before the first write.
         ("pullThroughCacheRule", pull_through_cache.precheck),
         ("secret", secret_step.sync),
@@ -182,6 +185,7 @@ def reconcile(request: Request, clients_for: ClientsFor, *, record_now: Callable
         source_resource_version=source_rv,
         now=now,
         actor=actor,
+        tenancy_policy=tenancy_policy,
     )
     outcomes: list[StepOutcome] = []
     failed: tuple[str, StepOutcome] | None = None

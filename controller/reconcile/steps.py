@@ -76,6 +76,9 @@ class StepContext:
     # previous condition) in ``pull_ready``.
     consumers: list[Any] = field(default_factory=list)
     pull_ready: Any = None
+    # The TenancyPolicy in force (controller.tenancy.Policy): the role-identity step judges the
+    # real ARNs of execution roles given as ARNs with it. None: the shipped default.
+    tenancy_policy: Any = None
 
     def reported_before(self, obj: str) -> bool:
         """Was drift on ``obj`` reported (not repaired) by the last check, and still open?

@@ -308,6 +308,40 @@ def _remove_role_policy(ctx: StepContext, iam: Any, name: str, arn: str | None, 
                                  ROLE_POLICY_REMOVED_MESSAGE.format(policy=desired.policy, role=name)))
 
 
+def check_role_identity(ctx: StepContext) -> StepOutcome:
+    """First of all steps, before any write: execution roles given as ARNs are who they say.
+
+    The tenancy guard is pure and judges the ARN's text; the operator writes to a role by
+    name, wherever its path (or account) is. So the real ARN must be judged, and that needs
+    one AWS read: this is the one tenancy decision that is not made before any AWS call,
+    and it is made before any *write* (the pure guard has already passed every other field).
+    Roles given by name need nothing (the name is what is written to and what was judged).
+    """
+    from controller import tenancy
+    from controller.aws import role_policies
+
+    out = StepOutcome()
+    roles = list(ctx.resolved.spec.grants.executionRoles)
+    given = [role for role in roles if role.startswith("arn:")]
+    if not given:
+        return out
+    cache = role_policies.cache_for(getattr(ctx.clients, "_factory", ctx.clients))
+    iam = ctx.clients("iam")
+    real: dict[str, str | None] = {}
+    for role in given:
+        try:
+            real[role] = cache.role_arn(iam, role)
+        except role_policies.READ_ERRORS as error:
+            out.error = loop.failure(error, "iam", f"execution role {role}")
+            return _carry_forward(ctx, ROLE_POLICY, out)
+    problems = tenancy.real_role_problems(ctx.tenancy_policy or tenancy.SHIPPED, ctx.resolved.namespace, roles, real)
+    if problems:
+        message = "; ".join(str(p) for p in problems)
+        out.error = StepError(problems[0].reason, message, False)
+        return _carry_forward(ctx, ROLE_POLICY, out)
+    return out
+
+
 def sync_role_policies(ctx: StepContext) -> StepOutcome:
     """Put the read-the-secret policy on every granted role; remove it from roles no longer listed.
 

@@ -9,6 +9,7 @@ from controller import plan
 from controller.reconcile import registry_credential as rc
 from tests.aws import test_plan_aws as tp
 from tests.aws import wired_world as ww
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -17,8 +18,8 @@ def test_status_monthly_cost_at_the_price(factory):
     spec = {"source": {"secretRef": {"name": "src"}}, "secret": {"forceDeleteWithoutRecovery": True}}
     request = rc.Request(namespace=ww.NS, name=ww.NAME, generation=1, spec=spec, status={},
                          source_secret=ww.SOURCE, cluster_id=ww.CLUSTER)
-    assert rc.reconcile(request, ww.clients_for(factory)).status["monthlyCost"] == "0.40"
-    result = rc.reconcile(request, ww.clients_for(factory), secret_monthly_price=0.5)
+    assert rc.reconcile(request, ww.clients_for(factory), tenancy_policy=OPEN).status["monthlyCost"] == "0.40"
+    result = rc.reconcile(request, ww.clients_for(factory), secret_monthly_price=0.5, tenancy_policy=OPEN)
     assert result.ready and result.status["monthlyCost"] == "0.50"
 
 

@@ -19,6 +19,7 @@ from controller.aws import policydoc
 from controller.aws import repository_policies as policies
 from controller.aws.clients import Clients
 from controller.reconcile import cross_account
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -81,16 +82,14 @@ def run(factory, clock, name, body, status=None, generation=1, **kwargs):
     return cross_account.reconcile(
         NS, name, generation, body, status or {},
         clients_for=lambda region, role, external: Clients(factory, region=region, role_arn=role, external_id=external),
-        cluster_id=CLUSTER, now=clock, **kwargs,
-    )
+        cluster_id=CLUSTER, now=clock, **kwargs, tenancy_policy=OPEN)
 
 
 def remove(factory, clock, name, body, status):
     return cross_account.delete(
         NS, name, 1, body, status,
         clients_for=lambda region, role, external: Clients(factory, region=region, role_arn=role, external_id=external),
-        cluster_id=CLUSTER, now=clock,
-    )
+        cluster_id=CLUSTER, now=clock, tenancy_policy=OPEN)
 
 
 def policy(ecr, repository):
@@ -276,7 +275,8 @@ def test_invalid_spec_makes_no_aws_call(factory, calls, clock):
         raise AssertionError("an invalid spec must not reach AWS")
 
     body = spec(["app"], [{"principals": [{"accountId": "1234"}], "access": "Pull"}])
-    result = cross_account.reconcile(NS, "bad", 3, body, {}, clients_for=no_clients, cluster_id=CLUSTER, now=clock)
+    result = cross_account.reconcile(NS, "bad", 3, body, {}, clients_for=no_clients, cluster_id=CLUSTER, now=clock,
+                                     tenancy_policy=OPEN)
     assert sum(calls.values()) == 0
     assert result.outcome == "invalid" and result.retry_after is None
     ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")

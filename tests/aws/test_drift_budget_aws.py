@@ -23,6 +23,7 @@ import pytest
 
 from controller.reconcile import cross_account
 from tests.harness import world
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -111,7 +112,7 @@ class Clock:
 
 def run_xrepo(factory, spec: dict[str, Any], status: dict[str, Any], clock: Clock, *, drift_check: bool):
     return cross_account.reconcile(NS, "pullers", 1, spec, status, clients_for=clients_for(factory),
-                                   cluster_id=CLUSTER, now=clock, drift_check=drift_check)
+                                   cluster_id=CLUSTER, now=clock, drift_check=drift_check, tenancy_policy=OPEN)
 
 
 @pytest.mark.parametrize("drift_check", [True, False], ids=["drift-check", "noop-resync"])

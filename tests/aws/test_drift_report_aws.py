@@ -22,6 +22,7 @@ from controller.api import reasons
 from controller.aws import repository_policies as policies
 from controller.reconcile import cross_account
 from tests.harness import world
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -43,7 +44,7 @@ class Clock:
 
 def run_xrepo(factory, spec: dict[str, Any], status: dict[str, Any], clock: Clock, *, drift_check: bool):
     return cross_account.reconcile(NS, "pullers", 1, spec, status, clients_for=clients_for(factory),
-                                   cluster_id=CLUSTER, now=clock, drift_check=drift_check)
+                                   cluster_id=CLUSTER, now=clock, drift_check=drift_check, tenancy_policy=OPEN)
 
 
 def test_report_drift_is_never_repaired_by_a_later_check(aws_server, factory):

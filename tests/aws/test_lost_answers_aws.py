@@ -46,6 +46,7 @@ from controller.reconcile import cross_account
 from controller.reconcile import registry_credential as rc
 from tests.conftest import ACCOUNT, REGION
 from tests.harness import world
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -149,10 +150,10 @@ class Fleet:
 
     def _once(self, i: int, deleting: bool) -> bool:
         if deleting:
-            result = rc.delete(self._request(i), self.clients_for)
+            result = rc.delete(self._request(i), self.clients_for, tenancy_policy=OPEN)
             self.status[i] = result.status
             return result.ready and result.retry_after is None
-        result = rc.reconcile(self._request(i), self.clients_for, record_now=self._record_now(i))
+        result = rc.reconcile(self._request(i), self.clients_for, record_now=self._record_now(i), tenancy_policy=OPEN)
         self.status[i] = result.status
         return result.ready and result.retry_after is None
 
@@ -406,7 +407,8 @@ def test_cross_account_statements_are_exact_under_lost_answers(factory, aws_serv
 
     def once(name: str, deleting: bool) -> bool:
         call = cross_account.delete if deleting else cross_account.reconcile
-        result = call(NS, name, 1, XREPOS[name], status[name], clients_for=clients_for, cluster_id=CLUSTER, now=_now)
+        result = call(NS, name, 1, XREPOS[name], status[name], clients_for=clients_for, cluster_id=CLUSTER, now=_now,
+                      tenancy_policy=OPEN)
         status[name] = result.status
         return (deleting or result.ready) and result.retry_after is None
 
@@ -467,7 +469,7 @@ def test_the_reconcile_observes_again_after_a_lost_register(factory, aws_server)
     mark = aws_server.calls.mark()
     seen = []
     for _ in range(3):
-        result = rc.reconcile(fleet._request(0), fleet.clients_for, record_now=fleet._record_now(0))
+        result = rc.reconcile(fleet._request(0), fleet.clients_for, record_now=fleet._record_now(0), tenancy_policy=OPEN)
         fleet.status[0] = result.status
         rows = {r["kind"]: r["state"] for r in result.status["managed"]}
         seen.append((result.outcome, rows.get("taskDefinition"), rows.get("jobDefinition"), result.retry_after))

@@ -29,6 +29,7 @@ from controller.api import reasons
 from controller.aws import iam_policies
 from controller.aws import repository_policies as policies
 from controller.reconcile import cross_account
+from tests.aws.open_tenancy import OPEN
 from tests.aws.wired_world import (
     CLUSTER, NAME as CREDENTIAL, NS, POLICY, clients_for, converge, full_spec, given_wired_world, on_the_wire, raw, run,
 )
@@ -55,7 +56,7 @@ class Clock:
 
 def xrepo(factory, spec: dict[str, Any], status: dict[str, Any], clock: Clock, *, drift_check: bool = True):
     return cross_account.reconcile(NS, NAME, 1, spec, status, clients_for=clients_for(factory), cluster_id=CLUSTER,
-                                   now=clock, drift_check=drift_check)
+                                   now=clock, drift_check=drift_check, tenancy_policy=OPEN)
 
 
 def old_marked(document: dict[str, Any], new: str, old: str) -> dict[str, Any]:
@@ -134,7 +135,7 @@ def test_old_marked_statements_are_not_ours_without_the_status_record(aws_server
     assert document["Statement"][0] == planted                    # kept as it was: someone else's
     assert [s.startswith(NEW) for s in sids(document)] == [False, True]
     gone = cross_account.delete(NS, NAME, 1, spec, {"repositories": [{"name": "other"}]},
-                                clients_for=clients_for(factory), cluster_id=CLUSTER, now=clock)
+                                clients_for=clients_for(factory), cluster_id=CLUSTER, now=clock, tenancy_policy=OPEN)
     assert gone.retry_after is None
     # status named no row for "app" on this delete: still not ours, still there
     assert world.repository_policy(raw, "app")["Statement"][0] == planted

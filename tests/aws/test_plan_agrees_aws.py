@@ -26,6 +26,7 @@ from controller.reconcile import cross_account
 from controller.reconcile import registry_credential as rc
 from tests.conftest import REGION
 from tests.harness import world
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -212,9 +213,9 @@ def operator(factory, scenario: Scenario, spec: dict[str, Any], generation: int,
     """One pass of the operator's reconcile (the AWS actor)."""
     if scenario.kind == RC:
         request = rc.Request(NS, NAME, generation, spec, status, source_secret, CLUSTER)
-        return rc.reconcile(request, clients_for(factory))
+        return rc.reconcile(request, clients_for(factory), tenancy_policy=OPEN)
     return cross_account.reconcile(NS, NAME, generation, spec, status, clients_for=clients_for(factory),
-                                   cluster_id=CLUSTER, now=lambda: dt.datetime.now(dt.timezone.utc))
+                                   cluster_id=CLUSTER, now=lambda: dt.datetime.now(dt.timezone.utc), tenancy_policy=OPEN)
 
 
 @dataclass
@@ -251,7 +252,7 @@ def test_planned_writes_are_the_writes_the_operator_makes(scenario, factory, aws
 
     since = aws_server.calls.mark()
     [obj] = plan.plan_objects([plan.Manifest("m.yaml:1", manifest)], default_namespace=NS, cluster_id=CLUSTER,
-                              factory=plan.read_only_factory(), live=live)
+                              factory=plan.read_only_factory(), live=live, tenancy_policy=OPEN)
     assert aws_server.calls.writes(since=since) == [], "plan wrote to AWS"
     assert aws_server.calls.count(operation="GetSecretValue", since=since) == 0, "plan read a secret value"
     assert not [c for c in obj.changes if c.action == plan.UNKNOWN], plan.render_text(plan.Plan([obj], aws=True))

@@ -23,6 +23,7 @@ from controller.aws.clients import Clients
 from controller.reconcile import cross_account
 from controller.reconcile import registry_credential as rc
 from tests.harness import world
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -55,7 +56,7 @@ def source_secret() -> dict[str, Any]:
 
 def run_plan(factory, *docs: dict[str, Any], live: Any = None) -> list[plan.ObjectPlan]:
     manifests = [plan.Manifest(f"doc{i}", d) for i, d in enumerate(docs)]
-    return plan.plan_objects(manifests, default_namespace=NS, cluster_id=CLUSTER, factory=factory, live=live)
+    return plan.plan_objects(manifests, default_namespace=NS, cluster_id=CLUSTER, factory=factory, live=live, tenancy_policy=OPEN)
 
 
 class Converged:
@@ -106,7 +107,7 @@ def no_writes(aws_server):
 
 def converge_rc(factory, doc: dict[str, Any]) -> dict[str, Any]:
     request = rc.Request(NS, doc["metadata"]["name"], 1, doc["spec"], {}, source_secret(), CLUSTER)
-    result = rc.reconcile(request, lambda r, a, e: Clients(factory, region=r, role_arn=a, external_id=e))
+    result = rc.reconcile(request, lambda r, a, e: Clients(factory, region=r, role_arn=a, external_id=e), tenancy_policy=OPEN)
     assert result.ready, result.status.get("conditions")
     return result.status
 
@@ -289,7 +290,7 @@ def test_repository_policy_statements_added_keep_foreign_ones(ro_factory, reposi
 def test_repository_converged_then_missing_repository(factory, ro_factory, repository, no_writes):
     doc = xrepo_manifest(repositories=["base/python", "base/absent"])
     cross_account.reconcile(NS, "shared", 1, doc["spec"], {}, cluster_id=CLUSTER, now=lambda: __import__("datetime").datetime.now(__import__("datetime").timezone.utc),
-                            clients_for=lambda r, a, e: Clients(factory, region=r, role_arn=a, external_id=e))
+                            clients_for=lambda r, a, e: Clients(factory, region=r, role_arn=a, external_id=e), tenancy_policy=OPEN)
     no_writes()
 
     [obj] = run_plan(ro_factory, doc)
@@ -331,6 +332,11 @@ def test_run_exit_codes_and_json_output(tmp_path, role_and_family, no_writes):
     good = tmp_path / "good"
     good.mkdir()
     (good / "rc.yaml").write_text(yaml.safe_dump_all([source_secret(), rc_manifest(grants={"executionRoles": ["exec"]})]))
+    # The role "exec" does not carry the namespace: plan judges under the TenancyPolicy the
+    # manifests bring (an explicit, open one), as the operator would under that policy.
+    (good / "tenancy.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "regaccess.io/v1alpha1", "kind": "TenancyPolicy", "metadata": {"name": "default"},
+        "spec": {"defaultAction": "Allow", "default": {}}}))
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(xrepo_manifest(repositories=["Not_Valid"])))
     out = io.StringIO()

@@ -20,6 +20,7 @@ from controller import plan
 from controller.aws import ecr_tokens
 from controller.aws.clients import Clients
 from controller.reconcile import pull_secret
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -106,7 +107,7 @@ def test_plan_lists_the_secret_and_service_account_writes_the_operator_makes(fac
                                  "imagePullSecrets": [{"name": "other"}]}})
     since = aws_server.calls.mark()
     [obj] = plan.plan_objects([manifest()], default_namespace=NS, cluster_id=CLUSTER,
-                              factory=plan.read_only_factory(), live=Cluster(kube, None))
+                              factory=plan.read_only_factory(), live=Cluster(kube, None), tenancy_policy=OPEN)
     assert aws_server.calls.writes(since=since) == [] and kube.writes == []
     rendered = plan.render_text(plan.Plan([obj], aws=True)) + plan.render_json(plan.Plan([obj], aws=True))
     planned = sorted(WRITES[(c.kind, c.action)] for c in obj.changes if c.writes)
@@ -117,7 +118,7 @@ def test_plan_lists_the_secret_and_service_account_writes_the_operator_makes(fac
     clients_for = lambda region, role, external: Clients(factory, region=region, role_arn=role, external_id=external)
     result = pull_secret.reconcile(pull_secret.Request(NS, NAME, UID, 1, manifest().body["spec"], {}),
                                    clients_for=clients_for, kube=kube, cluster_id=CLUSTER,
-                                   now=dt.datetime.now(dt.timezone.utc))
+                                   now=dt.datetime.now(dt.timezone.utc), tenancy_policy=OPEN)
     assert result.ready, result.status.get("conditions")
     assert sorted(kube.writes) == planned
 
@@ -125,7 +126,7 @@ def test_plan_lists_the_secret_and_service_account_writes_the_operator_makes(fac
     kube.writes.clear()
     [again] = plan.plan_objects([manifest()], default_namespace=NS, cluster_id=CLUSTER,
                                 factory=plan.read_only_factory(),
-                                live=Cluster(kube, plan.Live(1, manifest().body["spec"], result.status, UID)))
+                                live=Cluster(kube, plan.Live(1, manifest().body["spec"], result.status, UID)), tenancy_policy=OPEN)
     text = plan.render_text(plan.Plan([again], aws=True))
     assert [c for c in again.changes if c.writes] == [], text
     assert [c.action for c in again.changes] == [plan.UNCHANGED, plan.UNCHANGED], text
@@ -133,7 +134,7 @@ def test_plan_lists_the_secret_and_service_account_writes_the_operator_makes(fac
 
 def test_plan_without_the_cluster_assumes_the_service_account_and_says_so(aws, tokens):
     [obj] = plan.plan_objects([manifest()], default_namespace=NS, cluster_id=CLUSTER,
-                              factory=plan.read_only_factory(), live=None)
+                              factory=plan.read_only_factory(), live=None, tenancy_policy=OPEN)
     assert [(c.kind, c.action) for c in obj.changes] == [("secret", "create"), ("serviceAccount", "create")]
     assert obj.notes == [plan.MSG_SERVICE_ACCOUNT_ASSUMED.format(namespace=NS, name="runner")]
     assert not [t for t in tokens if t in plan.render_json(plan.Plan([obj], aws=True))]

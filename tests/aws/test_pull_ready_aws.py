@@ -14,6 +14,7 @@ from controller.reconcile.conditions import get_condition
 from tests.aws.wired_world import SOURCE, clients_for, raw
 from tests.harness import world
 from controller.reconcile import registry_credential as rc
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -39,7 +40,7 @@ def family(name: str, role_arn: str, *, sidecar: str | None = None) -> None:
 def run(factory, the_spec, status=None, drift_check=False):
     request = rc.Request(namespace=NS, name=NAME, generation=1, spec=the_spec, status=status or {},
                          source_secret=SOURCE, cluster_id=CLUSTER, drift_check=drift_check)
-    return rc.reconcile(request, clients_for(factory))
+    return rc.reconcile(request, clients_for(factory), tenancy_policy=OPEN)
 
 
 def pull_ready(status):
@@ -152,6 +153,6 @@ def test_plan_shows_the_verdict_after_its_planned_writes(factory, aws_server):
         notes: list[str] = []
         mark = aws_server.calls.mark()
         plan.plan_aws("RegistryCredential", NS, NAME, spec([role], [fam]), clients, cluster_id=CLUSTER,
-                      source_ref="src", source_version="1", notes=notes)
+                      source_ref="src", source_version="1", notes=notes, tenancy_policy=OPEN)
         assert aws_server.calls.writes(since=mark) == []
         assert [n for n in notes if n.startswith(expected)], notes

@@ -17,6 +17,7 @@ from controller.api import reasons
 from controller.aws.clients import Clients
 from controller.reconcile import registry_credential as rc
 from controller.reconcile.conditions import get_condition
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -49,12 +50,12 @@ class Driver:
 
     def run(self, drift_check: bool = False):
         request = rc.Request(NS, NAME, self.generation, self.spec, self.status, self.secret, CLUSTER, drift_check)
-        result = rc.reconcile(request, self.clients_for)
+        result = rc.reconcile(request, self.clients_for, tenancy_policy=OPEN)
         self.status = result.status
         return result
 
     def delete(self):
-        return rc.delete(rc.Request(NS, NAME, self.generation, self.spec, self.status, None, CLUSTER), self.clients_for)
+        return rc.delete(rc.Request(NS, NAME, self.generation, self.spec, self.status, None, CLUSTER), self.clients_for, tenancy_policy=OPEN)
 
 
 def value(session, name=SECRET_NAME) -> dict:
@@ -303,7 +304,7 @@ def test_plan_actor_records_the_writes_and_makes_none(factory, aws_server, boto)
     d = Driver(factory, spec)
     mark = aws_server.calls.mark()
     request = rc.Request(NS, NAME, 1, spec, {}, d.secret, CLUSTER)
-    result = rc.reconcile(request, d.clients_for, actor=actor)
+    result = rc.reconcile(request, d.clients_for, actor=actor, tenancy_policy=OPEN)
     assert aws_server.calls.writes(since=mark) == []
     assert [(w.kind, w.name, w.action) for w in actor.planned] == [
         ("secret", f"secret 'ecr-pullthroughcache/{NS}/{NAME}'", "create"),

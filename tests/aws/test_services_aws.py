@@ -22,6 +22,7 @@ from controller.reconcile.conditions import get_condition
 from tests.aws import wired_world as ww
 from tests.conftest import REGION
 from tests.harness import world
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -55,10 +56,10 @@ def service_now() -> dict[str, Any]:
 
 
 def run(factory, status: dict[str, Any], *, source=ww.SOURCE, generation: int = 1, record_now=None,
-        the_spec: dict[str, Any] | None = None) -> rc.ReconcileResult:
+        the_spec: dict[str, Any] | None = None, tenancy_policy=OPEN) -> rc.ReconcileResult:
     request = rc.Request(namespace=ww.NS, name=ww.NAME, generation=generation, spec=the_spec or spec(),
                          status=status, source_secret=source, cluster_id=ww.CLUSTER)
-    return rc.reconcile(request, ww.clients_for(factory), record_now=record_now)
+    return rc.reconcile(request, ww.clients_for(factory), record_now=record_now, tenancy_policy=tenancy_policy)
 
 
 def updates(aws_server, mark: int) -> list[str]:
@@ -193,7 +194,10 @@ def test_a_service_outside_the_namespace_is_not_permitted_and_nothing_is_called(
     the_spec = spec()
     the_spec["consumers"]["ecsServices"] = [{"cluster": CLUSTER_NAME, "service": "payments-web"}]
     mark = aws_server.calls.mark()
-    result = run(factory, {}, the_spec=the_spec)
+    # The shipped default (no TenancyPolicy): services are */<namespace>-*.
+    from controller import tenancy
+
+    result = run(factory, {}, the_spec=the_spec, tenancy_policy=tenancy.SHIPPED)
     assert aws_server.calls.list(since=mark) == []
     ready = get_condition(result.status["conditions"], reasons.READY)
     assert (ready["status"], ready["reason"]) == ("False", reasons.NOT_PERMITTED)
@@ -276,7 +280,7 @@ def test_a_drift_check_describes_services_ten_a_call_and_writes_nothing(factory,
     mark = aws_server.calls.mark()
     request = rc.Request(namespace=ww.NS, name=ww.NAME, generation=1, spec=the_spec, status=status,
                          source_secret=ww.SOURCE, cluster_id=ww.CLUSTER, drift_check=True)
-    result = rc.reconcile(request, ww.clients_for(factory))
+    result = rc.reconcile(request, ww.clients_for(factory), tenancy_policy=OPEN)
     assert result.ready
     assert aws_server.calls.count("ecs", "DescribeServices", since=mark) == 2  # 12 services, 10 a call
     assert aws_server.calls.writes(since=mark) == []

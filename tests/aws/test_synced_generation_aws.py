@@ -20,6 +20,7 @@ from tests.aws.wired_world import (
     CLUSTER, NAME, NS, POLICY, SOURCE, clients_for, converge, full_spec, given_wired_world, on_the_wire, raw,
 )
 from tests.harness import world
+from tests.aws.open_tenancy import OPEN
 
 pytestmark = pytest.mark.aws
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.aws
 def reconcile(factory, spec, status, generation, *, drift_check=False) -> rc.ReconcileResult:
     request = rc.Request(namespace=NS, name=NAME, generation=generation, spec=spec, status=status,
                          source_secret=SOURCE, cluster_id=CLUSTER, drift_check=drift_check)
-    return settle(rc.reconcile(request, clients_for(factory)), generation)
+    return settle(rc.reconcile(request, clients_for(factory), tenancy_policy=OPEN), generation)
 
 
 def test_a_spec_change_that_failed_is_applied_by_the_retry_under_report(aws_server, factory):

@@ -17,6 +17,7 @@ from controller.aws.clients import Clients
 from controller.reconcile import registry_credential as rc
 from tests.conftest import REGION
 from tests.harness import world
+from tests.aws.open_tenancy import OPEN
 
 NS, NAME, CLUSTER = "team", "cred", "c1"
 POLICY = f"regaccess-{NS}-{NAME}"
@@ -61,7 +62,7 @@ def run(factory, spec: dict[str, Any], status: dict[str, Any], *, drift_check: b
         generation: int = 1) -> rc.ReconcileResult:
     request = rc.Request(namespace=NS, name=NAME, generation=generation, spec=spec, status=status,
                          source_secret=SOURCE, cluster_id=CLUSTER, drift_check=drift_check)
-    return rc.reconcile(request, clients_for(factory))
+    return rc.reconcile(request, clients_for(factory), tenancy_policy=OPEN)
 
 
 def converge(factory, spec: dict[str, Any]) -> dict[str, Any]:

@@ -421,8 +421,11 @@ def test_tenancy_policy_is_read_only_and_rendered_from_values():
     from controller import tenancy
     assert tenancy.from_spec("shared", policy["spec"]).error is None
 
-    # default left null: the object says nothing, so the shipped default applies.
-    assert "default" not in one(render({"tenancy": {"create": True}}), "TenancyPolicy")["spec"]
+    # default left null: the object says nothing, so the shipped default applies, and the
+    # chart's defaultAction is Deny (what its comment says): nothing unlisted is opened.
+    plain = one(render({"tenancy": {"create": True}}), "TenancyPolicy")["spec"]
+    assert "default" not in plain and plain["defaultAction"] == "Deny"
+    assert tenancy.from_spec("default", plain) == tenancy.Policy(name="default", default_action="Deny")
 
     off = render({"tenancy": {"policyName": ""}})
     assert _tenancy_rules(off) == [] and env_of(one(off, "Deployment"))["REGACCESS_TENANCY_POLICY"] == ""

@@ -284,14 +284,16 @@ def pull_path(namespace: str, name: str | None = None) -> str:
 def full_cycle(kube: Kube, session, namespace: str, before_delete=None) -> None:
     """create / rotate / drift / delete of both kinds in one namespace, driven through the API."""
     iam, sm, ecs, ecr = (session.client(s) for s in ("iam", "secretsmanager", "ecs", "ecr"))
-    role = f"exec-{namespace}"
+    # Names that carry the namespace: the chart installs no TenancyPolicy, so the shipped
+    # default (every field scoped to the namespace) is what a fresh install enforces.
+    role = f"{namespace}-exec"
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
                                                      "Action": "sts:AssumeRole"}]}
     role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    family = f"web-{namespace}"
+    family = f"{namespace}-web"
     ecs.register_task_definition(family=family, executionRoleArn=role_arn, containerDefinitions=[
         {"name": "app", "image": "registry.example.com/team/app:1", "memory": 256, "essential": True}])
-    repo = f"base/{namespace}"
+    repo = f"{namespace}/base"
     ecr.create_repository(repositoryName=repo)
 
     kube.create(kube.secret_path(namespace), {

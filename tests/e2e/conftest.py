@@ -52,7 +52,8 @@ def control_plane():
 
 TENANCY_POLICIES = "/apis/regaccess.io/v1alpha1/tenancypolicies"
 OPEN_TENANCY_POLICY = {"apiVersion": "regaccess.io/v1alpha1", "kind": "TenancyPolicy",
-                       "metadata": {"name": "default"}, "spec": {"default": {}}}
+                       "metadata": {"name": "default"},
+                       "spec": {"defaultAction": "Allow", "default": {}}}
 
 
 @pytest.fixture(scope="session")

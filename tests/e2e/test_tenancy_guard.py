@@ -177,6 +177,24 @@ def test_cross_tenant_attempts_are_refused_with_no_aws_call(kube, tenants, aws_s
     assert calls.counts(since=mark) == {}  # deleting them made none either
 
 
+def test_the_same_attempts_are_refused_by_the_shipped_default(kube, tenants, aws_server_session):
+    """No TenancyPolicy at all: the shipped default refuses every one of them as well."""
+    team_a, team_b = tenants
+    calls = aws_server_session.calls
+    tried = attempts(team_a, team_b)
+    set_policy(kube, None)
+    time.sleep(2)  # the deletion's watch event reaches the operator before the first resource
+    mark = calls.mark()
+    for kind, name, spec, _ in tried:
+        kube.create(path_of(kube, kind, team_a), custom_resource(kind, team_a, name, spec))
+    for kind, name, _, field in tried:
+        obj = wait_condition(kube, path_of(kube, kind, team_a, name), status="False", reason="NotPermitted",
+                             what=f"{kind} {name} NotPermitted under the shipped default")
+        message = condition(obj, "Ready")["message"]
+        assert message.startswith(field + ": ") and "(shipped default)" in message, (name, message)
+    assert calls.counts(since=mark) == {}
+
+
 def test_a_policy_change_is_applied_without_a_restart(kube, tenants, aws_server_session, aws_e2e):
     team_a, _ = tenants
     calls, sm = aws_server_session.calls, aws_e2e.client("secretsmanager")

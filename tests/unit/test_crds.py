@@ -88,3 +88,35 @@ def test_ecr_pull_secret_registry_id_is_judged_by_the_operator_not_the_schema():
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     registry_id = spec["properties"]["registries"]["items"]["properties"]["registryId"]
     assert registry_id["type"] == "string" and "pattern" not in registry_id and registry_id["maxLength"] == 64
+
+
+def test_every_spec_array_of_a_reconciled_kind_is_bounded_and_says_so():
+    """One tenant's resource cannot list thousands of AWS objects and take the whole rate
+    limiter: every array a tenant writes has maxItems, and its description states the bound."""
+    from controller.api.models import RECONCILED_KINDS
+
+    arrays = 0
+    for info in RECONCILED_KINDS:
+        schema = crdgen.crd_for(info)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        for path, node in _walk(schema):
+            for name, prop in (node.get("properties") or {}).items():
+                if prop.get("type") == "array":
+                    arrays += 1
+                    bound = prop.get("maxItems")
+                    assert isinstance(bound, int) and bound > 0, f"{info.kind}{path}.{name} has no maxItems"
+                    assert f"At most {bound}." in prop["description"], f"{info.kind}{path}.{name}"
+    assert arrays >= 10
+
+
+def test_a_list_over_its_bound_is_invalid_before_any_aws_call():
+    from controller.api import reasons
+    from controller.api.validation import validate_registry_credential
+
+    spec = {"source": {"secretRef": {"name": "s"}},
+            "grants": {"executionRoles": [f"team-x-{i}" for i in range(21)]}}
+    resolved, problems = validate_registry_credential("team-x", "n", spec, cluster_id="c")
+    assert resolved is None
+    assert [(p.field, p.reason) for p in problems] == [("spec.grants.executionRoles", reasons.INVALID_SPEC)]
+    assert "at most 20" in problems[0].message
+    spec["grants"]["executionRoles"] = spec["grants"]["executionRoles"][:20]
+    assert validate_registry_credential("team-x", "n", spec, cluster_id="c")[0] is not None

@@ -85,8 +85,39 @@ def test_grants_too_large_for_any_policy_are_reported_before_aws():
         return Clients()
 
     roles = [{"roleArn": f"arn:aws:iam::444455556666:role/a-rather-long-role-name-number-{i:04d}"} for i in range(200)]
-    spec = {"repositories": ["app"], "grants": [{"principals": roles, "access": "PullPush"}]}
+    spec = {"repositories": ["ns/app"], "grants": [{"principals": roles, "access": "PullPush"}]}
     result = xa.reconcile("ns", "n", 1, spec, {}, clients_for=no_clients, cluster_id="c", now=lambda: T0)
     ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == reasons.REPOSITORY_POLICY_TOO_LARGE and "spec.grants[0]" in ready["message"]
     assert result.retry_after is None
+
+
+def test_delete_of_an_invalid_spec_is_judged_by_the_tenancy_guard_before_aws():
+    """An invalid spec is no way around the guard: its delete would act on what it names."""
+    from controller import tenancy
+
+    def no_clients(*_):
+        raise AssertionError("a refused delete must not reach AWS")
+
+    # grants [] is invalid; the repository and the role are another team's.
+    for spec in ({"repositories": ["team-y/api"], "grants": []},
+                 {"repositories": ["team-x/api"], "grants": [], "roleArn": "arn:aws:iam::111122223333:role/team-y"},
+                 {"repositories": [], "repositoryPrefixes": ["ROOT"], "grants": []}):
+        assert xa.validate_cross_account("team-x", "n", spec, cluster_id="c")[0] is None
+        result = xa.delete("team-x", "n", 1, spec, {}, clients_for=no_clients, cluster_id="c", now=lambda: T0,
+                           tenancy_policy=tenancy.SHIPPED)
+        assert result.retry_after is None
+        [event] = result.events
+        assert event.reason == reasons.NOT_PERMITTED and "team-x" in event.message, spec
+
+    # Inside the namespace's rules the same invalid spec's delete goes ahead (it must stay deletable).
+    asked = []
+
+    def recording(region, role, external):
+        asked.append((region, role))
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError):
+        xa.delete("team-x", "n", 1, {"repositories": ["team-x/api"], "grants": []}, {}, clients_for=recording,
+                  cluster_id="c", now=lambda: T0, tenancy_policy=tenancy.SHIPPED)
+    assert asked == [(None, None)]

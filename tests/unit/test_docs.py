@@ -59,6 +59,22 @@ def _example_documents() -> list[tuple[str, str]]:
 
 
 EXAMPLE_DOCS = _example_documents()
+EXAMPLES_POLICY = plan.tenancy_from_manifests(
+    plan.load_text((EXAMPLES / "tenancypolicy.yaml").read_text(), "examples/tenancypolicy.yaml")[0], "default")
+
+
+def test_the_examples_need_their_reviewed_policy_and_it_stays_narrow():
+    """Under the shipped default the examples are refused (they name un-namespaced AWS objects);
+    examples/tenancypolicy.yaml opens those for its namespaces only, not for any other one."""
+    assert EXAMPLES_POLICY is not None and EXAMPLES_POLICY.error is None
+    for origin in ("examples/registrycredential.yaml", "examples/crossaccountrepoaccess.yaml"):
+        manifests, _ = plan.load_text((ROOT / origin).read_text(), origin)
+        shipped = plan.plan_objects(manifests, factory=None, tenancy_policy=tenancy.SHIPPED)
+        assert {p.reason for o in shipped for p in o.problems} == {"NotPermitted"}, origin
+        moved = [plan.Manifest(m.source, {**m.body, "metadata": {**m.body["metadata"], "namespace": "team-x"}})
+                 for m in manifests]
+        elsewhere = plan.plan_objects(moved, factory=None, tenancy_policy=EXAMPLES_POLICY)
+        assert {p.reason for o in elsewhere for p in o.problems} == {"NotPermitted"}, origin
 
 
 def test_there_are_examples_of_both_kinds():
@@ -69,9 +85,10 @@ def test_there_are_examples_of_both_kinds():
 @pytest.mark.parametrize("origin, text", EXAMPLE_DOCS, ids=[o for o, _ in EXAMPLE_DOCS])
 def test_examples_pass_the_operators_validators(origin, text):
     manifests, broken = plan.load_text(text, origin)
-    # A TenancyPolicy in the block holds the block's resources to its rules, as in plan.
+    # A TenancyPolicy in the block holds the block's resources to its rules, as in plan; else
+    # the examples' own (examples/tenancypolicy.yaml, what the docs tell the admin to apply).
     policy = plan.tenancy_from_manifests(manifests, "default")
     assert policy is None or policy.error is None, f"{origin}: {policy.error}"
-    objects = broken + plan.plan_objects(manifests, factory=None, tenancy_policy=policy or tenancy.SHIPPED)
+    objects = broken + plan.plan_objects(manifests, factory=None, tenancy_policy=policy or EXAMPLES_POLICY)
     assert objects or policy is not None, f"{origin}: no custom resource found"
     assert [str(p) for o in objects for p in o.problems] == []

@@ -144,3 +144,30 @@ def test_plan_notes_that_without_aws_an_ecr_pull_secret_is_only_validated():
                            "metadata": {"name": "pull", "namespace": "apps"}, "spec": {}})
     (obj,) = plan.plan_objects(plan.load_text(text, "pull.yaml")[0], factory=None)
     assert obj.problems == [] and obj.notes == [plan.MSG_PULL_SECRET_NOTE]
+
+
+def test_plan_judges_under_the_clusters_tenancy_policy_not_one_the_manifests_add():
+    from controller import tenancy
+
+    widening = plan.Manifest("pr.yaml:1", {"apiVersion": "regaccess.io/v1alpha1", "kind": "TenancyPolicy",
+                                           "metadata": {"name": "default"},
+                                           "spec": {"defaultAction": "Allow", "default": {}}})
+    cluster = tenancy.from_spec("default", {"defaultAction": "Deny"})
+    asked = []
+
+    def read(name):
+        asked.append(name)
+        return cluster
+
+    policy, notes = plan.choose_tenancy([widening], "default", read)
+    assert policy is cluster and asked == ["default"]
+    assert any("is not used" in n for n in notes) and any("from the cluster" in n for n in notes)
+    # No policy in the cluster: still not the pull request's, but the operator's fall-back.
+    policy, notes = plan.choose_tenancy([widening], "default", lambda name: None)
+    assert policy is tenancy.SHIPPED and any("is not used" in n for n in notes)
+    assert plan.choose_tenancy([widening], "team-rules", lambda name: None)[0].missing
+    # Without the cluster (no --kube): the manifests' policy is all plan has.
+    policy, _ = plan.choose_tenancy([widening], "default", None)
+    assert policy == tenancy.from_spec("default", widening.body["spec"])
+    assert plan.choose_tenancy([], "default", None)[0] is tenancy.SHIPPED
+    assert plan.choose_tenancy([widening], "", read)[0] is tenancy.SHIPPED and asked == ["default"]

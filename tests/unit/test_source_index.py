@@ -104,7 +104,7 @@ def test_read_lists_by_name_and_answers_none_when_absent():
     assert asked[0] == "/api/v1/namespaces/team-a/secrets?fieldSelector=metadata.name%3Dhub"
 
 
-SPEC = {"source": {"secretRef": {"name": "hub"}}, "region": "us-east-1"}
+SPEC = {"source": {"secretRef": {"name": "hub"}}}
 
 
 def no_aws(*_args):

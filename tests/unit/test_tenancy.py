@@ -43,18 +43,22 @@ SHIPPED_CASES = [
     ("similar-namespace", {"secret": {"name": "regaccess/teamab/x"}},
      [("spec.secret.name", reasons.NOT_PERMITTED)]),
     ("outside-regaccess", {"secret": {"name": "prod/db-password"}}, [("spec.secret.name", reasons.NOT_PERMITTED)]),
-    ("ptc-default-name", {"pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-a-hub"}},
+    ("ptc-namespace-prefix", {"pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-a"}},
      []),
+    ("ptc-prefix-under-namespace", {"pullThroughCache": {"upstreamRegistry": "docker-hub",
+                                                         "ecrRepositoryPrefix": "team-a/hub"}}, []),
     ("ptc-other-namespace", {"secret": {"name": "ecr-pullthroughcache/team-b/hub"},
-                             "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "hub"}},
-     [("spec.secret.name", reasons.NOT_PERMITTED)]),
-    ("policy-default-with-role", {"grants": {"executionRoles": ["exec"]}}, []),
-    ("policy-foreign-name", {"grants": {"executionRoles": ["exec"], "policyName": "admin-inline"}},
+                             "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-b"}},
+     [("spec.secret.name", reasons.NOT_PERMITTED), ("spec.pullThroughCache.ecrRepositoryPrefix", reasons.NOT_PERMITTED)]),
+    ("policy-default-with-role", {"grants": {"executionRoles": ["team-a-exec"]}}, []),
+    ("policy-foreign-name", {"grants": {"executionRoles": ["team-a-exec"], "policyName": "admin-inline"}},
      [("spec.grants.policyName", reasons.NOT_PERMITTED)]),
     ("policy-name-unchecked-without-role", {"grants": {"policyName": "anything"}}, []),
-    ("everything-else-allowed", {"grants": {"executionRoles": [ROLE_ARN]}, "roleArn": ROLE_ARN, "region": "eu-west-1",
-                                 "consumers": {"ecsTaskDefinitions": [{"family": "any"}],
-                                               "batchJobDefinitions": [{"name": "any"}]}}, []),
+    ("namespace-scoped-names-fit", {"grants": {"executionRoles": ["team-a-exec"]},
+                                    "consumers": {"ecsTaskDefinitions": [{"family": "team-a-api"}],
+                                                  "batchJobDefinitions": [{"name": "team-a-nightly"}],
+                                                  "ecsServices": [{"cluster": "prod", "service": "team-a-web"}]}},
+     []),
 ]
 
 
@@ -62,6 +66,114 @@ SHIPPED_CASES = [
 def test_shipped_default(case, spec, expected):
     values = tenancy.registry_credential_values(rc(**spec))
     assert refused(tenancy.SHIPPED, "team-a", values) == expected
+
+
+def test_the_shipped_default_scopes_every_rule_field():
+    """No field is left to defaultAction: each is either {namespace}-scoped or denied (empty)."""
+    assert set(tenancy.SHIPPED_DEFAULT) == set(tenancy.RULE_FIELDS)
+    for field_name, patterns in tenancy.SHIPPED_DEFAULT.items():
+        assert patterns == () or all("{namespace}" in p for p in patterns), field_name
+    assert tenancy.SHIPPED.default_action == tenancy.DENY
+
+
+TEAM_Y_ROLE = "arn:aws:iam::111122223333:role/team-y-puller"
+OTHER_ACCOUNT = "444455556666"
+# Cross-tenant attempts from namespace team-x under the shipped default (no TenancyPolicy):
+# (id, kind, spec, the fields refused). The five of issue 30 section 3 come first.
+CROSS_TENANT = [
+    ("xrepo-root-prefix-pullpush", "CrossAccountRepoAccess",
+     {"repositories": [], "repositoryPrefixes": ["ROOT"],
+      "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "PullPush"}]},
+     ["spec.repositoryPrefixes[0]"]),
+    ("pull-secret-other-teams-role", "ECRPullSecret",
+     {"registries": [{}], "roleArn": TEAM_Y_ROLE}, ["spec.roleArn", "spec.roleArn"]),
+    ("consumer-other-teams-family", "RegistryCredential",
+     {"consumers": {"ecsTaskDefinitions": [{"family": "team-y-api"}]}},
+     ["spec.consumers.ecsTaskDefinitions[0].family"]),
+    ("consumer-other-teams-job-definition", "RegistryCredential",
+     {"consumers": {"batchJobDefinitions": [{"name": "team-y-nightly"}]}},
+     ["spec.consumers.batchJobDefinitions[0].name"]),
+    ("cache-rule-root", "RegistryCredential",
+     {"secret": {"name": "ecr-pullthroughcache/team-x/hub"},
+      "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "ROOT"}},
+     ["spec.pullThroughCache.ecrRepositoryPrefix"]),
+    ("cache-rule-other-teams-prefix", "RegistryCredential",
+     {"secret": {"name": "ecr-pullthroughcache/team-x/hub"},
+      "pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-y"}},
+     ["spec.pullThroughCache.ecrRepositoryPrefix"]),
+    ("role-arn-path-of-mine-name-of-theirs", "RegistryCredential",
+     {"grants": {"executionRoles": ["arn:aws:iam::111122223333:role/team-x/team-y-exec"]}},
+     ["spec.grants.executionRoles[0]", "spec.grants.executionRoles[0]"]),  # the role, and its account
+    # And more of the same kind:
+    ("other-teams-role-by-name", "RegistryCredential",
+     {"grants": {"executionRoles": ["team-y-exec"]}}, ["spec.grants.executionRoles[0]"]),
+    ("role-name-prefix-without-separator", "RegistryCredential",
+     {"grants": {"executionRoles": ["team-xy-exec"]}}, ["spec.grants.executionRoles[0]"]),
+    ("other-teams-secret", "RegistryCredential",
+     {"secret": {"name": "regaccess/team-y/app"}}, ["spec.secret.name"]),
+    ("other-teams-policy-name", "RegistryCredential",
+     {"grants": {"executionRoles": ["team-x-exec"], "policyName": "regaccess-team-y-app"}},
+     ["spec.grants.policyName"]),
+    ("other-teams-service", "RegistryCredential",
+     {"consumers": {"ecsServices": [{"cluster": "prod", "service": "team-y-web"}]}},
+     ["spec.consumers.ecsServices[0]"]),
+    ("service-in-another-account", "RegistryCredential",
+     {"consumers": {"ecsServices": [{"cluster": f"arn:aws:ecs:eu-west-1:{OTHER_ACCOUNT}:cluster/prod",
+                                     "service": "team-x-web"}]}},
+     ["spec.consumers.ecsServices[0].cluster"]),
+    ("another-region", "RegistryCredential", {"region": "us-east-1"}, ["spec.region"]),
+    ("assume-a-role", "RegistryCredential", {"roleArn": TEAM_Y_ROLE}, ["spec.roleArn", "spec.roleArn"]),
+    ("cache-rule-custom-role", "RegistryCredential",
+     {"pullThroughCache": {"upstreamRegistry": "ecr", "ecrRepositoryPrefix": "team-x",
+                           "customRoleArn": TEAM_Y_ROLE,
+                           "upstreamRegistryUrl": "111122223333.dkr.ecr.eu-west-1.amazonaws.com"}},
+     ["spec.pullThroughCache.customRoleArn"]),
+    ("cache-rule-prefix-named-like-mine", "RegistryCredential",
+     {"pullThroughCache": {"upstreamRegistry": "docker-hub", "ecrRepositoryPrefix": "team-x-hub"}},
+     ["spec.pullThroughCache.ecrRepositoryPrefix"]),
+    ("xrepo-other-teams-repository", "CrossAccountRepoAccess",
+     {"repositories": ["team-y/api"], "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "Pull"}]},
+     ["spec.repositories[0]"]),
+    ("xrepo-other-teams-prefix", "CrossAccountRepoAccess",
+     {"repositories": [], "repositoryPrefixes": ["team-y"],
+      "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "Pull"}]},
+     ["spec.repositoryPrefixes[0]"]),
+    ("xrepo-prefix-wider-than-namespace", "CrossAccountRepoAccess",
+     {"repositories": [], "repositoryPrefixes": ["team"],
+      "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "Pull"}]},
+     ["spec.repositoryPrefixes[0]"]),
+    ("xrepo-top-level-repository", "CrossAccountRepoAccess",
+     {"repositories": ["team-x"], "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "Pull"}]},
+     ["spec.repositories[0]"]),
+    ("xrepo-assume-a-role", "CrossAccountRepoAccess",
+     {"repositories": ["team-x/api"], "roleArn": TEAM_Y_ROLE,
+      "grants": [{"principals": [{"accountId": OTHER_ACCOUNT}], "access": "Pull"}]},
+     ["spec.roleArn", "spec.roleArn"]),
+    ("pull-secret-other-account-registry", "ECRPullSecret",
+     {"registries": [{"registryId": OTHER_ACCOUNT}]}, ["spec.registries[0].registryId"]),
+    ("pull-secret-other-region", "ECRPullSecret",
+     {"registries": [{"region": "ap-south-1"}]}, ["spec.registries[0].region"]),
+]
+
+
+@pytest.mark.parametrize("case, kind, spec, expected", CROSS_TENANT, ids=[c[0] for c in CROSS_TENANT])
+def test_cross_tenant_attempts_are_refused_by_the_shipped_default(case, kind, spec, expected):
+    from controller.api.validate import validate
+
+    full = {"source": {"secretRef": {"name": "src"}}, **spec} if kind == "RegistryCredential" else spec
+    resolved, problems = validate(kind, "team-x", "x", full, cluster_id="c1")
+    assert resolved is not None, problems
+    found = refused(tenancy.SHIPPED, "team-x", tenancy.values_of(kind, resolved))
+    assert [f for f, _ in found] == expected
+    assert {r for _, r in found} == {reasons.NOT_PERMITTED}
+    # The same resource from the owning namespace's view is not what refuses it: an explicit
+    # permissive policy (the admin's reviewed choice) lets it through.
+    open_policy = tenancy.from_spec("open", {"defaultAction": "Allow", "default": {}})
+    assert refused(open_policy, "team-x", tenancy.values_of(kind, resolved)) == []
+
+
+def test_the_cross_tenant_table_is_large_enough():
+    assert len(CROSS_TENANT) >= 20
 
 
 def test_message_names_the_field_the_value_and_the_rule():
@@ -241,3 +353,60 @@ def test_every_rule_field_is_in_the_model_and_the_model_has_no_other():
     from controller.api.models import TenancyRules
 
     assert set(TenancyRules.model_fields) == set(tenancy.RULE_FIELDS)
+
+
+def test_a_missing_policy_is_the_shipped_default_only_for_the_name_default():
+    assert tenancy.absent("default") is tenancy.SHIPPED
+    assert tenancy.absent("") is tenancy.SHIPPED  # none read at all
+    missing = tenancy.absent("team-rules")
+    assert missing.missing and missing.name == "team-rules"
+    values = tenancy.registry_credential_values(rc())  # fits the shipped default
+    assert tenancy.violations(tenancy.SHIPPED, "team-a", values) == []
+    [problem] = tenancy.violations(missing, "team-a", values)
+    assert problem.reason == reasons.TENANCY_POLICY_MISSING
+    assert "TenancyPolicy team-rules (named by --tenancy-policy) does not exist" in problem.message
+    assert tenancy.violations(missing, "team-a", []) != []  # even a resource naming nothing
+    # Created: the policy parsed from it replaces the absence, and the verdict changes.
+    assert tenancy.verdict(tenancy.from_spec("team-rules", {}), "team-a", values) == ()
+
+
+def test_the_absence_is_logged_and_in_the_metric():
+    from controller import handlers, metrics
+
+    lines = []
+
+    class Log:
+        def error(self, event, **fields):
+            lines.append(("error", event, fields))
+
+        def warning(self, event, **fields):
+            lines.append(("warning", event, fields))
+
+    handlers._report_tenancy_absence(Log(), "team-rules", tenancy.absent("team-rules"))
+    assert metrics.TENANCY_POLICY_MISSING._value.get() == 1
+    assert lines[-1][0] == "error" and lines[-1][2]["reason"] == reasons.TENANCY_POLICY_MISSING
+    handlers._report_tenancy_absence(Log(), "default", tenancy.absent("default"))
+    assert lines[-1][:2] == ("warning", "tenancy policy not found: the shipped default applies")
+    handlers._report_tenancy_absence(Log(), "team-rules", tenancy.from_spec("team-rules", {}))
+    assert metrics.TENANCY_POLICY_MISSING._value.get() == 0 and len(lines) == 2
+
+
+def test_an_execution_role_arn_is_judged_by_the_arn_iam_answers_for_its_name():
+    policy = tenancy.from_spec("paths", {"namespaces": {"team-x": {
+        "executionRoles": ["arn:aws:iam::*:role/{namespace}/*"], "accounts": ["111122223333"]}}})
+    claimed = "arn:aws:iam::111122223333:role/team-x/team-y-exec"
+    theirs = "arn:aws:iam::111122223333:role/team-y/team-y-exec"
+    mine = "arn:aws:iam::111122223333:role/team-x/team-x-exec"
+    # The text fits the rule; the real role is elsewhere: refused, naming both ARNs.
+    [problem] = tenancy.real_role_problems(policy, "team-x", [claimed], {claimed: theirs})
+    assert (problem.field, problem.reason) == ("spec.grants.executionRoles[0]", reasons.NOT_PERMITTED)
+    assert claimed in problem.message and theirs in problem.message
+    assert tenancy.real_role_problems(policy, "team-x", ["team-x-a", mine], {mine: mine}) == []
+    # The real ARN is judged by the rule too (as given it already was, by the pure guard).
+    elsewhere = "arn:aws:iam::111122223333:role/platform/shared"
+    assert [p.field for p in tenancy.real_role_problems(policy, "team-x", [elsewhere], {elsewhere: elsewhere})] == [
+        "spec.grants.executionRoles[0]"]
+    # No such role: left to the grant step (it reports the missing role); names are not resolved.
+    assert tenancy.real_role_problems(policy, "team-x", [claimed, "team-y-exec"], {claimed: None}) == []
+    # A missing or unreadable policy still refuses everything.
+    assert tenancy.real_role_problems(tenancy.absent("rules"), "team-x", [mine], {mine: mine}) != []
