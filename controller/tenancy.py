@@ -260,10 +260,14 @@ def _account_of_arn(arn: str) -> str | None:
 
 
 def _common(spec: Any) -> list[Value]:
+    return _region_and_role(getattr(spec, "region", None), getattr(spec, "roleArn", None))
+
+
+def _region_and_role(region: str | None, role_arn: str | None) -> list[Value]:
+    """spec.region and spec.roleArn (with its account) as the rules judge them."""
     values: list[Value] = []
-    if getattr(spec, "region", None):
-        values.append(("spec.region", "regions", spec.region, "value"))
-    role_arn = getattr(spec, "roleArn", None)
+    if region:
+        values.append(("spec.region", "regions", region, "value"))
     if role_arn:
         values.append(("spec.roleArn", "roleArns", role_arn, "value"))
         account = _account_of_arn(role_arn)
@@ -327,14 +331,7 @@ def cross_account_target_values(region: str | None, role_arn: str | None, reposi
     """
     values: list[Value] = [("spec.repositories", "repositories", repository, "value") for repository in repositories]
     values += [("spec.repositoryPrefixes", "repositories", prefix, "prefix") for prefix in prefixes]
-    if region:
-        values.append(("spec.region", "regions", region, "value"))
-    if role_arn:
-        values.append(("spec.roleArn", "roleArns", role_arn, "value"))
-        account = _account_of_arn(role_arn)
-        if account:
-            values.append(("spec.roleArn", "accounts", account, "value"))
-    return values
+    return values + _region_and_role(region, role_arn)
 
 
 def pull_secret_values(resolved: Any) -> list[Value]:
